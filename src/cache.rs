@@ -1,0 +1,67 @@
+//! Result cache in Redis, keyed by task id. Only terminal tasks are cached:
+//! they never change, so a cached copy can never be stale.
+
+use std::time::Duration;
+
+use deadpool_redis::Pool;
+use redis::AsyncCommands;
+use uuid::Uuid;
+
+use crate::domain::TaskRecord;
+use crate::redis_pool::{Keys, RedisError, bounded};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    #[error(transparent)]
+    Redis(#[from] RedisError),
+    #[error("cached entry is not a task record")]
+    Decode(#[from] serde_json::Error),
+}
+
+#[derive(Clone)]
+pub struct Cache {
+    pool: Pool,
+    keys: Keys,
+    ttl_seconds: u64,
+    timeout: Duration,
+}
+
+impl Cache {
+    pub fn new(pool: Pool, keys: Keys, ttl_seconds: u64, timeout: Duration) -> Self {
+        Self {
+            pool,
+            keys,
+            ttl_seconds,
+            timeout,
+        }
+    }
+
+    /// The cached record, or `None` on a miss.
+    #[tracing::instrument(skip_all, fields(task_id = %id))]
+    pub async fn get(&self, id: Uuid) -> Result<Option<TaskRecord>, CacheError> {
+        let key = self.keys.result(id);
+        let cached: Option<String> = bounded(self.timeout, async {
+            let mut conn = self.pool.get().await?;
+            Ok::<_, RedisError>(conn.get(key).await?)
+        })
+        .await?;
+        Ok(cached.map(|json| serde_json::from_str(&json)).transpose()?)
+    }
+
+    /// Caches a terminal record for `cache.ttl_seconds`; others are ignored.
+    #[tracing::instrument(skip_all, fields(task_id = %record.id))]
+    pub async fn put(&self, record: &TaskRecord) -> Result<(), CacheError> {
+        if !record.status.is_terminal() {
+            return Ok(());
+        }
+        let json = serde_json::to_string(record)?;
+        let key = self.keys.result(record.id);
+        bounded(self.timeout, async {
+            let mut conn = self.pool.get().await?;
+            conn.set_ex::<_, _, ()>(key, json, self.ttl_seconds).await?;
+            Ok::<_, RedisError>(())
+        })
+        .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,141 @@
+//! The command line: `tasker api | worker | migrate | dev`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use tokio::net::TcpListener;
+
+use crate::config::{Config, LogFormat};
+use crate::services::Services;
+use crate::shutdown::Shutdown;
+use crate::telemetry::logs;
+use crate::worker::Worker;
+
+/// Tasker: asynchronous task execution. Submit tasks over REST, run them on
+/// workers, poll for the results. PostgreSQL stores every task; Redis carries
+/// dispatch messages and caches results.
+#[derive(Debug, Parser)]
+#[command(name = "tasker", version, about, long_about = None)]
+struct Cli {
+    /// TOML configuration file (environment variables TASKER_… override it).
+    #[arg(long, global = true, env = "TASKER_CONFIG", value_name = "PATH")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, Subcommand)]
+enum Command {
+    /// Serve the HTTP API (POST /run-task, GET /get-task-output, …) on `api.listen`.
+    Api,
+    /// Run tasks from the Redis queues; serves /health, /ready, /metrics on `worker.listen`.
+    Worker,
+    /// Apply database migrations and exit (safe to run repeatedly and concurrently).
+    Migrate,
+    /// Local development: apply migrations, then run the API and a worker in one process.
+    Dev,
+}
+
+/// Parses the command line and runs the chosen command.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match Config::load(cli.config.as_deref()) {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("tasker: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    let default_format = match cli.command {
+        Command::Dev => LogFormat::Text,
+        _ => LogFormat::Json,
+    };
+    logs::init(&config.log, default_format);
+    crate::tls::install_crypto_provider();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("tasker: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command, config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!(error = format!("{err:#}"), "tasker stopped with an error");
+            eprintln!("tasker: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command, config: Config) -> anyhow::Result<()> {
+    tracing::info!(command = ?command, config = ?config, "configuration loaded");
+    let shutdown = Shutdown::new();
+    tokio::spawn(shutdown.clone().trigger_on_signal());
+    let services = Services::build(&config)?;
+    match command {
+        Command::Migrate => migrate(&services).await,
+        Command::Api => run_api(services, &config, shutdown).await,
+        Command::Worker => run_worker(services, &config, shutdown).await,
+        Command::Dev => {
+            migrate(&services).await?;
+            let api = run_api(services.clone(), &config, shutdown.clone());
+            let worker = run_worker(services, &config, shutdown.clone());
+            let (api, worker) = tokio::join!(api, worker);
+            api.and(worker)
+        }
+    }
+}
+
+async fn migrate(services: &Services) -> anyhow::Result<()> {
+    services
+        .store
+        .migrate()
+        .await
+        .context("applying database migrations")?;
+    tracing::info!("database migrations applied");
+    Ok(())
+}
+
+async fn run_api(services: Services, config: &Config, shutdown: Shutdown) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(config.api.listen)
+        .await
+        .with_context(|| format!("cannot listen on api.listen = {}", config.api.listen))?;
+    tracing::info!(address = %config.api.listen, "api listening");
+    let router = crate::http::router(services, &config.api);
+    let served = crate::http::serve(listener, router, shutdown.clone()).await;
+    // The API stopping for any reason stops a `dev` worker too.
+    shutdown.trigger();
+    served.context("api server failed")
+}
+
+async fn run_worker(services: Services, config: &Config, shutdown: Shutdown) -> anyhow::Result<()> {
+    let worker = Worker::new(services, config)?;
+    let listener = TcpListener::bind(config.worker.listen)
+        .await
+        .with_context(|| format!("cannot listen on worker.listen = {}", config.worker.listen))?;
+    tracing::info!(address = %config.worker.listen, "worker probes listening");
+    worker.run(listener, shutdown).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn help_explains_every_subcommand() {
+        let help = Cli::command().render_long_help().to_string();
+        for name in ["api", "worker", "migrate", "dev"] {
+            assert!(help.contains(name), "{name} missing from help:\n{help}");
+        }
+    }
+}

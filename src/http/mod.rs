@@ -1,0 +1,58 @@
+//! The HTTP API: state, router, errors, extractors, routes and the OpenAPI
+//! document. Handlers talk to `Services`, never to SQL or Redis directly.
+
+pub mod error;
+mod extract;
+mod middleware;
+pub mod openapi;
+mod routes;
+pub mod schemas;
+
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::{Extension, Router};
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::net::TcpListener;
+
+use crate::config::ApiConfig;
+use crate::services::Services;
+use crate::shutdown::Shutdown;
+use crate::telemetry::metrics;
+
+/// What every handler can reach: cheap handles only.
+#[derive(Clone)]
+pub struct AppState {
+    pub(crate) services: Services,
+    metrics: Option<PrometheusHandle>,
+    openapi_json: Arc<String>,
+    docs_html: Arc<String>,
+}
+
+/// The whole API as a router, ready to serve or to call in tests.
+pub fn router(services: Services, config: &ApiConfig) -> Router {
+    let document = openapi::document(&services.registry);
+    let openapi_json = serde_json::to_string_pretty(&document).unwrap_or_default();
+    let docs_html = utoipa_scalar::Scalar::new(document).title("Tasker API").to_html();
+    let state = AppState {
+        services,
+        metrics: metrics::install(),
+        openapi_json: Arc::new(openapi_json),
+        docs_html: Arc::new(docs_html),
+    };
+    routes::router()
+        .route_layer(axum::middleware::from_fn(middleware::record_route))
+        .fallback(routes::not_found)
+        .method_not_allowed_fallback(routes::method_not_allowed)
+        .layer(DefaultBodyLimit::max(config.max_body_bytes))
+        .layer(Extension(extract::BodyLimit(config.max_body_bytes)))
+        .layer(axum::middleware::from_fn(middleware::request_context))
+        .with_state(state)
+}
+
+/// Serves `router` until `shutdown`, then finishes in-flight requests.
+pub async fn serve(listener: TcpListener, router: Router, shutdown: Shutdown) -> std::io::Result<()> {
+    axum::serve(listener, router)
+        .with_graceful_shutdown(async move { shutdown.wait().await })
+        .await
+}

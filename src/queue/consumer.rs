@@ -1,0 +1,89 @@
+//! Taking messages off the queues. A consumer owns one connection of its own,
+//! because a blocking pop would stall every other command sharing it.
+
+use std::time::Duration;
+
+use redis::AsyncConnectionConfig;
+use redis::aio::MultiplexedConnection;
+
+use super::Message;
+use crate::redis_pool::{Keys, RedisError, bounded};
+
+pub struct Consumer {
+    client: redis::Client,
+    connection: Option<MultiplexedConnection>,
+    ready_keys: Vec<String>,
+    next_first: usize,
+    timeout: Duration,
+    block: Duration,
+}
+
+/// A message taken off a queue, or a member that could not be decoded.
+#[derive(Debug)]
+pub enum Popped {
+    Message { queue_key: String, message: Message },
+    Garbage { queue_key: String, raw: String },
+}
+
+impl Consumer {
+    /// A consumer of `queues`, blocking at most `block` per call.
+    pub fn new(
+        url: &str,
+        keys: &Keys,
+        queues: &[String],
+        timeout: Duration,
+        block: Duration,
+    ) -> Result<Self, RedisError> {
+        Ok(Self {
+            client: redis::Client::open(url).map_err(RedisError::Config)?,
+            connection: None,
+            ready_keys: queues.iter().map(|q| keys.ready(q)).collect(),
+            next_first: 0,
+            timeout,
+            block,
+        })
+    }
+
+    /// Waits up to the block time for the oldest message on any queue.
+    /// Queues are tried in rotating order so that none starves the others.
+    pub async fn next(&mut self) -> Result<Option<Popped>, RedisError> {
+        let mut keys = self.ready_keys.clone();
+        let first = self.next_first % keys.len().max(1);
+        keys.rotate_left(first);
+        self.next_first = self.next_first.wrapping_add(1);
+        let mut connection = self.connection().await?;
+        let mut command = redis::cmd("BZPOPMIN");
+        command.arg(&keys).arg(self.block.as_secs_f64());
+        let reply: Result<Option<(String, String, f64)>, RedisError> =
+            bounded(self.block + self.timeout, command.query_async(&mut connection)).await;
+        match reply {
+            Ok(popped) => Ok(popped.map(|(queue_key, raw, _score)| match Message::decode(&raw) {
+                Ok(message) => Popped::Message { queue_key, message },
+                Err(_) => Popped::Garbage { queue_key, raw },
+            })),
+            Err(err) => {
+                // The connection may be broken; make a fresh one next time.
+                self.connection = None;
+                Err(err)
+            }
+        }
+    }
+
+    /// The consumer's connection (a cheap handle), made on first use.
+    async fn connection(&mut self) -> Result<MultiplexedConnection, RedisError> {
+        if self.connection.is_none() {
+            let config = AsyncConnectionConfig::new()
+                .set_connection_timeout(Some(self.timeout))
+                .set_response_timeout(Some(self.block + self.timeout));
+            let connection = bounded(
+                self.timeout,
+                self.client.get_multiplexed_async_connection_with_config(&config),
+            )
+            .await?;
+            self.connection = Some(connection);
+        }
+        self.connection
+            .clone()
+            .ok_or(RedisError::Build("no Redis connection".into()))
+    }
+}

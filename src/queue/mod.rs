@@ -1,0 +1,184 @@
+//! Dispatch through Redis. Each queue is a sorted set of task messages scored
+//! by enqueue time: `ZADD NX` makes a dispatch idempotent, so re-dispatching a
+//! task that is already queued adds nothing. Retries wait in a second sorted
+//! set scored by due time until they are promoted.
+
+mod consumer;
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use deadpool_redis::Pool;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::redis_pool::{Keys, RedisError, bounded};
+
+pub use consumer::{Consumer, Popped};
+
+/// What travels through the queue. Derived from the stored task alone, so
+/// every dispatch of one task produces the same member (and deduplicates).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Message {
+    pub task_id: Uuid,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+}
+
+impl Message {
+    pub fn encode(&self) -> String {
+        // Serialising a struct of a Uuid and an optional String cannot fail.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    pub fn decode(raw: &str) -> Result<Self, serde_json::Error> {
+        serde_json::from_str(raw)
+    }
+}
+
+/// Moves due retries into the ready set. Atomic, so concurrent promoters in
+/// several workers never move one message twice.
+const PROMOTE_SCRIPT: &str = r"
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
+for _, member in ipairs(due) do
+  redis.call('ZADD', KEYS[2], 'NX', ARGV[1], member)
+end
+if #due > 0 then
+  redis.call('ZREM', KEYS[1], unpack(due))
+end
+return #due
+";
+
+#[derive(Clone)]
+pub struct Queue {
+    pool: Pool,
+    keys: Keys,
+    timeout: Duration,
+    promote: redis::Script,
+}
+
+impl Queue {
+    pub fn new(pool: Pool, keys: Keys, timeout: Duration) -> Self {
+        Self {
+            pool,
+            keys,
+            timeout,
+            promote: redis::Script::new(PROMOTE_SCRIPT),
+        }
+    }
+
+    pub fn keys(&self) -> &Keys {
+        &self.keys
+    }
+
+    /// Makes `message` ready to run on `queue`.
+    #[tracing::instrument(skip_all, fields(task_id = %message.task_id, queue))]
+    pub async fn dispatch(&self, queue: &str, message: &Message) -> Result<(), RedisError> {
+        self.dispatch_many(std::iter::once((queue, message))).await
+    }
+
+    /// Dispatches several messages in one round trip.
+    pub async fn dispatch_many<'a>(
+        &self,
+        messages: impl IntoIterator<Item = (&'a str, &'a Message)>,
+    ) -> Result<(), RedisError> {
+        let score = now_millis();
+        let mut pipe = redis::pipe();
+        for (queue, message) in messages {
+            pipe.cmd("ZADD")
+                .arg(self.keys.ready(queue))
+                .arg("NX")
+                .arg(score)
+                .arg(message.encode())
+                .ignore();
+        }
+        self.run_pipeline(pipe).await
+    }
+
+    /// Holds `message` back until `due`, then [`Queue::promote_due`] makes it ready.
+    #[tracing::instrument(skip_all, fields(task_id = %message.task_id, queue))]
+    pub async fn schedule(
+        &self,
+        queue: &str,
+        message: &Message,
+        due: SystemTime,
+    ) -> Result<(), RedisError> {
+        let mut pipe = redis::pipe();
+        pipe.cmd("ZADD")
+            .arg(self.keys.delayed(queue))
+            .arg(millis_since_epoch(due))
+            .arg(message.encode())
+            .ignore();
+        self.run_pipeline(pipe).await
+    }
+
+    /// Moves up to `limit` due retries of `queue` into its ready set.
+    pub async fn promote_due(&self, queue: &str, limit: usize) -> Result<usize, RedisError> {
+        let mut invocation = self.promote.prepare_invoke();
+        invocation
+            .key(self.keys.delayed(queue))
+            .key(self.keys.ready(queue))
+            .arg(now_millis())
+            .arg(limit);
+        bounded(self.timeout, async {
+            let mut conn = self.pool.get().await?;
+            Ok::<_, RedisError>(invocation.invoke_async(&mut conn).await?)
+        })
+        .await
+    }
+
+    /// Messages waiting in `queue`'s ready set.
+    pub async fn ready_len(&self, queue: &str) -> Result<u64, RedisError> {
+        let key = self.keys.ready(queue);
+        bounded(self.timeout, async {
+            let mut conn = self.pool.get().await?;
+            Ok::<_, RedisError>(redis::cmd("ZCARD").arg(key).query_async(&mut conn).await?)
+        })
+        .await
+    }
+
+    /// Succeeds when Redis answers PING.
+    pub async fn ping(&self) -> Result<(), RedisError> {
+        bounded(self.timeout, async {
+            let mut conn = self.pool.get().await?;
+            redis::cmd("PING")
+                .query_async::<()>(&mut conn)
+                .await
+                .map_err(RedisError::from)
+        })
+        .await
+    }
+
+    async fn run_pipeline(&self, pipe: redis::Pipeline) -> Result<(), RedisError> {
+        bounded(self.timeout, async {
+            let mut conn = self.pool.get().await?;
+            pipe.query_async::<()>(&mut conn).await?;
+            Ok::<_, RedisError>(())
+        })
+        .await
+    }
+}
+
+fn now_millis() -> u64 {
+    millis_since_epoch(SystemTime::now())
+}
+
+fn millis_since_epoch(at: SystemTime) -> u64 {
+    at.duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_message_encodes_the_same_way_every_time() {
+        let message = Message {
+            task_id: Uuid::nil(),
+            request_id: Some("req-1".into()),
+        };
+        assert_eq!(message.encode(), message.clone().encode());
+        assert_eq!(Message::decode(&message.encode()).ok(), Some(message));
+    }
+}

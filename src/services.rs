@@ -1,0 +1,36 @@
+//! The shared handles both the API and the worker are built from.
+
+use anyhow::Context;
+
+use crate::cache::Cache;
+use crate::config::Config;
+use crate::queue::Queue;
+use crate::redis_pool::{self, Keys};
+use crate::store::Store;
+use crate::tasks::Registry;
+
+/// Cheap-to-clone handles on PostgreSQL, Redis and the task types.
+#[derive(Clone)]
+pub struct Services {
+    pub store: Store,
+    pub queue: Queue,
+    pub cache: Cache,
+    pub registry: Registry,
+}
+
+impl Services {
+    /// Builds every handle without connecting: connections are made on first
+    /// use, so a process starts while a dependency is down.
+    pub fn build(config: &Config) -> anyhow::Result<Self> {
+        let store = Store::connect_lazy(&config.database).context("database.url")?;
+        let pool = redis_pool::connect(&config.redis).context("redis.url")?;
+        let keys = Keys::new(config.redis.key_prefix.clone());
+        let timeout = config.redis.timeout();
+        Ok(Self {
+            store,
+            queue: Queue::new(pool.clone(), keys.clone(), timeout),
+            cache: Cache::new(pool, keys, config.cache.ttl_seconds, timeout),
+            registry: Registry::new(config)?,
+        })
+    }
+}

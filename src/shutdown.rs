@@ -1,0 +1,85 @@
+//! The shutdown signal shared by the API and the worker.
+
+use std::sync::Arc;
+
+use tokio::sync::watch;
+
+/// A one-way switch: once triggered, every clone sees it.
+#[derive(Clone)]
+pub struct Shutdown {
+    sender: Arc<watch::Sender<bool>>,
+    receiver: watch::Receiver<bool>,
+}
+
+impl Default for Shutdown {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Shutdown {
+    pub fn new() -> Self {
+        let (sender, receiver) = watch::channel(false);
+        Self {
+            sender: Arc::new(sender),
+            receiver,
+        }
+    }
+
+    pub fn trigger(&self) {
+        self.sender.send_replace(true);
+    }
+
+    pub fn is_triggered(&self) -> bool {
+        *self.receiver.borrow()
+    }
+
+    /// Resolves once the switch is triggered.
+    pub async fn wait(&self) {
+        let mut receiver = self.receiver.clone();
+        // Err means every sender is gone, which cannot happen while `self` lives.
+        let _ = receiver.wait_for(|triggered| *triggered).await;
+    }
+
+    /// Triggers on Ctrl+C or SIGTERM (what Kubernetes sends).
+    pub async fn trigger_on_signal(self) {
+        let ctrl_c = async {
+            if tokio::signal::ctrl_c().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        };
+        #[cfg(unix)]
+        let terminate = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut signal) => {
+                    signal.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let terminate = std::future::pending::<()>();
+        tokio::select! {
+            () = ctrl_c => tracing::info!("received Ctrl+C, shutting down"),
+            () = terminate => tracing::info!("received SIGTERM, shutting down"),
+            () = self.wait() => return,
+        }
+        self.trigger();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn every_clone_sees_the_trigger() {
+        let shutdown = Shutdown::new();
+        let clone = shutdown.clone();
+        assert!(!clone.is_triggered());
+        let waiter = tokio::spawn(async move { clone.wait().await });
+        shutdown.trigger();
+        assert!(waiter.await.is_ok());
+        assert!(shutdown.is_triggered());
+    }
+}

@@ -1,0 +1,128 @@
+//! PostgreSQL: every SQL statement Tasker runs lives in this module.
+
+mod tasks;
+
+use std::future::Future;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::PgPool;
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+
+use crate::config::DatabaseConfig;
+
+pub use tasks::DispatchCandidate;
+
+static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
+
+/// What went wrong talking to PostgreSQL.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The server cannot be reached or is refusing work: retry later.
+    #[error("the database is unavailable")]
+    Unavailable(#[source] sqlx::Error),
+    #[error("the database did not answer within {0:?}")]
+    TimedOut(Duration),
+    #[error("database query failed")]
+    Query(#[source] sqlx::Error),
+    #[error("migration failed")]
+    Migrate(#[source] sqlx::migrate::MigrateError),
+    #[error("invalid database URL")]
+    InvalidUrl(#[source] sqlx::Error),
+    #[error("stored row is invalid: {0}")]
+    Corrupt(String),
+}
+
+impl Error {
+    /// True when the database is down or overloaded rather than the request bad.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, Self::Unavailable(_) | Self::TimedOut(_))
+    }
+
+    fn from_sqlx(err: sqlx::Error) -> Self {
+        if is_connectivity_error(&err) {
+            Self::Unavailable(err)
+        } else {
+            Self::Query(err)
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+fn is_connectivity_error(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            // 08: connection exception; 57P0x: shutdown / cannot connect now;
+            // 53300: too many connections.
+            code.starts_with("08") || code.starts_with("57P") || code == "53300"
+        }),
+        _ => false,
+    }
+}
+
+/// Handle on the database: cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    pool: PgPool,
+    query_timeout: Duration,
+}
+
+impl Store {
+    /// Creates the pool without connecting, so a process starts (and reports
+    /// not ready) while PostgreSQL is down, and connects once it is back.
+    pub fn connect_lazy(config: &DatabaseConfig) -> Result<Self> {
+        let options =
+            PgConnectOptions::from_str(config.url.expose()).map_err(Error::InvalidUrl)?;
+        let pool = PgPoolOptions::new()
+            .max_connections(config.max_connections)
+            .acquire_timeout(config.acquire_timeout())
+            .connect_lazy_with(options.application_name("tasker"));
+        Ok(Self {
+            pool,
+            query_timeout: config.query_timeout(),
+        })
+    }
+
+    /// Applies pending migrations. Safe to run twice, and from several
+    /// processes at once: sqlx serialises them with an advisory lock.
+    pub async fn migrate(&self) -> Result<()> {
+        MIGRATOR.run(&self.pool).await.map_err(Error::Migrate)
+    }
+
+    /// Succeeds when the database answers a trivial query.
+    pub async fn ping(&self) -> Result<()> {
+        self.bounded(sqlx::query("SELECT 1").execute(&self.pool))
+            .await
+            .map(|_| ())
+    }
+
+    /// Closes every connection; used at shutdown.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// Pool size and idle connections, for the pool gauges.
+    pub fn pool_stats(&self) -> (u32, usize) {
+        (self.pool.size(), self.pool.num_idle())
+    }
+
+    /// Runs one database call under the query timeout, so a server that
+    /// stopped answering fails the call instead of hanging it.
+    async fn bounded<T>(
+        &self,
+        call: impl Future<Output = std::result::Result<T, sqlx::Error>>,
+    ) -> Result<T> {
+        match tokio::time::timeout(self.query_timeout, call).await {
+            Ok(result) => result.map_err(Error::from_sqlx),
+            Err(_) => Err(Error::TimedOut(self.query_timeout)),
+        }
+    }
+}

@@ -1,0 +1,235 @@
+//! Statements on the `tasks` table. Every state change is a conditional
+//! UPDATE, so duplicates and stale workers can never overwrite a result.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::{Error, Result, Store};
+use crate::domain::{ClaimedTask, NewTask, TaskRecord, TaskStatus};
+
+/// The columns every `TaskRecord` is read from, as a literal so statements
+/// stay `&'static str` (sqlx refuses SQL built at run time).
+macro_rules! record_columns {
+    () => {
+        "id, task_name, status, task_output, error, attempts, max_attempts, \
+         run_after, created_at, started_at, completed_at"
+    };
+}
+
+#[derive(sqlx::FromRow)]
+struct RecordRow {
+    id: Uuid,
+    task_name: String,
+    status: String,
+    task_output: Option<Value>,
+    error: Option<String>,
+    attempts: i32,
+    max_attempts: i32,
+    run_after: DateTime<Utc>,
+    created_at: DateTime<Utc>,
+    started_at: Option<DateTime<Utc>>,
+    completed_at: Option<DateTime<Utc>>,
+}
+
+impl TryFrom<RecordRow> for TaskRecord {
+    type Error = Error;
+
+    fn try_from(row: RecordRow) -> Result<Self> {
+        let status: TaskStatus = row
+            .status
+            .parse()
+            .map_err(|err| Error::Corrupt(format!("task {}: {err}", row.id)))?;
+        // A pending task that has already been tried waits for `run_after`.
+        let next_attempt_at = (status == TaskStatus::Pending && row.attempts > 0)
+            .then_some(row.run_after);
+        Ok(TaskRecord {
+            id: row.id,
+            task_name: row.task_name,
+            status,
+            task_output: row.task_output,
+            error: row.error,
+            attempts: row.attempts,
+            max_attempts: row.max_attempts,
+            next_attempt_at,
+            created_at: row.created_at,
+            started_at: row.started_at,
+            completed_at: row.completed_at,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct ClaimRow {
+    id: Uuid,
+    task_name: String,
+    task_parameters: Value,
+    attempts: i32,
+    max_attempts: i32,
+    created_at: DateTime<Utc>,
+    request_id: Option<String>,
+}
+
+/// A pending task whose dispatch message may have been lost.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct DispatchCandidate {
+    pub id: Uuid,
+    pub queue: String,
+    pub request_id: Option<String>,
+}
+
+impl Store {
+    /// Stores a new `pending` task. Counts as dispatched now: the caller
+    /// dispatches it right after, and the reconciler covers a lost dispatch.
+    #[tracing::instrument(skip_all, fields(task_id = %task.id, task_name = %task.task_name))]
+    pub async fn insert_task(&self, task: &NewTask) -> Result<TaskRecord> {
+        let sql = concat!(
+            "INSERT INTO tasks (id, task_name, task_parameters, queue, max_attempts, request_id, \
+             dispatched_at) VALUES ($1, $2, $3, $4, $5, $6, now()) RETURNING ", record_columns!(), ""
+        );
+        let row: RecordRow = self
+            .bounded(
+                sqlx::query_as(sql)
+                    .bind(task.id)
+                    .bind(&task.task_name)
+                    .bind(&task.parameters)
+                    .bind(&task.queue)
+                    .bind(task.max_attempts)
+                    .bind(&task.request_id)
+                    .fetch_one(&self.pool),
+            )
+            .await?;
+        row.try_into()
+    }
+
+    #[tracing::instrument(skip_all, fields(task_id = %id))]
+    pub async fn get_task(&self, id: Uuid) -> Result<Option<TaskRecord>> {
+        let sql = concat!("SELECT ", record_columns!(), " FROM tasks WHERE id = $1");
+        let row: Option<RecordRow> = self
+            .bounded(sqlx::query_as(sql).bind(id).fetch_optional(&self.pool))
+            .await?;
+        row.map(TaskRecord::try_from).transpose()
+    }
+
+    /// Claims a `pending` task for one attempt: `running`, attempts + 1, a
+    /// lease until now + `lease`. `None` when the task is not pending (done,
+    /// running elsewhere, or unknown): the caller drops its message.
+    #[tracing::instrument(skip_all, fields(task_id = %id))]
+    pub async fn claim(&self, id: Uuid, lease: Duration) -> Result<Option<ClaimedTask>> {
+        let row: Option<ClaimRow> = self
+            .bounded(
+                sqlx::query_as(
+                    "UPDATE tasks SET status = 'running', attempts = attempts + 1, \
+                     started_at = now(), updated_at = now(), \
+                     lease_expires_at = now() + make_interval(secs => $2) \
+                     WHERE id = $1 AND status = 'pending' \
+                     RETURNING id, task_name, task_parameters, attempts, max_attempts, \
+                     created_at, request_id",
+                )
+                .bind(id)
+                .bind(lease.as_secs_f64())
+                .fetch_optional(&self.pool),
+            )
+            .await?;
+        Ok(row.map(|row| ClaimedTask {
+            id: row.id,
+            task_name: row.task_name,
+            parameters: row.task_parameters,
+            attempt: row.attempts,
+            max_attempts: row.max_attempts,
+            created_at: row.created_at,
+            request_id: row.request_id,
+        }))
+    }
+
+    /// Records success of `attempt`. `None` when the attempt no longer holds
+    /// the task (its lease was taken over): the stale result is discarded.
+    #[tracing::instrument(skip_all, fields(task_id = %id, attempt))]
+    pub async fn complete(
+        &self,
+        id: Uuid,
+        attempt: i32,
+        output: &Value,
+    ) -> Result<Option<TaskRecord>> {
+        let sql = concat!(
+            "UPDATE tasks SET status = 'completed', task_output = $3, error = NULL, \
+             completed_at = now(), updated_at = now(), lease_expires_at = NULL \
+             WHERE id = $1 AND status = 'running' AND attempts = $2 RETURNING ", record_columns!(), ""
+        );
+        self.finish(sqlx::query_as(sql).bind(id).bind(attempt).bind(output))
+            .await
+    }
+
+    /// Records a final failure of `attempt`; `None` as for [`Store::complete`].
+    #[tracing::instrument(skip_all, fields(task_id = %id, attempt))]
+    pub async fn fail(&self, id: Uuid, attempt: i32, error: &str) -> Result<Option<TaskRecord>> {
+        let sql = concat!(
+            "UPDATE tasks SET status = 'failed', error = $3, \
+             completed_at = now(), updated_at = now(), lease_expires_at = NULL \
+             WHERE id = $1 AND status = 'running' AND attempts = $2 RETURNING ", record_columns!(), ""
+        );
+        self.finish(sqlx::query_as(sql).bind(id).bind(attempt).bind(error))
+            .await
+    }
+
+    /// Puts the task back to `pending` after a retryable failure of `attempt`,
+    /// to run again after `delay`. The status never shows `failed` between
+    /// attempts; the error of the last attempt stays visible.
+    #[tracing::instrument(skip_all, fields(task_id = %id, attempt))]
+    pub async fn schedule_retry(
+        &self,
+        id: Uuid,
+        attempt: i32,
+        error: &str,
+        delay: Duration,
+    ) -> Result<Option<TaskRecord>> {
+        let sql = concat!(
+            "UPDATE tasks SET status = 'pending', error = $3, updated_at = now(), \
+             lease_expires_at = NULL, run_after = now() + make_interval(secs => $4), \
+             dispatched_at = now() + make_interval(secs => $4) \
+             WHERE id = $1 AND status = 'running' AND attempts = $2 RETURNING ", record_columns!(), ""
+        );
+        self.finish(
+            sqlx::query_as(sql)
+                .bind(id)
+                .bind(attempt)
+                .bind(error)
+                .bind(delay.as_secs_f64()),
+        )
+        .await
+    }
+
+    async fn finish<'q>(
+        &self,
+        query: sqlx::query::QueryAs<'q, sqlx::Postgres, RecordRow, sqlx::postgres::PgArguments>,
+    ) -> Result<Option<TaskRecord>> {
+        let row: Option<RecordRow> = self.bounded(query.fetch_optional(&self.pool)).await?;
+        row.map(TaskRecord::try_from).transpose()
+    }
+
+    /// Marks up to `limit` due `pending` tasks that were not dispatched in the
+    /// last `quiet` as dispatched now, and returns them to be dispatched again.
+    /// `SKIP LOCKED` lets several reconcilers share the work without waiting.
+    #[tracing::instrument(skip_all)]
+    pub async fn take_undispatched(
+        &self,
+        quiet: Duration,
+        limit: i64,
+    ) -> Result<Vec<DispatchCandidate>> {
+        self.bounded(
+            sqlx::query_as(
+                "UPDATE tasks SET dispatched_at = now() WHERE id IN ( \
+                   SELECT id FROM tasks WHERE status = 'pending' AND run_after <= now() \
+                   AND (dispatched_at IS NULL OR dispatched_at < now() - make_interval(secs => $1)) \
+                   ORDER BY run_after LIMIT $2 FOR UPDATE SKIP LOCKED) \
+                 RETURNING id, queue, request_id",
+            )
+            .bind(quiet.as_secs_f64())
+            .bind(limit)
+            .fetch_all(&self.pool),
+        )
+        .await
+    }
+}

@@ -1,0 +1,103 @@
+//! `file_hash`: the md5, sha1 or sha256 digest of some content. Hashing runs
+//! on the blocking pool so large contents never stall the async runtime.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use sha2::Digest;
+
+use super::{RetryPolicy, Task, TaskError};
+
+pub struct FileHash;
+
+/// Digest algorithms `file_hash` offers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Algorithm {
+    Md5,
+    Sha1,
+    #[default]
+    Sha256,
+}
+
+impl Algorithm {
+    fn hex_digest(self, bytes: &[u8]) -> String {
+        match self {
+            Self::Md5 => hex::encode(md5::Md5::digest(bytes)),
+            Self::Sha1 => hex::encode(sha1::Sha1::digest(bytes)),
+            Self::Sha256 => hex::encode(sha2::Sha256::digest(bytes)),
+        }
+    }
+}
+
+/// Parameters of `file_hash`.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FileHashParams {
+    /// The content to hash, as text (hashed as its UTF-8 bytes).
+    #[schema(example = "hello world")]
+    pub content: String,
+    /// Digest algorithm; `sha256` when omitted.
+    #[serde(default)]
+    pub algorithm: Algorithm,
+}
+
+impl Task for FileHash {
+    const NAME: &'static str = "file_hash";
+    type Params = FileHashParams;
+
+    fn description(&self) -> &'static str {
+        "Hashes `content` with `algorithm` (md5, sha1, sha256). \
+         Output: `{\"digest\": hex, \"algorithm\": name, \"size_bytes\": n}`."
+    }
+
+    fn example(&self) -> Value {
+        json!({"task_name": Self::NAME, "content": "hello world", "algorithm": "sha256"})
+    }
+
+    fn retry_policy(&self) -> RetryPolicy {
+        RetryPolicy {
+            max_attempts: 3,
+            base_delay: Duration::from_millis(200),
+            max_delay: Duration::from_secs(5),
+        }
+    }
+
+    fn timeout(&self) -> Duration {
+        Duration::from_secs(30)
+    }
+
+    async fn run(&self, params: FileHashParams) -> Result<Value, TaskError> {
+        let algorithm = params.algorithm;
+        let size_bytes = params.content.len();
+        let digest =
+            tokio::task::spawn_blocking(move || algorithm.hex_digest(params.content.as_bytes()))
+                .await
+                .map_err(|err| TaskError::fatal(format!("hashing did not finish: {err}")))?;
+        Ok(json!({
+            "digest": digest,
+            "algorithm": algorithm,
+            "size_bytes": size_bytes,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digests_match_known_vectors() {
+        let abc = b"abc";
+        assert_eq!(Algorithm::Md5.hex_digest(abc), "900150983cd24fb0d6963f7d28e17f72");
+        assert_eq!(
+            Algorithm::Sha1.hex_digest(abc),
+            "a9993e364706816aba3e25717850c26c9cd0d89d"
+        );
+        assert_eq!(
+            Algorithm::Sha256.hex_digest(abc),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+}

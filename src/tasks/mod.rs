@@ -1,0 +1,161 @@
+//! Task types: the [`Task`] trait every type implements, the errors a run can
+//! end with, retry policies, and the [`Registry`] that maps names to types.
+//!
+//! Adding a task type is one file here plus one line in `registry.rs`.
+
+mod file_hash;
+mod query_llm;
+mod registry;
+mod sum;
+mod validation;
+
+use std::future::Future;
+use std::time::Duration;
+
+use rand::Rng;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+pub use registry::{RegisteredTask, Registry, RegistryError};
+pub use validation::SubmissionError;
+
+/// One kind of work Tasker can run.
+pub trait Task: Send + Sync + 'static {
+    /// The `task_name` clients submit.
+    const NAME: &'static str;
+    /// The queue this type runs on unless configuration overrides it.
+    const DEFAULT_QUEUE: &'static str = "default";
+
+    /// Parameters, flat beside `task_name` in the request body.
+    type Params: DeserializeOwned + Serialize + utoipa::ToSchema + Send + 'static;
+
+    /// One line for the API documentation.
+    fn description(&self) -> &'static str;
+    /// A valid request body, `task_name` included, for the documentation.
+    fn example(&self) -> Value;
+    /// Checks serde cannot express (ranges, non-empty strings).
+    fn check(&self, _params: &Self::Params) -> Result<(), FieldError> {
+        Ok(())
+    }
+    fn retry_policy(&self) -> RetryPolicy;
+    /// How long one attempt may run before it is abandoned.
+    fn timeout(&self) -> Duration;
+    fn run(&self, params: Self::Params) -> impl Future<Output = Result<Value, TaskError>> + Send;
+}
+
+/// A parameter that failed validation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// How a task run ended when it did not succeed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum TaskError {
+    /// Worth another attempt (rate limit, server error, timeout).
+    #[error("{message}")]
+    Retryable {
+        message: String,
+        /// Set when the other side said how long to wait.
+        retry_after: Option<Duration>,
+    },
+    /// Will fail the same way every time; no retry.
+    #[error("{0}")]
+    Fatal(String),
+}
+
+impl TaskError {
+    pub fn retryable(message: impl Into<String>) -> Self {
+        Self::Retryable {
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    pub fn fatal(message: impl Into<String>) -> Self {
+        Self::Fatal(message.into())
+    }
+}
+
+/// How often and how patiently a task type is retried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first one included.
+    pub max_attempts: u32,
+    pub base_delay: Duration,
+    pub max_delay: Duration,
+}
+
+impl RetryPolicy {
+    /// Delay before the attempt after `attempt`: exponential backoff with full
+    /// jitter, so retries from many tasks spread out instead of arriving together.
+    pub fn backoff(&self, attempt: u32) -> Duration {
+        let ceiling = self.backoff_ceiling(attempt);
+        let millis = u64::try_from(ceiling.as_millis()).unwrap_or(u64::MAX);
+        Duration::from_millis(rand::rng().random_range(0..=millis))
+    }
+
+    /// The largest delay `backoff` may choose after `attempt`.
+    pub fn backoff_ceiling(&self, attempt: u32) -> Duration {
+        let exponent = attempt.saturating_sub(1).min(20);
+        self.base_delay
+            .saturating_mul(1 << exponent)
+            .min(self.max_delay)
+    }
+
+    /// The delay before the next attempt, honouring a server's `Retry-After`
+    /// within `max_delay`.
+    pub fn delay_for(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
+        match retry_after {
+            Some(wait) => wait.min(self.max_delay),
+            None => self.backoff(attempt),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const POLICY: RetryPolicy = RetryPolicy {
+        max_attempts: 5,
+        base_delay: Duration::from_millis(100),
+        max_delay: Duration::from_secs(1),
+    };
+
+    #[test]
+    fn backoff_grows_exponentially_up_to_the_cap() {
+        assert_eq!(POLICY.backoff_ceiling(1), Duration::from_millis(100));
+        assert_eq!(POLICY.backoff_ceiling(2), Duration::from_millis(200));
+        assert_eq!(POLICY.backoff_ceiling(4), Duration::from_millis(800));
+        assert_eq!(POLICY.backoff_ceiling(5), Duration::from_secs(1));
+        assert_eq!(POLICY.backoff_ceiling(60), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn backoff_is_jittered_within_the_ceiling() {
+        let delays: Vec<_> = (0..200).map(|_| POLICY.backoff(3)).collect();
+        assert!(delays.iter().all(|d| *d <= Duration::from_millis(400)));
+        let distinct: std::collections::BTreeSet<_> = delays.iter().collect();
+        assert!(distinct.len() > 10, "full jitter spreads the delays");
+    }
+
+    #[test]
+    fn retry_after_is_honoured_but_capped() {
+        let asked = Some(Duration::from_millis(300));
+        assert_eq!(POLICY.delay_for(1, asked), Duration::from_millis(300));
+        let too_long = Some(Duration::from_secs(30));
+        assert_eq!(POLICY.delay_for(1, too_long), Duration::from_secs(1));
+    }
+}

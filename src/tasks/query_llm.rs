@@ -1,0 +1,282 @@
+//! `query_llm`: sends a prompt to an LLM over the Anthropic Messages API.
+//! Rate limits, server errors and timeouts are retryable; other client
+//! errors are not.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use reqwest::header::{HeaderMap, RETRY_AFTER};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::{FieldError, RetryPolicy, Task, TaskError};
+use crate::config::{LlmConfig, Secret};
+
+const ANTHROPIC_VERSION: &str = "2023-06-01";
+/// Upper bound on `max_tokens`, well above what current models accept.
+const MAX_TOKENS_LIMIT: u32 = 128_000;
+
+pub struct QueryLlm {
+    client: reqwest::Client,
+    messages_url: String,
+    api_key: Option<Secret>,
+    model: String,
+    timeout: Duration,
+    default_max_tokens: u32,
+}
+
+/// Parameters of `query_llm`.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct QueryLlmParams {
+    /// The user message sent to the model.
+    #[schema(example = "Say hello in French.", min_length = 1)]
+    pub prompt: String,
+    /// Upper bound on the reply's length, in tokens (default from `llm.default_max_tokens`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 128000)]
+    pub max_tokens: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+struct MessagesResponse {
+    model: String,
+    content: Vec<ContentBlock>,
+    #[serde(default)]
+    stop_reason: Option<String>,
+    usage: Usage,
+}
+
+#[derive(Debug, Deserialize)]
+struct ContentBlock {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    text: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Usage {
+    input_tokens: u64,
+    output_tokens: u64,
+}
+
+impl QueryLlm {
+    pub fn new(config: &LlmConfig) -> Result<Self, reqwest::Error> {
+        crate::tls::install_crypto_provider();
+        let timeout = Duration::from_secs(config.timeout_seconds);
+        let client = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(Duration::from_secs(10).min(timeout))
+            .build()?;
+        Ok(Self {
+            client,
+            messages_url: format!("{}/v1/messages", config.base_url.trim_end_matches('/')),
+            api_key: config.api_key.clone(),
+            model: config.model.clone(),
+            timeout,
+            default_max_tokens: config.default_max_tokens,
+        })
+    }
+
+    async fn send(&self, api_key: &Secret, body: &Value) -> Result<Value, TaskError> {
+        let response = self
+            .client
+            .post(&self.messages_url)
+            .header("x-api-key", api_key.expose())
+            .header("anthropic-version", ANTHROPIC_VERSION)
+            .json(body)
+            .send()
+            .await
+            .map_err(|err| transport_error(&err))?;
+        let status = response.status();
+        let retry_after = retry_after(response.headers());
+        let text = response
+            .text()
+            .await
+            .map_err(|err| TaskError::retryable(format!("reading the LLM reply failed: {err}")))?;
+        if !status.is_success() {
+            return Err(status_error(status, &text, retry_after));
+        }
+        let reply: MessagesResponse = serde_json::from_str(&text).map_err(|err| {
+            TaskError::fatal(format!("the LLM reply is not a Messages API response: {err}"))
+        })?;
+        Ok(output(reply))
+    }
+}
+
+impl Task for QueryLlm {
+    const NAME: &'static str = "query_llm";
+    const DEFAULT_QUEUE: &'static str = "llm";
+    type Params = QueryLlmParams;
+
+    fn description(&self) -> &'static str {
+        "Sends `prompt` to the configured LLM (Anthropic Messages API). \
+         Output: `{\"text\", \"model\", \"stop_reason\", \"usage\"}`."
+    }
+
+    fn example(&self) -> Value {
+        json!({"task_name": Self::NAME, "prompt": "Say hello in French.", "max_tokens": 64})
+    }
+
+    fn check(&self, params: &QueryLlmParams) -> Result<(), FieldError> {
+        if params.prompt.trim().is_empty() {
+            return Err(FieldError::new("prompt", "must not be empty"));
+        }
+        match params.max_tokens {
+            Some(n) if n == 0 || n > MAX_TOKENS_LIMIT => Err(FieldError::new(
+                "max_tokens",
+                format!("must be between 1 and {MAX_TOKENS_LIMIT}"),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    fn retry_policy(&self) -> RetryPolicy {
+        RetryPolicy {
+            max_attempts: 5,
+            base_delay: Duration::from_secs(1),
+            max_delay: Duration::from_secs(60),
+        }
+    }
+
+    fn timeout(&self) -> Duration {
+        // The HTTP client gives up first, with a clearer error.
+        self.timeout + Duration::from_secs(5)
+    }
+
+    async fn run(&self, params: QueryLlmParams) -> Result<Value, TaskError> {
+        let Some(api_key) = &self.api_key else {
+            return Err(TaskError::fatal(
+                "no LLM API key is configured: set llm.api_key \
+                 (TASKER_LLM__API_KEY, or TASKER_LLM__API_KEY_FILE naming a file)",
+            ));
+        };
+        let body = json!({
+            "model": self.model,
+            "max_tokens": params.max_tokens.unwrap_or(self.default_max_tokens),
+            "messages": [{"role": "user", "content": params.prompt}],
+        });
+        self.send(api_key, &body).await
+    }
+}
+
+fn output(reply: MessagesResponse) -> Value {
+    let text: String = reply
+        .content
+        .iter()
+        .filter(|block| block.kind == "text")
+        .filter_map(|block| block.text.as_deref())
+        .collect();
+    json!({
+        "text": text,
+        "model": reply.model,
+        "stop_reason": reply.stop_reason,
+        "usage": reply.usage,
+    })
+}
+
+fn transport_error(err: &reqwest::Error) -> TaskError {
+    if err.is_timeout() {
+        TaskError::retryable("the LLM request timed out")
+    } else {
+        TaskError::retryable(format!("the LLM request failed: {}", error_chain(err)))
+    }
+}
+
+fn status_error(status: StatusCode, body: &str, retry_after: Option<Duration>) -> TaskError {
+    let detail = api_error_message(body).unwrap_or_else(|| truncate(body, 300));
+    let message = format!("the LLM API answered {status}: {detail}");
+    if status == StatusCode::TOO_MANY_REQUESTS
+        || status == StatusCode::REQUEST_TIMEOUT
+        || status.is_server_error()
+    {
+        TaskError::Retryable {
+            message,
+            retry_after,
+        }
+    } else {
+        TaskError::Fatal(message)
+    }
+}
+
+/// The Messages API puts a readable message at `error.message`.
+fn api_error_message(body: &str) -> Option<String> {
+    let value: Value = serde_json::from_str(body).ok()?;
+    value
+        .pointer("/error/message")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+}
+
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let seconds: f64 = headers.get(RETRY_AFTER)?.to_str().ok()?.trim().parse().ok()?;
+    (seconds.is_finite() && seconds >= 0.0).then(|| Duration::from_secs_f64(seconds))
+}
+
+fn truncate(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_owned(),
+    }
+}
+
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut message = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    message
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rate_limits_and_server_errors_are_retryable() {
+        for status in [429, 500, 502, 503, 529] {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::IM_A_TEAPOT);
+            let err = status_error(status, "{}", None);
+            assert!(matches!(err, TaskError::Retryable { .. }), "{status}");
+        }
+    }
+
+    #[test]
+    fn other_client_errors_are_fatal_and_carry_the_api_message() {
+        let body = r#"{"type":"error","error":{"type":"invalid_request_error","message":"max_tokens too large"}}"#;
+        let err = status_error(StatusCode::BAD_REQUEST, body, None);
+        assert!(matches!(&err, TaskError::Fatal(m) if m.contains("max_tokens too large")));
+        let err = status_error(StatusCode::UNAUTHORIZED, "nope", None);
+        assert!(matches!(&err, TaskError::Fatal(m) if m.contains("401")));
+    }
+
+    #[test]
+    fn retry_after_seconds_are_read() {
+        let mut headers = HeaderMap::new();
+        headers.insert(RETRY_AFTER, reqwest::header::HeaderValue::from_static("2"));
+        assert_eq!(retry_after(&headers), Some(Duration::from_secs(2)));
+        headers.insert(RETRY_AFTER, reqwest::header::HeaderValue::from_static("soon"));
+        assert_eq!(retry_after(&headers), None);
+    }
+
+    #[test]
+    fn text_blocks_are_joined_and_usage_kept() {
+        let reply = MessagesResponse {
+            model: "m".into(),
+            content: vec![
+                ContentBlock { kind: "text".into(), text: Some("Bon".into()) },
+                ContentBlock { kind: "tool_use".into(), text: None },
+                ContentBlock { kind: "text".into(), text: Some("jour".into()) },
+            ],
+            stop_reason: Some("end_turn".into()),
+            usage: Usage { input_tokens: 3, output_tokens: 2 },
+        };
+        let out = output(reply);
+        assert_eq!(out["text"], "Bonjour");
+        assert_eq!(out["usage"]["output_tokens"], 2);
+    }
+}

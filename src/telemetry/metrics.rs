@@ -1,0 +1,41 @@
+//! Prometheus metrics: one recorder per process, rendered at `/metrics`.
+
+use std::sync::OnceLock;
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+pub const TASKS_SUBMITTED: &str = "tasker_tasks_submitted_total";
+pub const TASKS_COMPLETED: &str = "tasker_tasks_completed_total";
+pub const TASK_DURATION: &str = "tasker_task_duration_seconds";
+pub const TASK_QUEUE_WAIT: &str = "tasker_task_queue_wait_seconds";
+pub const TASK_RETRIES: &str = "tasker_task_retries_total";
+pub const TASKS_RECOVERED: &str = "tasker_tasks_recovered_total";
+pub const CACHE_REQUESTS: &str = "tasker_cache_requests_total";
+pub const HTTP_REQUESTS: &str = "tasker_http_requests_total";
+pub const HTTP_DURATION: &str = "tasker_http_request_duration_seconds";
+
+const LATENCY_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+    120.0, 300.0,
+];
+
+static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// Installs the recorder on first call and returns the handle that renders
+/// it; `None` if another recorder was installed first.
+pub fn install() -> Option<PrometheusHandle> {
+    HANDLE
+        .get_or_init(|| {
+            PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)
+                .ok()?
+                .install_recorder()
+                .ok()
+        })
+        .clone()
+}
+
+/// The text exposition of every metric.
+pub fn render(handle: Option<&PrometheusHandle>) -> String {
+    handle.map(PrometheusHandle::render).unwrap_or_default()
+}

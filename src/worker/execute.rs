@@ -1,0 +1,181 @@
+//! One message, start to finish: claim → run under timeout → store → cache.
+
+use std::future::Future;
+use std::time::{Duration, Instant, SystemTime};
+
+use serde_json::Value;
+use tracing::Instrument;
+
+use super::{Backoff, Worker};
+use crate::domain::{ClaimedTask, TaskRecord, TaskStatus};
+use crate::queue::Message;
+use crate::store;
+use crate::tasks::{RegisteredTask, TaskError};
+use crate::telemetry::logs::error_chain;
+use crate::telemetry::metrics as m;
+
+/// What one attempt ended with, before it is written down.
+enum Outcome {
+    Completed(Value),
+    Retry { error: String, delay: Duration },
+    Failed(String),
+}
+
+impl Worker {
+    pub(super) async fn execute(&self, message: Message) {
+        let claimed = match self.services.store.claim(message.task_id, self.config.lease()).await {
+            Ok(Some(claimed)) => claimed,
+            Ok(None) => {
+                tracing::debug!(task_id = %message.task_id, "task is not pending; message dropped");
+                return;
+            }
+            Err(err) => {
+                // The task stays pending; the reconciler dispatches it again.
+                tracing::warn!(task_id = %message.task_id, error = %error_chain(&err), "cannot claim task");
+                return;
+            }
+        };
+        let span = tracing::info_span!(
+            "task",
+            task_id = %claimed.id,
+            task_name = %claimed.task_name,
+            attempt = claimed.attempt,
+            request_id = claimed.request_id.as_deref().unwrap_or(""),
+        );
+        self.run_claimed(claimed, message).instrument(span).await;
+    }
+
+    async fn run_claimed(&self, claimed: ClaimedTask, message: Message) {
+        if claimed.attempt == 1 {
+            let waited = (chrono::Utc::now() - claimed.created_at).to_std().unwrap_or_default();
+            metrics::histogram!(m::TASK_QUEUE_WAIT, "task_name" => claimed.task_name.clone())
+                .record(waited.as_secs_f64());
+        }
+        tracing::info!("task running");
+        let started = Instant::now();
+        let task = self.services.registry.get(&claimed.task_name).cloned();
+        let outcome = match &task {
+            Some(task) => attempt(task, &claimed).await,
+            None => Outcome::Failed(format!("unknown task type `{}`", claimed.task_name)),
+        };
+        let elapsed = started.elapsed();
+        metrics::histogram!(m::TASK_DURATION, "task_name" => claimed.task_name.clone())
+            .record(elapsed.as_secs_f64());
+        let record = self.record(&claimed, &outcome).await;
+        let duration_ms = elapsed.as_millis() as u64;
+        match (&outcome, record) {
+            (Outcome::Retry { error, delay }, Some(_)) => {
+                metrics::counter!(m::TASK_RETRIES, "task_name" => claimed.task_name.clone())
+                    .increment(1);
+                tracing::warn!(duration_ms, error, retry_in_ms = delay.as_millis() as u64, "task will be retried");
+                self.schedule_retry(task.as_ref(), message, *delay).await;
+            }
+            (_, Some(record)) => self.finished(&record, duration_ms).await,
+            (_, None) => tracing::warn!(
+                duration_ms,
+                "attempt no longer holds the task (lease taken over); its result was discarded"
+            ),
+        }
+    }
+
+    /// Writes the outcome, fenced by the attempt number. `None` when this
+    /// attempt lost the task or the database stayed unreachable.
+    async fn record(&self, claimed: &ClaimedTask, outcome: &Outcome) -> Option<TaskRecord> {
+        let store = &self.services.store;
+        let (id, attempt) = (claimed.id, claimed.attempt);
+        let written = self
+            .persist(|| async move {
+                match outcome {
+                    Outcome::Completed(output) => store.complete(id, attempt, output).await,
+                    Outcome::Failed(error) => store.fail(id, attempt, error).await,
+                    Outcome::Retry { error, delay } => {
+                        store.schedule_retry(id, attempt, error, *delay).await
+                    }
+                }
+            })
+            .await;
+        match written {
+            Ok(record) => record,
+            Err(err) => {
+                tracing::error!(error = %error_chain(&err), "cannot store the task outcome; lease recovery will retry the task");
+                None
+            }
+        }
+    }
+
+    /// Retries a database write while the database is unreachable, for at
+    /// most one lease: after that another worker may own the task anyway.
+    async fn persist<T, F, Fut>(&self, write: F) -> store::Result<T>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = store::Result<T>>,
+    {
+        let deadline = Instant::now() + self.config.lease();
+        let mut backoff = Backoff::new();
+        loop {
+            match write().await {
+                Err(err) if err.is_unavailable() && Instant::now() < deadline => {
+                    tracing::warn!(error = %error_chain(&err), "database unavailable; retrying the write");
+                    tokio::time::sleep(backoff.next()).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn schedule_retry(&self, task: Option<&RegisteredTask>, message: Message, delay: Duration) {
+        let Some(task) = task else { return };
+        let due = SystemTime::now() + delay;
+        if let Err(err) = self.services.queue.schedule(task.queue(), &message, due).await {
+            // The row says pending with a due time; the reconciler dispatches it.
+            tracing::warn!(error = %error_chain(&err), "cannot schedule the retry in Redis");
+        }
+    }
+
+    async fn finished(&self, record: &TaskRecord, duration_ms: u64) {
+        metrics::counter!(
+            m::TASKS_COMPLETED,
+            "task_name" => record.task_name.clone(),
+            "status" => record.status.as_str()
+        )
+        .increment(1);
+        match record.status {
+            TaskStatus::Completed => tracing::info!(duration_ms, "task completed"),
+            _ => tracing::warn!(
+                duration_ms,
+                error = record.error.as_deref().unwrap_or_default(),
+                "task failed"
+            ),
+        }
+        if let Err(err) = self.services.cache.put(record).await {
+            // PostgreSQL has the result; readers fall back to it.
+            tracing::warn!(error = %error_chain(&err), "cannot cache the result");
+        }
+    }
+}
+
+/// Runs one attempt under the task type's timeout and decides what follows.
+async fn attempt(task: &RegisteredTask, claimed: &ClaimedTask) -> Outcome {
+    let timeout = task.timeout();
+    let result = match tokio::time::timeout(timeout, task.run(claimed.parameters.clone())).await {
+        Ok(result) => result,
+        Err(_) => Err(TaskError::retryable(format!("timed out after {}s", timeout.as_secs_f64()))),
+    };
+    let policy = task.retry_policy();
+    let attempts_left = claimed.attempt < claimed.max_attempts;
+    match result {
+        Ok(output) => Outcome::Completed(output),
+        Err(TaskError::Retryable {
+            message,
+            retry_after,
+        }) if attempts_left => Outcome::Retry {
+            delay: policy.delay_for(u32::try_from(claimed.attempt).unwrap_or(1), retry_after),
+            error: message,
+        },
+        Err(TaskError::Retryable { message, .. }) => Outcome::Failed(format!(
+            "{message} (gave up after {} attempts)",
+            claimed.attempt
+        )),
+        Err(TaskError::Fatal(message)) => Outcome::Failed(message),
+    }
+}

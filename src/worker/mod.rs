@@ -1,0 +1,203 @@
+//! The worker: takes messages off the queues, claims each task in
+//! PostgreSQL, runs it under its timeout, stores the outcome and caches it.
+//! Beside that loop run the retry promoter and the reconciler.
+
+mod execute;
+mod probes;
+mod reconciler;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use crate::config::{Config, WorkerConfig};
+use crate::queue::{Consumer, Popped};
+use crate::services::Services;
+use crate::shutdown::Shutdown;
+use crate::telemetry::logs::error_chain;
+
+pub use probes::router as probe_router;
+
+/// How long one blocking pop waits before checking for shutdown.
+const POP_BLOCK: Duration = Duration::from_secs(1);
+/// How often due retries are moved to the ready queues.
+const PROMOTE_INTERVAL: Duration = Duration::from_millis(200);
+const PROMOTE_BATCH: usize = 500;
+
+/// One worker process's state, shared by its loops and in-flight tasks.
+#[derive(Clone)]
+pub struct Worker {
+    services: Services,
+    config: WorkerConfig,
+    queues: Vec<String>,
+    redis_url: String,
+    redis_timeout: Duration,
+    /// True while the consume loop is taking tasks (part of readiness).
+    consuming: Arc<AtomicBool>,
+}
+
+impl Worker {
+    pub fn new(services: Services, config: &Config) -> anyhow::Result<Self> {
+        let known = services.registry.queues();
+        let queues: Vec<String> = if config.worker.queues.is_empty() {
+            known.into_iter().collect()
+        } else {
+            config.worker.queues.clone()
+        };
+        if let Some(unknown) = queues.iter().find(|q| !services.registry.queues().contains(*q)) {
+            anyhow::bail!(
+                "invalid configuration: `worker.queues` names `{unknown}`, which no task type uses"
+            );
+        }
+        Ok(Self {
+            services,
+            config: config.worker.clone(),
+            queues,
+            redis_url: config.redis.url.expose().to_owned(),
+            redis_timeout: config.redis.timeout(),
+            consuming: Arc::new(AtomicBool::new(false)),
+        })
+    }
+
+    pub fn queues(&self) -> &[String] {
+        &self.queues
+    }
+
+    /// Serves the probe port and runs every loop until `shutdown`, then lets
+    /// in-flight tasks finish within the grace period.
+    pub async fn run(self, listener: TcpListener, shutdown: Shutdown) -> anyhow::Result<()> {
+        tracing::info!(queues = ?self.queues, concurrency = self.config.concurrency, "worker started");
+        let mut loops = JoinSet::new();
+        loops.spawn(probes::serve(listener, self.clone(), shutdown.clone()));
+        loops.spawn(self.clone().promote_loop(shutdown.clone()));
+        loops.spawn(reconciler::run(self.clone(), shutdown.clone()));
+        let consumed = self.consume_loop(shutdown.clone()).await;
+        shutdown.trigger();
+        while loops.join_next().await.is_some() {}
+        self.services.store.close().await;
+        tracing::info!("worker stopped");
+        consumed
+    }
+
+    async fn consume_loop(&self, shutdown: Shutdown) -> anyhow::Result<()> {
+        let mut consumer = Consumer::new(
+            &self.redis_url,
+            self.services.queue.keys(),
+            &self.queues,
+            self.redis_timeout,
+            POP_BLOCK,
+        )?;
+        let permits = Arc::new(Semaphore::new(self.config.concurrency));
+        let mut in_flight = JoinSet::new();
+        let mut backoff = Backoff::new();
+        while !shutdown.is_triggered() {
+            let permit = tokio::select! {
+                permit = permits.clone().acquire_owned() => permit?,
+                () = shutdown.wait() => break,
+            };
+            // Reap finished tasks so the set does not grow.
+            while in_flight.try_join_next().is_some() {}
+            match consumer.next().await {
+                Ok(Some(Popped::Message { message, .. })) => {
+                    self.consuming.store(true, Ordering::Relaxed);
+                    backoff.reset();
+                    let worker = self.clone();
+                    in_flight.spawn(async move {
+                        worker.execute(message).await;
+                        drop(permit);
+                    });
+                }
+                Ok(Some(Popped::Garbage { queue_key, raw })) => {
+                    tracing::warn!(queue_key, raw, "dropped an undecodable queue message");
+                }
+                Ok(None) => {
+                    self.consuming.store(true, Ordering::Relaxed);
+                    backoff.reset();
+                }
+                Err(err) => {
+                    self.consuming.store(false, Ordering::Relaxed);
+                    let wait = backoff.next();
+                    tracing::warn!(error = %error_chain(&err), retry_in_ms = wait.as_millis() as u64, "cannot read the queue");
+                    tokio::select! {
+                        () = tokio::time::sleep(wait) => {}
+                        () = shutdown.wait() => break,
+                    }
+                }
+            }
+        }
+        self.consuming.store(false, Ordering::Relaxed);
+        self.drain(in_flight).await;
+        Ok(())
+    }
+
+    /// Waits for in-flight tasks up to the grace period.
+    async fn drain(&self, mut in_flight: JoinSet<()>) {
+        let count = in_flight.len();
+        if count == 0 {
+            return;
+        }
+        tracing::info!(in_flight = count, "waiting for in-flight tasks");
+        let grace = self.config.shutdown_grace();
+        let drained = tokio::time::timeout(grace, async {
+            while in_flight.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(
+                unfinished = in_flight.len(),
+                "grace period over; unfinished tasks are left to lease recovery"
+            );
+            in_flight.abort_all();
+        }
+    }
+
+    async fn promote_loop(self, shutdown: Shutdown) {
+        let mut ticker = tokio::time::interval(PROMOTE_INTERVAL);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => {}
+                () = shutdown.wait() => return,
+            }
+            for queue in &self.queues {
+                if let Err(err) = self.services.queue.promote_due(queue, PROMOTE_BATCH).await {
+                    tracing::debug!(queue, error = %error_chain(&err), "cannot promote due retries");
+                }
+            }
+        }
+    }
+
+    fn is_consuming(&self) -> bool {
+        self.consuming.load(Ordering::Relaxed)
+    }
+}
+
+/// Doubling waits between failed attempts to reach a dependency.
+pub(crate) struct Backoff {
+    current: Duration,
+}
+
+impl Backoff {
+    const FIRST: Duration = Duration::from_millis(100);
+    const MAX: Duration = Duration::from_secs(5);
+
+    pub(crate) fn new() -> Self {
+        Self {
+            current: Self::FIRST,
+        }
+    }
+
+    pub(crate) fn next(&mut self) -> Duration {
+        let wait = self.current;
+        self.current = (self.current * 2).min(Self::MAX);
+        wait
+    }
+
+    pub(crate) fn reset(&mut self) {
+        self.current = Self::FIRST;
+    }
+}
