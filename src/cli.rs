@@ -54,7 +54,10 @@ pub fn main() -> ExitCode {
     };
     logs::init(&config.log, default_format);
     crate::tls::install_crypto_provider();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(err) => {
             eprintln!("tasker: cannot start the async runtime: {err}");

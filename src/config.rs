@@ -19,7 +19,7 @@ const FILE_SUFFIX: &str = "_FILE";
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("invalid configuration: {0}")]
-    Figment(#[from] Box<figment::Error>),
+    Figment(String),
     #[error("invalid configuration: `{key}` {reason}")]
     Invalid { key: &'static str, reason: String },
     #[error("cannot read the secret file named by {variable} ({path}): {source}")]
@@ -201,12 +201,12 @@ impl Config {
             Env::prefixed(ENV_PREFIX)
                 .split("__")
                 .ignore(&["config"])
-                .filter(|key| !key.as_str().ends_with("_file")),
+                .filter(|key| !key.as_str().to_ascii_lowercase().ends_with("_file")),
         );
         for (key, value) in secrets_from_files(std::env::vars())? {
             figment = figment.merge(Serialized::default(&key, value));
         }
-        let config: Config = figment.extract().map_err(Box::new)?;
+        let config: Config = figment.extract().map_err(describe)?;
         config.validate()?;
         Ok(config)
     }
@@ -231,8 +231,16 @@ impl Config {
                 && !self.redis.key_prefix.chars().any(char::is_whitespace),
             "must be non-empty and contain no spaces",
         )?;
-        check("redis.pool_size", self.redis.pool_size >= 2, "must be at least 2")?;
-        check("redis.timeout_ms", self.redis.timeout_ms >= 10, "must be at least 10")?;
+        check(
+            "redis.pool_size",
+            self.redis.pool_size >= 2,
+            "must be at least 2",
+        )?;
+        check(
+            "redis.timeout_ms",
+            self.redis.timeout_ms >= 10,
+            "must be at least 10",
+        )?;
         check(
             "database.max_connections",
             self.database.max_connections >= 1,
@@ -253,14 +261,26 @@ impl Config {
             self.api.max_body_bytes >= 1024,
             "must be at least 1024",
         )?;
-        check("worker.concurrency", self.worker.concurrency >= 1, "must be at least 1")?;
-        check("worker.lease_seconds", self.worker.lease_seconds >= 2, "must be at least 2")?;
+        check(
+            "worker.concurrency",
+            self.worker.concurrency >= 1,
+            "must be at least 1",
+        )?;
+        check(
+            "worker.lease_seconds",
+            self.worker.lease_seconds >= 2,
+            "must be at least 2",
+        )?;
         check(
             "worker.reconcile_interval_seconds",
             self.worker.reconcile_interval_seconds >= 1,
             "must be at least 1",
         )?;
-        check("cache.ttl_seconds", self.cache.ttl_seconds >= 1, "must be at least 1")?;
+        check(
+            "cache.ttl_seconds",
+            self.cache.ttl_seconds >= 1,
+            "must be at least 1",
+        )?;
         check(
             "llm.base_url",
             reqwest::Url::parse(&self.llm.base_url)
@@ -312,6 +332,28 @@ impl WorkerConfig {
     }
 }
 
+/// Figment reports environment keys in upper case and the file or variable
+/// only in metadata; name the key the way the README does, then the source.
+fn describe(errors: figment::Error) -> ConfigError {
+    let messages: Vec<String> = errors
+        .into_iter()
+        .map(|err| {
+            let key = err.path.join(".").to_ascii_lowercase();
+            let source = err
+                .metadata
+                .as_ref()
+                .map(|m| format!(" (from {})", m.name))
+                .unwrap_or_default();
+            if key.is_empty() {
+                format!("{}{source}", err.kind)
+            } else {
+                format!("`{key}`: {}{source}", err.kind)
+            }
+        })
+        .collect();
+    ConfigError::Figment(messages.join("; "))
+}
+
 fn check(key: &'static str, ok: bool, reason: &str) -> Result<(), ConfigError> {
     if ok {
         Ok(())
@@ -347,11 +389,12 @@ fn secrets_from_files(
         };
         let key = name.to_ascii_lowercase().replace("__", ".");
         let path = PathBuf::from(path);
-        let contents = std::fs::read_to_string(&path).map_err(|source| ConfigError::SecretFile {
-            variable: variable.clone(),
-            path: path.clone(),
-            source,
-        })?;
+        let contents =
+            std::fs::read_to_string(&path).map_err(|source| ConfigError::SecretFile {
+                variable: variable.clone(),
+                path: path.clone(),
+                source,
+            })?;
         secrets.push((key, contents.trim_end_matches(['\r', '\n']).to_owned()));
     }
     Ok(secrets)
@@ -399,6 +442,7 @@ impl fmt::Display for Secret {
 }
 
 #[cfg(test)]
+#[allow(clippy::result_large_err)] // figment's Jail API returns its own large error
 mod tests {
     use super::*;
     use figment::Jail;
@@ -439,7 +483,10 @@ mod tests {
         Jail::expect_with(|jail| {
             jail.create_file("key", "sk-from-file\n")?;
             jail.set_env("TASKER_LLM__API_KEY", "sk-from-env");
-            jail.set_env("TASKER_LLM__API_KEY_FILE", jail.directory().join("key").display());
+            jail.set_env(
+                "TASKER_LLM__API_KEY_FILE",
+                jail.directory().join("key").display(),
+            );
             let config = load_in(jail, None).map_err(|e| e.to_string())?;
             let key = config.llm.api_key.as_ref().map(Secret::expose);
             assert_eq!(key, Some("sk-from-file"));
@@ -451,7 +498,10 @@ mod tests {
     fn a_missing_secret_file_names_its_variable() {
         Jail::expect_with(|jail| {
             jail.set_env("TASKER_LLM__API_KEY_FILE", "/nonexistent/key");
-            let err = load_in(jail, None).err().map(|e| e.to_string()).unwrap_or_default();
+            let err = load_in(jail, None)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
             assert!(err.contains("TASKER_LLM__API_KEY_FILE"), "{err}");
             Ok(())
         });
@@ -461,25 +511,37 @@ mod tests {
     fn an_invalid_value_names_the_key() {
         Jail::expect_with(|jail| {
             jail.set_env("TASKER_WORKER__CONCURRENCY", "many");
-            let err = load_in(jail, None).err().map(|e| e.to_string()).unwrap_or_default();
+            let err = load_in(jail, None)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
             assert!(err.contains("worker.concurrency"), "{err}");
             Ok(())
         });
         Jail::expect_with(|jail| {
             jail.set_env("TASKER_WORKER__CONCURRENCY", "0");
-            let err = load_in(jail, None).err().map(|e| e.to_string()).unwrap_or_default();
+            let err = load_in(jail, None)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
             assert!(err.contains("worker.concurrency"), "{err}");
             Ok(())
         });
         Jail::expect_with(|jail| {
             jail.set_env("TASKER_DATABASE__URL", "mysql://localhost/x");
-            let err = load_in(jail, None).err().map(|e| e.to_string()).unwrap_or_default();
+            let err = load_in(jail, None)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
             assert!(err.contains("database.url"), "{err}");
             Ok(())
         });
         Jail::expect_with(|jail| {
             jail.set_env("TASKER_LOG__FORMAT", "xml");
-            let err = load_in(jail, None).err().map(|e| e.to_string()).unwrap_or_default();
+            let err = load_in(jail, None)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
             assert!(err.contains("log.format"), "{err}");
             Ok(())
         });
@@ -506,6 +568,9 @@ mod tests {
         let printed = format!("{config:?}");
         assert!(!printed.contains("hunter2"), "{printed}");
         assert!(!printed.contains("sk-ant-very-secret"), "{printed}");
-        assert!(printed.contains("db:5432"), "the host stays visible: {printed}");
+        assert!(
+            printed.contains("db:5432"),
+            "the host stays visible: {printed}"
+        );
     }
 }

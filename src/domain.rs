@@ -113,7 +113,10 @@ mod tests {
 
     #[test]
     fn only_completed_and_failed_are_terminal() {
-        let terminal: Vec<_> = TaskStatus::ALL.into_iter().filter(|s| s.is_terminal()).collect();
+        let terminal: Vec<_> = TaskStatus::ALL
+            .into_iter()
+            .filter(|s| s.is_terminal())
+            .collect();
         assert_eq!(terminal, vec![TaskStatus::Completed, TaskStatus::Failed]);
     }
 }

@@ -30,8 +30,8 @@ pub fn connect(config: &RedisConfig) -> Result<Pool, RedisError> {
     let connection = AsyncConnectionConfig::new()
         .set_connection_timeout(Some(timeout))
         .set_response_timeout(Some(timeout));
-    let manager = Manager::new_with_config(config.url.expose(), connection)
-        .map_err(RedisError::Config)?;
+    let manager =
+        Manager::new_with_config(config.url.expose(), connection).map_err(RedisError::Config)?;
     Pool::builder(manager)
         .max_size(config.pool_size)
         .runtime(Runtime::Tokio1)

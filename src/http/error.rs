@@ -109,7 +109,10 @@ impl ApiError {
     fn message(&self) -> String {
         match self {
             Self::UnknownTaskName { name, valid } => {
-                format!("unknown task_name `{name}`; valid names: {}", valid.join(", "))
+                format!(
+                    "unknown task_name `{name}`; valid names: {}",
+                    valid.join(", ")
+                )
             }
             Self::Unavailable { dependency, .. } => {
                 format!("{dependency} is unavailable; try again shortly")

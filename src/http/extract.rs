@@ -2,8 +2,8 @@
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
-use axum::http::request::Parts;
 use axum::http::StatusCode;
+use axum::http::request::Parts;
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -18,7 +18,11 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let limit = req.extensions().get::<BodyLimit>().map(|l| l.0).unwrap_or(0);
+        let limit = req
+            .extensions()
+            .get::<BodyLimit>()
+            .map(|l| l.0)
+            .unwrap_or(0);
         let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
             if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::PayloadTooLarge { limit }
@@ -68,7 +72,9 @@ mod tests {
     #[test]
     fn a_malformed_uuid_names_the_parameter() {
         let err = parse_task_uuid("not-a-uuid", "task_uuid").err();
-        assert!(matches!(err, Some(ApiError::Validation { message, .. }) if message.contains("task_uuid")));
+        assert!(
+            matches!(err, Some(ApiError::Validation { message, .. }) if message.contains("task_uuid"))
+        );
         assert!(parse_task_uuid(&Uuid::nil().to_string(), "task_uuid").is_ok());
     }
 }

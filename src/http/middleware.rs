@@ -43,7 +43,9 @@ pub async fn request_context(mut request: Request, next: Next) -> Response {
         .filter(|id| is_valid_request_id(id))
         .map(str::to_owned)
         .unwrap_or_else(|| Uuid::new_v4().to_string());
-    request.extensions_mut().insert(RequestId(request_id.clone()));
+    request
+        .extensions_mut()
+        .insert(RequestId(request_id.clone()));
     let method = request.method().clone();
     let span = tracing::info_span!("request", request_id = %request_id, method = %method, route = tracing::field::Empty);
     let started = Instant::now();

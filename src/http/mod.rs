@@ -33,7 +33,9 @@ pub struct AppState {
 pub fn router(services: Services, config: &ApiConfig) -> Router {
     let document = openapi::document(&services.registry);
     let openapi_json = serde_json::to_string_pretty(&document).unwrap_or_default();
-    let docs_html = utoipa_scalar::Scalar::new(document).title("Tasker API").to_html();
+    let docs_html = utoipa_scalar::Scalar::new(document)
+        .title("Tasker API")
+        .to_html();
     let state = AppState {
         services,
         metrics: metrics::install(),
@@ -51,7 +53,11 @@ pub fn router(services: Services, config: &ApiConfig) -> Router {
 }
 
 /// Serves `router` until `shutdown`, then finishes in-flight requests.
-pub async fn serve(listener: TcpListener, router: Router, shutdown: Shutdown) -> std::io::Result<()> {
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    shutdown: Shutdown,
+) -> std::io::Result<()> {
     axum::serve(listener, router)
         .with_graceful_shutdown(async move { shutdown.wait().await })
         .await

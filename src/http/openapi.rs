@@ -52,15 +52,22 @@ pub fn document(registry: &Registry) -> utoipa::openapi::OpenApi {
             components.schemas.insert(referenced, schema);
         }
         components.schemas.insert(name.clone(), task_schema(task));
-        mapping.insert(task.name().to_owned(), format!("#/components/schemas/{name}"));
+        mapping.insert(
+            task.name().to_owned(),
+            format!("#/components/schemas/{name}"),
+        );
         union = union.item(Ref::from_schema_name(name));
     }
     let mut discriminator = Discriminator::new("task_name");
     discriminator.mapping = mapping;
     let union = union
-        .description(Some("A task: `task_name` and that type's parameters, flat."))
+        .description(Some(
+            "A task: `task_name` and that type's parameters, flat.",
+        ))
         .discriminator(Some(discriminator));
-    components.schemas.insert(REQUEST_SCHEMA.to_owned(), union.into());
+    components
+        .schemas
+        .insert(REQUEST_SCHEMA.to_owned(), union.into());
     set_run_task_body(&mut doc, registry);
     doc
 }
@@ -89,7 +96,9 @@ fn task_schema(task: &RegisteredTask) -> RefOr<Schema> {
         .description(Some("Selects the task type."));
     match task.params_schema() {
         RefOr::T(Schema::Object(mut object)) => {
-            object.properties.insert("task_name".into(), name_property.into());
+            object
+                .properties
+                .insert("task_name".into(), name_property.into());
             object.required.insert(0, "task_name".into());
             object.description = Some(task.description().to_owned());
             object.examples = vec![task.example()];

@@ -54,13 +54,18 @@ impl Consumer {
         let mut connection = self.connection().await?;
         let mut command = redis::cmd("BZPOPMIN");
         command.arg(&keys).arg(self.block.as_secs_f64());
-        let reply: Result<Option<(String, String, f64)>, RedisError> =
-            bounded(self.block + self.timeout, command.query_async(&mut connection)).await;
+        let reply: Result<Option<(String, String, f64)>, RedisError> = bounded(
+            self.block + self.timeout,
+            command.query_async(&mut connection),
+        )
+        .await;
         match reply {
-            Ok(popped) => Ok(popped.map(|(queue_key, raw, _score)| match Message::decode(&raw) {
-                Ok(message) => Popped::Message { queue_key, message },
-                Err(_) => Popped::Garbage { queue_key, raw },
-            })),
+            Ok(popped) => Ok(
+                popped.map(|(queue_key, raw, _score)| match Message::decode(&raw) {
+                    Ok(message) => Popped::Message { queue_key, message },
+                    Err(_) => Popped::Garbage { queue_key, raw },
+                }),
+            ),
             Err(err) => {
                 // The connection may be broken; make a fresh one next time.
                 self.connection = None;
@@ -77,7 +82,8 @@ impl Consumer {
                 .set_response_timeout(Some(self.block + self.timeout));
             let connection = bounded(
                 self.timeout,
-                self.client.get_multiplexed_async_connection_with_config(&config),
+                self.client
+                    .get_multiplexed_async_connection_with_config(&config),
             )
             .await?;
             self.connection = Some(connection);

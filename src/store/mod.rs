@@ -79,8 +79,7 @@ impl Store {
     /// Creates the pool without connecting, so a process starts (and reports
     /// not ready) while PostgreSQL is down, and connects once it is back.
     pub fn connect_lazy(config: &DatabaseConfig) -> Result<Self> {
-        let options =
-            PgConnectOptions::from_str(config.url.expose()).map_err(Error::InvalidUrl)?;
+        let options = PgConnectOptions::from_str(config.url.expose()).map_err(Error::InvalidUrl)?;
         let pool = PgPoolOptions::new()
             .max_connections(config.max_connections)
             .acquire_timeout(config.acquire_timeout())

@@ -43,8 +43,8 @@ impl TryFrom<RecordRow> for TaskRecord {
             .parse()
             .map_err(|err| Error::Corrupt(format!("task {}: {err}", row.id)))?;
         // A pending task that has already been tried waits for `run_after`.
-        let next_attempt_at = (status == TaskStatus::Pending && row.attempts > 0)
-            .then_some(row.run_after);
+        let next_attempt_at =
+            (status == TaskStatus::Pending && row.attempts > 0).then_some(row.run_after);
         Ok(TaskRecord {
             id: row.id,
             task_name: row.task_name,
@@ -87,7 +87,9 @@ impl Store {
     pub async fn insert_task(&self, task: &NewTask) -> Result<TaskRecord> {
         let sql = concat!(
             "INSERT INTO tasks (id, task_name, task_parameters, queue, max_attempts, request_id, \
-             dispatched_at) VALUES ($1, $2, $3, $4, $5, $6, now()) RETURNING ", record_columns!(), ""
+             dispatched_at) VALUES ($1, $2, $3, $4, $5, $6, now()) RETURNING ",
+            record_columns!(),
+            ""
         );
         let row: RecordRow = self
             .bounded(
@@ -156,7 +158,9 @@ impl Store {
         let sql = concat!(
             "UPDATE tasks SET status = 'completed', task_output = $3, error = NULL, \
              completed_at = now(), updated_at = now(), lease_expires_at = NULL \
-             WHERE id = $1 AND status = 'running' AND attempts = $2 RETURNING ", record_columns!(), ""
+             WHERE id = $1 AND status = 'running' AND attempts = $2 RETURNING ",
+            record_columns!(),
+            ""
         );
         self.finish(sqlx::query_as(sql).bind(id).bind(attempt).bind(output))
             .await
@@ -168,7 +172,9 @@ impl Store {
         let sql = concat!(
             "UPDATE tasks SET status = 'failed', error = $3, \
              completed_at = now(), updated_at = now(), lease_expires_at = NULL \
-             WHERE id = $1 AND status = 'running' AND attempts = $2 RETURNING ", record_columns!(), ""
+             WHERE id = $1 AND status = 'running' AND attempts = $2 RETURNING ",
+            record_columns!(),
+            ""
         );
         self.finish(sqlx::query_as(sql).bind(id).bind(attempt).bind(error))
             .await
@@ -189,7 +195,9 @@ impl Store {
             "UPDATE tasks SET status = 'pending', error = $3, updated_at = now(), \
              lease_expires_at = NULL, run_after = now() + make_interval(secs => $4), \
              dispatched_at = now() + make_interval(secs => $4) \
-             WHERE id = $1 AND status = 'running' AND attempts = $2 RETURNING ", record_columns!(), ""
+             WHERE id = $1 AND status = 'running' AND attempts = $2 RETURNING ",
+            record_columns!(),
+            ""
         );
         self.finish(
             sqlx::query_as(sql)

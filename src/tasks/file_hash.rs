@@ -90,7 +90,10 @@ mod tests {
     #[test]
     fn digests_match_known_vectors() {
         let abc = b"abc";
-        assert_eq!(Algorithm::Md5.hex_digest(abc), "900150983cd24fb0d6963f7d28e17f72");
+        assert_eq!(
+            Algorithm::Md5.hex_digest(abc),
+            "900150983cd24fb0d6963f7d28e17f72"
+        );
         assert_eq!(
             Algorithm::Sha1.hex_digest(abc),
             "a9993e364706816aba3e25717850c26c9cd0d89d"

@@ -99,7 +99,9 @@ impl QueryLlm {
             return Err(status_error(status, &text, retry_after));
         }
         let reply: MessagesResponse = serde_json::from_str(&text).map_err(|err| {
-            TaskError::fatal(format!("the LLM reply is not a Messages API response: {err}"))
+            TaskError::fatal(format!(
+                "the LLM reply is not a Messages API response: {err}"
+            ))
         })?;
         Ok(output(reply))
     }
@@ -210,7 +212,13 @@ fn api_error_message(body: &str) -> Option<String> {
 }
 
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let seconds: f64 = headers.get(RETRY_AFTER)?.to_str().ok()?.trim().parse().ok()?;
+    let seconds: f64 = headers
+        .get(RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
     (seconds.is_finite() && seconds >= 0.0).then(|| Duration::from_secs_f64(seconds))
 }
 
@@ -259,7 +267,10 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert(RETRY_AFTER, reqwest::header::HeaderValue::from_static("2"));
         assert_eq!(retry_after(&headers), Some(Duration::from_secs(2)));
-        headers.insert(RETRY_AFTER, reqwest::header::HeaderValue::from_static("soon"));
+        headers.insert(
+            RETRY_AFTER,
+            reqwest::header::HeaderValue::from_static("soon"),
+        );
         assert_eq!(retry_after(&headers), None);
     }
 
@@ -268,12 +279,24 @@ mod tests {
         let reply = MessagesResponse {
             model: "m".into(),
             content: vec![
-                ContentBlock { kind: "text".into(), text: Some("Bon".into()) },
-                ContentBlock { kind: "tool_use".into(), text: None },
-                ContentBlock { kind: "text".into(), text: Some("jour".into()) },
+                ContentBlock {
+                    kind: "text".into(),
+                    text: Some("Bon".into()),
+                },
+                ContentBlock {
+                    kind: "tool_use".into(),
+                    text: None,
+                },
+                ContentBlock {
+                    kind: "text".into(),
+                    text: Some("jour".into()),
+                },
             ],
             stop_reason: Some("end_turn".into()),
-            usage: Usage { input_tokens: 3, output_tokens: 2 },
+            usage: Usage {
+                input_tokens: 3,
+                output_tokens: 2,
+            },
         };
         let out = output(reply);
         assert_eq!(out["text"], "Bonjour");

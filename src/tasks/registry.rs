@@ -208,7 +208,11 @@ impl Registry {
         };
         let name = match fields.remove("task_name") {
             Some(Value::String(name)) => name,
-            Some(_) | None => return Err(SubmissionError::MissingTaskName { valid: self.names() }),
+            Some(_) | None => {
+                return Err(SubmissionError::MissingTaskName {
+                    valid: self.names(),
+                });
+            }
         };
         let Some(task) = self.tasks.get(name.as_str()) else {
             return Err(SubmissionError::UnknownTaskName {
@@ -249,9 +253,14 @@ mod tests {
         let mut config = Config::default();
         config.task_queues.insert("sum".into(), "fast".into());
         let registry = Registry::new(&config).ok();
-        assert_eq!(registry.and_then(|r| r.get("sum").map(|t| t.queue().to_owned())), Some("fast".into()));
+        assert_eq!(
+            registry.and_then(|r| r.get("sum").map(|t| t.queue().to_owned())),
+            Some("fast".into())
+        );
         config.task_queues.insert("nope".into(), "x".into());
-        assert!(matches!(Registry::new(&config), Err(RegistryError::UnknownTaskInQueues(n)) if n == "nope"));
+        assert!(
+            matches!(Registry::new(&config), Err(RegistryError::UnknownTaskInQueues(n)) if n == "nope")
+        );
     }
 
     #[test]
@@ -269,13 +278,19 @@ mod tests {
     #[test]
     fn bad_submissions_say_why() {
         let registry = registry();
-        let err = registry.parse_submission(json!({"task_name": "nope"})).err();
-        assert!(matches!(err, Some(SubmissionError::UnknownTaskName { valid, .. }) if valid.len() == 3));
+        let err = registry
+            .parse_submission(json!({"task_name": "nope"}))
+            .err();
+        assert!(
+            matches!(err, Some(SubmissionError::UnknownTaskName { valid, .. }) if valid.len() == 3)
+        );
         let err = registry.parse_submission(json!({"a": 1})).err();
         assert!(matches!(err, Some(SubmissionError::MissingTaskName { .. })));
         let err = registry.parse_submission(json!([1, 2])).err();
         assert_eq!(err, Some(SubmissionError::NotAnObject));
-        let err = registry.parse_submission(json!({"task_name": "query_llm", "prompt": " "})).err();
+        let err = registry
+            .parse_submission(json!({"task_name": "query_llm", "prompt": " "}))
+            .err();
         assert!(matches!(err, Some(SubmissionError::InvalidField(f)) if f.field == "prompt"));
     }
 }

@@ -58,7 +58,10 @@ fn add(a: &Number, b: &Number) -> Result<Number, TaskError> {
             .ok_or_else(|| TaskError::fatal(format!("{a} + {b} is not a finite number")));
     }
     match (a.as_i64(), b.as_i64()) {
-        (Some(x), Some(y)) => x.checked_add(y).map(Number::from).ok_or_else(|| overflow(a, b)),
+        (Some(x), Some(y)) => x
+            .checked_add(y)
+            .map(Number::from)
+            .ok_or_else(|| overflow(a, b)),
         _ => Err(overflow(a, b)),
     }
 }
@@ -94,7 +97,9 @@ mod tests {
 
     #[test]
     fn a_float_makes_a_float_sum() {
-        let sum = add(&num(json!(1.5)), &num(json!(2))).ok().and_then(|n| n.as_f64());
+        let sum = add(&num(json!(1.5)), &num(json!(2)))
+            .ok()
+            .and_then(|n| n.as_f64());
         assert_eq!(sum, Some(3.5));
     }
 

@@ -23,7 +23,12 @@ enum Outcome {
 
 impl Worker {
     pub(super) async fn execute(&self, message: Message) {
-        let claimed = match self.services.store.claim(message.task_id, self.config.lease()).await {
+        let claimed = match self
+            .services
+            .store
+            .claim(message.task_id, self.config.lease())
+            .await
+        {
             Ok(Some(claimed)) => claimed,
             Ok(None) => {
                 tracing::debug!(task_id = %message.task_id, "task is not pending; message dropped");
@@ -47,7 +52,9 @@ impl Worker {
 
     async fn run_claimed(&self, claimed: ClaimedTask, message: Message) {
         if claimed.attempt == 1 {
-            let waited = (chrono::Utc::now() - claimed.created_at).to_std().unwrap_or_default();
+            let waited = (chrono::Utc::now() - claimed.created_at)
+                .to_std()
+                .unwrap_or_default();
             metrics::histogram!(m::TASK_QUEUE_WAIT, "task_name" => claimed.task_name.clone())
                 .record(waited.as_secs_f64());
         }
@@ -67,7 +74,12 @@ impl Worker {
             (Outcome::Retry { error, delay }, Some(_)) => {
                 metrics::counter!(m::TASK_RETRIES, "task_name" => claimed.task_name.clone())
                     .increment(1);
-                tracing::warn!(duration_ms, error, retry_in_ms = delay.as_millis() as u64, "task will be retried");
+                tracing::warn!(
+                    duration_ms,
+                    error,
+                    retry_in_ms = delay.as_millis() as u64,
+                    "task will be retried"
+                );
                 self.schedule_retry(task.as_ref(), message, *delay).await;
             }
             (_, Some(record)) => self.finished(&record, duration_ms).await,
@@ -123,10 +135,20 @@ impl Worker {
         }
     }
 
-    async fn schedule_retry(&self, task: Option<&RegisteredTask>, message: Message, delay: Duration) {
+    async fn schedule_retry(
+        &self,
+        task: Option<&RegisteredTask>,
+        message: Message,
+        delay: Duration,
+    ) {
         let Some(task) = task else { return };
         let due = SystemTime::now() + delay;
-        if let Err(err) = self.services.queue.schedule(task.queue(), &message, due).await {
+        if let Err(err) = self
+            .services
+            .queue
+            .schedule(task.queue(), &message, due)
+            .await
+        {
             // The row says pending with a due time; the reconciler dispatches it.
             tracing::warn!(error = %error_chain(&err), "cannot schedule the retry in Redis");
         }
@@ -159,7 +181,10 @@ async fn attempt(task: &RegisteredTask, claimed: &ClaimedTask) -> Outcome {
     let timeout = task.timeout();
     let result = match tokio::time::timeout(timeout, task.run(claimed.parameters.clone())).await {
         Ok(result) => result,
-        Err(_) => Err(TaskError::retryable(format!("timed out after {}s", timeout.as_secs_f64()))),
+        Err(_) => Err(TaskError::retryable(format!(
+            "timed out after {}s",
+            timeout.as_secs_f64()
+        ))),
     };
     let policy = task.retry_policy();
     let attempts_left = claimed.attempt < claimed.max_attempts;

@@ -48,7 +48,10 @@ impl Worker {
         } else {
             config.worker.queues.clone()
         };
-        if let Some(unknown) = queues.iter().find(|q| !services.registry.queues().contains(*q)) {
+        if let Some(unknown) = queues
+            .iter()
+            .find(|q| !services.registry.queues().contains(*q))
+        {
             anyhow::bail!(
                 "invalid configuration: `worker.queues` names `{unknown}`, which no task type uses"
             );

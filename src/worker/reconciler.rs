@@ -29,10 +29,10 @@ pub(super) async fn run(worker: Worker, shutdown: Shutdown) {
     }
 }
 
-/// A pending task not dispatched for this long is dispatched again. Longer
-/// than a reconcile interval, so a healthy dispatch is never second-guessed.
+/// A pending task not dispatched for this long is dispatched again: two
+/// reconcile intervals, so a dispatch in flight is not second-guessed.
 fn quiet_period(interval: Duration) -> Duration {
-    (interval * 3).max(Duration::from_secs(5))
+    interval * 2
 }
 
 async fn redispatch_lost(worker: &Worker, quiet: Duration) -> Result<(), String> {

@@ -1,0 +1,10 @@
+//! The HTTP API against real PostgreSQL and Redis.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod errors;
+mod operations;
+mod outages;
+mod reads;

@@ -1,0 +1,171 @@
+//! Probes, metrics, the OpenAPI document and the docs page.
+
+use serde_json::{Value, json};
+
+use crate::support::TestApp;
+
+#[tokio::test]
+async fn health_and_ready_report_the_dependencies() {
+    let app = TestApp::spawn_api_only().await;
+    let health: Value = app
+        .client
+        .get(app.url("/health"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health, json!({"status": "ok"}));
+    let ready = app.client.get(app.url("/ready")).send().await.unwrap();
+    assert_eq!(ready.status(), 200);
+    let ready: Value = ready.json().await.unwrap();
+    assert_eq!(ready["checks"]["postgres"]["status"], "ok");
+    assert_eq!(ready["checks"]["redis"]["status"], "ok");
+}
+
+#[tokio::test]
+async fn metrics_count_submissions_and_requests() {
+    let app = TestApp::spawn_api_only().await;
+    app.submit(json!({"task_name": "file_hash", "content": "x"}))
+        .await;
+    let text = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains("tasker_tasks_submitted_total{task_name=\"file_hash\"}"),
+        "{text}"
+    );
+    assert!(text.contains("tasker_http_requests_total{"), "{text}");
+    assert!(text.contains("route=\"/run-task\""), "{text}");
+}
+
+#[tokio::test]
+async fn the_worker_port_serves_its_own_probes() {
+    let app = TestApp::spawn().await;
+    let id = app
+        .submit(json!({"task_name": "sum", "a": 1, "b": 1}))
+        .await;
+    app.wait_terminal(id).await;
+    let health = app
+        .client
+        .get(app.worker_url("/health"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    let ready = app
+        .client
+        .get(app.worker_url("/ready"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 200);
+    let metrics = app
+        .client
+        .get(app.worker_url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("tasker_tasks_completed_total{"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("tasker_task_duration_seconds_bucket{"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn openapi_describes_the_task_union_and_every_error() {
+    let app = TestApp::spawn_api_only().await;
+    let doc: Value = app
+        .client
+        .get(app.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let schemas = &doc["components"]["schemas"];
+    let union = &schemas["RunTaskRequest"];
+    assert_eq!(union["discriminator"]["propertyName"], "task_name");
+    assert_eq!(union["oneOf"].as_array().unwrap().len(), 3);
+    for (name, schema) in [
+        ("sum", "SumTask"),
+        ("file_hash", "FileHashTask"),
+        ("query_llm", "QueryLlmTask"),
+    ] {
+        assert_eq!(
+            union["discriminator"]["mapping"][name],
+            format!("#/components/schemas/{schema}")
+        );
+        let task = &schemas[schema];
+        assert_eq!(task["properties"]["task_name"]["enum"], json!([name]));
+        assert!(
+            task["required"]
+                .as_array()
+                .unwrap()
+                .contains(&json!("task_name"))
+        );
+    }
+    assert!(
+        schemas["SumTask"]["required"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("a"))
+    );
+    assert!(
+        schemas["Algorithm"].is_object(),
+        "referenced enums are included"
+    );
+
+    let run_task = &doc["paths"]["/run-task"]["post"];
+    assert_eq!(
+        run_task["requestBody"]["content"]["application/json"]["schema"]["$ref"],
+        "#/components/schemas/RunTaskRequest"
+    );
+    for status in ["202", "400", "413", "422", "503"] {
+        assert!(
+            run_task["responses"][status]["content"]["application/json"].is_object(),
+            "{status}"
+        );
+    }
+    for path in ["/get-task-output", "/tasks/{task_uuid}"] {
+        let responses = &doc["paths"][path]["get"]["responses"];
+        for status in ["200", "404", "422", "503"] {
+            assert!(
+                responses[status]["content"]["application/json"].is_object(),
+                "{path} {status}"
+            );
+        }
+    }
+    assert!(schemas["ErrorResponse"]["properties"]["error"].is_object());
+}
+
+#[tokio::test]
+async fn the_docs_page_embeds_the_document() {
+    let app = TestApp::spawn_api_only().await;
+    let response = app.client.get(app.url("/docs")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    let html = response.text().await.unwrap();
+    assert!(html.contains("RunTaskRequest"), "the spec is inlined");
+    assert!(html.to_lowercase().contains("scalar"));
+}

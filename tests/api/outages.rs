@@ -1,0 +1,121 @@
+//! PostgreSQL or Redis going away: fast 503s, no lost submissions, and
+//! recovery without a restart. The outage is played by a proxy in front of
+//! the shared server, so other tests are not disturbed.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tasker::config::Secret;
+
+use crate::support::proxy::FaultProxy;
+use crate::support::{PG_HOST, REDIS_HOST, TestApp, TestEnv, eventually};
+
+const FAST: Duration = Duration::from_secs(5);
+
+#[tokio::test]
+async fn postgres_down_gives_fast_503s_and_the_service_recovers() {
+    let proxy = FaultProxy::start(PG_HOST).await;
+    let mut env = TestEnv::new().await;
+    let url = format!("postgres://postgres@{}/{}", proxy.address, env.database);
+    env.config.database.url = Secret::new(url);
+    let app = TestApp::start(env, true).await;
+    let before = app
+        .submit(json!({"task_name": "sum", "a": 1, "b": 2}))
+        .await;
+    app.wait_terminal(before).await;
+    proxy.cut().await;
+
+    let started = Instant::now();
+    let response = app
+        .post_task(json!({"task_name": "sum", "a": 1, "b": 2}))
+        .await;
+    assert!(started.elapsed() < FAST, "took {:?}", started.elapsed());
+    assert_eq!(response.status(), 503);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "service_unavailable");
+    assert_eq!(body["error"]["details"]["dependency"], "postgres");
+
+    let started = Instant::now();
+    let response = app.get_output(uuid::Uuid::new_v4()).await;
+    assert_eq!(response.status(), 503);
+    assert!(started.elapsed() < FAST);
+
+    let ready = app.client.get(app.url("/ready")).send().await.unwrap();
+    assert_eq!(ready.status(), 503);
+    let body: Value = ready.json().await.unwrap();
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("postgres"),
+        "{body}"
+    );
+    assert_eq!(
+        body["error"]["details"]["checks"]["postgres"]["status"],
+        "unavailable"
+    );
+    assert_eq!(body["error"]["details"]["checks"]["redis"]["status"], "ok");
+
+    // A finished task is still readable from the cache.
+    let cached = app.get_output(before).await;
+    assert_eq!(cached.status(), 200);
+
+    proxy.restore();
+    eventually(|| async {
+        let response = app
+            .post_task(json!({"task_name": "sum", "a": 2, "b": 2}))
+            .await;
+        (response.status() == 202).then_some(())
+    })
+    .await;
+    let ready = app.client.get(app.url("/ready")).send().await.unwrap();
+    assert_eq!(ready.status(), 200);
+    let id = app
+        .submit(json!({"task_name": "sum", "a": 3, "b": 4}))
+        .await;
+    assert_eq!(app.wait_terminal(id).await["task_output"]["result"], 7);
+}
+
+#[tokio::test]
+async fn redis_down_still_accepts_tasks_and_reads_fall_back_to_postgres() {
+    let proxy = FaultProxy::start(REDIS_HOST).await;
+    let mut env = TestEnv::new().await;
+    env.config.redis.url = Secret::new(format!("redis://{}", proxy.address));
+    let app = TestApp::start(env, true).await;
+    let done = app
+        .submit(json!({"task_name": "sum", "a": 1, "b": 2}))
+        .await;
+    let finished = app.wait_terminal(done).await;
+
+    proxy.cut().await;
+    let started = Instant::now();
+    let read = app.get_output(done).await;
+    assert!(started.elapsed() < FAST, "took {:?}", started.elapsed());
+    assert_eq!(read.status(), 200);
+    assert_eq!(read.headers()["x-tasker-cache"], "bypass");
+    assert_eq!(read.json::<Value>().await.unwrap(), finished);
+
+    let ready = app.client.get(app.url("/ready")).send().await.unwrap();
+    assert_eq!(ready.status(), 503);
+    let body: Value = ready.json().await.unwrap();
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("redis"),
+        "{body}"
+    );
+
+    // PostgreSQL is the source of truth: the task is accepted now and
+    // dispatched by the reconciler once Redis is back.
+    let started = Instant::now();
+    let accepted = app
+        .submit(json!({"task_name": "sum", "a": 5, "b": 6}))
+        .await;
+    assert!(started.elapsed() < FAST);
+    assert_eq!(app.task(accepted).await["status"], "pending");
+
+    proxy.restore();
+    let result = app.wait_terminal(accepted).await;
+    assert_eq!(result["status"], "completed");
+    assert_eq!(result["task_output"]["result"], 11);
+    let ready = app.client.get(app.url("/ready")).send().await.unwrap();
+    assert_eq!(ready.status(), 200);
+}

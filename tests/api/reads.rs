@@ -1,0 +1,147 @@
+//! Submitting and reading tasks back: ids, headers, and the result cache.
+
+use redis::AsyncCommands;
+use serde_json::{Value, json};
+
+use crate::support::TestApp;
+
+#[tokio::test]
+async fn a_submission_is_stored_pending_with_a_location() {
+    let app = TestApp::spawn_api_only().await;
+    let response = app
+        .post_task(json!({"task_name": "sum", "a": 1, "b": 2}))
+        .await;
+    assert_eq!(response.status(), 202);
+    let location = response.headers()["location"].to_str().unwrap().to_owned();
+    let body: Value = response.json().await.unwrap();
+    let id = body["task_uuid"].as_str().unwrap();
+    assert_eq!(location, format!("/tasks/{id}"));
+
+    let by_path: Value = app
+        .client
+        .get(app.url(&location))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(by_path["task_uuid"], id);
+    assert_eq!(by_path["task_name"], "sum");
+    assert_eq!(by_path["status"], "pending");
+    assert_eq!(by_path["attempts"], 0);
+    assert!(by_path["created_at"].is_string());
+    for field in ["task_output", "error", "started_at", "completed_at"] {
+        assert!(by_path[field].is_null(), "{field}: {by_path}");
+    }
+    let by_alias: Value = app
+        .client
+        .get(app.url(&format!("/get-task-output?taskuuid={id}")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(by_alias, by_path);
+}
+
+#[tokio::test]
+async fn the_request_id_is_echoed_and_stored() {
+    let app = TestApp::spawn_api_only().await;
+    let response = app
+        .client
+        .post(app.url("/run-task"))
+        .header("x-request-id", "req-abc-123")
+        .json(&json!({"task_name": "sum", "a": 1, "b": 2}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["x-request-id"], "req-abc-123");
+    let body: Value = response.json().await.unwrap();
+    let id: uuid::Uuid = body["task_uuid"].as_str().unwrap().parse().unwrap();
+    let pool = app.env.pool().await;
+    let stored: Option<String> = sqlx::query_scalar("SELECT request_id FROM tasks WHERE id = $1")
+        .bind(id)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(stored.as_deref(), Some("req-abc-123"));
+    let generated = app.client.get(app.url("/health")).send().await.unwrap();
+    assert_eq!(generated.headers()["x-request-id"].len(), 36);
+}
+
+#[tokio::test]
+async fn terminal_results_are_served_from_the_cache_and_refilled_after_a_miss() {
+    let app = TestApp::spawn().await;
+    let id = app
+        .submit(json!({"task_name": "sum", "a": 20, "b": 22}))
+        .await;
+    let done = app.wait_terminal(id).await;
+    assert_eq!(done["task_output"], json!({"result": 42}));
+
+    // The worker cached the result when it finished.
+    let hit = app.get_output(id).await;
+    assert_eq!(hit.headers()["x-tasker-cache"], "hit");
+    assert_eq!(hit.json::<Value>().await.unwrap(), done);
+
+    let key = format!("{}:result:{id}", app.env.prefix);
+    let mut redis = app.env.redis().await;
+    let ttl: i64 = redis.ttl(&key).await.unwrap();
+    assert!(ttl > 3500 && ttl <= 3600, "ttl {ttl}");
+
+    // Evicted: read from PostgreSQL, then cached again.
+    let _: () = redis.del(&key).await.unwrap();
+    let miss = app.get_output(id).await;
+    assert_eq!(miss.headers()["x-tasker-cache"], "miss");
+    assert_eq!(miss.json::<Value>().await.unwrap(), done);
+    let again = app.get_output(id).await;
+    assert_eq!(again.headers()["x-tasker-cache"], "hit");
+}
+
+#[tokio::test]
+async fn unfinished_tasks_are_never_cached() {
+    let app = TestApp::spawn_api_only().await;
+    let id = app
+        .submit(json!({"task_name": "sum", "a": 1, "b": 1}))
+        .await;
+    for _ in 0..2 {
+        let response = app.get_output(id).await;
+        assert_eq!(response.headers()["x-tasker-cache"], "miss");
+    }
+    let key = format!("{}:result:{id}", app.env.prefix);
+    let exists: bool = app.env.redis().await.exists(&key).await.unwrap();
+    assert!(!exists);
+}
+
+#[tokio::test]
+async fn the_cache_ttl_follows_configuration() {
+    let app = TestApp::spawn_with(|c| c.cache.ttl_seconds = 120, true).await;
+    let id = app
+        .submit(json!({"task_name": "sum", "a": 1, "b": 1}))
+        .await;
+    app.wait_terminal(id).await;
+    let key = format!("{}:result:{id}", app.env.prefix);
+    let ttl: i64 = app.env.redis().await.ttl(&key).await.unwrap();
+    assert!(ttl > 100 && ttl <= 120, "ttl {ttl}");
+}
+
+#[tokio::test]
+async fn every_redis_key_starts_with_the_prefix() {
+    let app = TestApp::spawn().await;
+    let id = app
+        .submit(json!({"task_name": "sum", "a": 1, "b": 1}))
+        .await;
+    app.wait_terminal(id).await;
+    let keys = app.env.redis_keys().await;
+    assert!(!keys.is_empty());
+    let mut redis = app.env.redis().await;
+    let all: Vec<String> = redis.keys("*").await.unwrap();
+    let mentioning: Vec<_> = all.iter().filter(|k| k.contains(&id.to_string())).collect();
+    assert!(
+        mentioning
+            .iter()
+            .all(|k| k.starts_with(&format!("{}:", app.env.prefix))),
+        "{mentioning:?}"
+    );
+}

@@ -1,0 +1,133 @@
+//! A local HTTP server that speaks the Anthropic Messages API, answering
+//! from a script and recording what it was sent.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+
+/// One scripted answer.
+#[derive(Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub body: Value,
+    pub retry_after: Option<&'static str>,
+    pub delay: Duration,
+}
+
+impl Reply {
+    pub fn ok(text: &str) -> Self {
+        Self {
+            status: 200,
+            body: json!({
+                "id": "msg_test",
+                "type": "message",
+                "role": "assistant",
+                "model": "claude-test",
+                "content": [{"type": "text", "text": text}],
+                "stop_reason": "end_turn",
+                "usage": {"input_tokens": 7, "output_tokens": 3}
+            }),
+            retry_after: None,
+            delay: Duration::ZERO,
+        }
+    }
+
+    pub fn error(status: u16, kind: &str, message: &str) -> Self {
+        Self {
+            status,
+            body: json!({"type": "error", "error": {"type": kind, "message": message}}),
+            retry_after: None,
+            delay: Duration::ZERO,
+        }
+    }
+
+    pub fn rate_limited() -> Self {
+        Self {
+            retry_after: Some("0"),
+            ..Self::error(429, "rate_limit_error", "slow down")
+        }
+    }
+
+    pub fn slow(mut self, delay: Duration) -> Self {
+        self.delay = delay;
+        self
+    }
+}
+
+/// A request the server received.
+#[derive(Clone, Debug)]
+pub struct Received {
+    pub headers: HeaderMap,
+    pub body: Value,
+}
+
+#[derive(Clone, Default)]
+struct Script {
+    replies: Arc<Mutex<VecDeque<Reply>>>,
+    received: Arc<Mutex<Vec<Received>>>,
+}
+
+pub struct FakeLlm {
+    pub address: SocketAddr,
+    script: Script,
+}
+
+impl FakeLlm {
+    /// Answers with `replies` in order, then with success forever.
+    pub async fn start(replies: Vec<Reply>) -> Self {
+        let script = Script {
+            replies: Arc::new(Mutex::new(replies.into())),
+            received: Arc::default(),
+        };
+        let app = Router::new()
+            .route("/v1/messages", post(messages))
+            .with_state(script.clone());
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind fake llm");
+        let address = listener.local_addr().expect("fake llm address");
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Self { address, script }
+    }
+
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.address)
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.script.received.lock().expect("lock").clone()
+    }
+}
+
+async fn messages(State(script): State<Script>, headers: HeaderMap, body: String) -> Response {
+    let body: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+    script
+        .received
+        .lock()
+        .expect("lock")
+        .push(Received { headers, body });
+    let reply = script
+        .replies
+        .lock()
+        .expect("lock")
+        .pop_front()
+        .unwrap_or_else(|| Reply::ok("Bonjour"));
+    tokio::time::sleep(reply.delay).await;
+    let status = StatusCode::from_u16(reply.status).expect("status");
+    let mut response = (status, axum::Json(reply.body)).into_response();
+    if let Some(wait) = reply.retry_after {
+        response
+            .headers_mut()
+            .insert("retry-after", wait.parse().expect("header"));
+    }
+    response
+}

@@ -1,0 +1,315 @@
+//! Shared test support: a fresh database and Redis key prefix per test, the
+//! real API and worker started in-process on port 0, a fake LLM server, and
+//! a TCP proxy that can cut a dependency off.
+#![allow(dead_code)]
+
+pub mod fake_llm;
+pub mod proxy;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use redis::AsyncCommands;
+use serde_json::Value;
+use sqlx::{Connection, Executor, PgConnection, PgPool};
+use tasker::config::{Config, Secret};
+use tasker::services::Services;
+use tasker::shutdown::Shutdown;
+use tasker::worker::Worker;
+use tokio::net::TcpListener;
+use uuid::Uuid;
+
+pub const PG_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+pub const PG_HOST: &str = "127.0.0.1:5432";
+pub const REDIS_URL: &str = "redis://127.0.0.1:6379";
+pub const REDIS_HOST: &str = "127.0.0.1:6379";
+/// Upper bound on waiting for any condition in a test.
+pub const PATIENCE: Duration = Duration::from_secs(30);
+
+/// Fails fast, with the fix, when PostgreSQL or Redis is not running.
+pub async fn require_services() {
+    static CHECKED: OnceLock<Result<(), String>> = OnceLock::new();
+    if let Some(result) = CHECKED.get() {
+        return result.clone().unwrap_or_else(|e| panic!("{e}"));
+    }
+    let pg =
+        tokio::time::timeout(Duration::from_secs(3), PgConnection::connect(PG_ADMIN_URL)).await;
+    let redis = tokio::time::timeout(Duration::from_secs(3), async {
+        let client = redis::Client::open(REDIS_URL)?;
+        let mut conn = client.get_multiplexed_async_connection().await?;
+        redis::cmd("PING").query_async::<String>(&mut conn).await
+    })
+    .await;
+    let mut problems = Vec::new();
+    if !matches!(pg, Ok(Ok(_))) {
+        problems.push(format!(
+            "PostgreSQL is not reachable at {PG_HOST} (user postgres, trust auth). Start it with: \
+             pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start"
+        ));
+    }
+    if !matches!(redis, Ok(Ok(_))) {
+        problems.push(format!(
+            "Redis is not reachable at {REDIS_HOST}. Start it with: \
+             redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save \"\" --appendonly no"
+        ));
+    }
+    let result = if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.join("\n"))
+    };
+    let result = CHECKED.get_or_init(|| result).clone();
+    result.unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// An isolated environment: its own database and Redis key prefix, removed on drop.
+pub struct TestEnv {
+    pub database: String,
+    pub prefix: String,
+    pub config: Config,
+}
+
+impl TestEnv {
+    pub async fn new() -> Self {
+        require_services().await;
+        if std::env::var_os("TEST_LOG").is_some() {
+            tasker::telemetry::logs::init(&Default::default(), tasker::config::LogFormat::Text);
+        }
+        let id = Uuid::new_v4().simple().to_string();
+        let database = format!("tasker_test_{id}");
+        let mut admin = PgConnection::connect(PG_ADMIN_URL)
+            .await
+            .expect("admin connection");
+        admin
+            .execute(sqlx::AssertSqlSafe(format!(
+                "CREATE DATABASE \"{database}\""
+            )))
+            .await
+            .expect("create test database");
+        let prefix = format!("test-{id}");
+        let mut config = Config::default();
+        config.database.url = Secret::new(format!("postgres://postgres@{PG_HOST}/{database}"));
+        config.database.acquire_timeout_seconds = 2;
+        config.database.query_timeout_seconds = 3;
+        config.redis.url = Secret::new(REDIS_URL);
+        config.redis.key_prefix = prefix.clone();
+        config.api.listen = "127.0.0.1:0".parse().expect("addr");
+        config.worker.listen = "127.0.0.1:0".parse().expect("addr");
+        config.worker.reconcile_interval_seconds = 1;
+        config.worker.concurrency = 4;
+        config.llm.base_url = "http://127.0.0.1:9".into();
+        let env = Self {
+            database,
+            prefix,
+            config,
+        };
+        let services = Services::build(&env.config).expect("services");
+        services.store.migrate().await.expect("migrate");
+        services.store.close().await;
+        env
+    }
+
+    pub fn database_url(&self) -> String {
+        self.config.database.url.expose().to_owned()
+    }
+
+    /// A direct pool on the test database, for assertions.
+    pub async fn pool(&self) -> PgPool {
+        PgPool::connect(&self.database_url())
+            .await
+            .expect("test pool")
+    }
+
+    pub async fn redis(&self) -> redis::aio::MultiplexedConnection {
+        redis::Client::open(REDIS_URL)
+            .expect("redis client")
+            .get_multiplexed_async_connection()
+            .await
+            .expect("redis connection")
+    }
+
+    /// Every Redis key of this test.
+    pub async fn redis_keys(&self) -> Vec<String> {
+        let mut conn = self.redis().await;
+        conn.keys(format!("{}:*", self.prefix)).await.expect("KEYS")
+    }
+}
+
+impl Drop for TestEnv {
+    fn drop(&mut self) {
+        let database = self.database.clone();
+        let prefix = self.prefix.clone();
+        // Drop runs inside the test's runtime; clean up from a thread of our own.
+        let cleanup = std::thread::spawn(move || {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            runtime.block_on(async move {
+                if let Ok(mut admin) = PgConnection::connect(PG_ADMIN_URL).await {
+                    let sql = format!("DROP DATABASE IF EXISTS \"{database}\" WITH (FORCE)");
+                    let _ = admin.execute(sqlx::AssertSqlSafe(sql)).await;
+                }
+                if let Ok(client) = redis::Client::open(REDIS_URL)
+                    && let Ok(mut conn) = client.get_multiplexed_async_connection().await
+                {
+                    let keys: Vec<String> =
+                        conn.keys(format!("{prefix}:*")).await.unwrap_or_default();
+                    if !keys.is_empty() {
+                        let _: Result<(), _> = conn.del(keys).await;
+                    }
+                }
+            });
+        });
+        let _ = cleanup.join();
+    }
+}
+
+/// The API (and optionally a worker) of one test, running in-process.
+pub struct TestApp {
+    pub env: TestEnv,
+    pub address: SocketAddr,
+    pub worker_address: Option<SocketAddr>,
+    pub client: reqwest::Client,
+    pub services: Services,
+    shutdown: Shutdown,
+    worker_shutdown: Shutdown,
+}
+
+impl TestApp {
+    /// API and worker with the default test configuration.
+    pub async fn spawn() -> Self {
+        Self::spawn_with(|_| {}, true).await
+    }
+
+    /// API only: tasks stay pending.
+    pub async fn spawn_api_only() -> Self {
+        Self::spawn_with(|_| {}, false).await
+    }
+
+    pub async fn spawn_with(configure: impl FnOnce(&mut Config), with_worker: bool) -> Self {
+        let mut env = TestEnv::new().await;
+        configure(&mut env.config);
+        Self::start(env, with_worker).await
+    }
+
+    pub async fn start(env: TestEnv, with_worker: bool) -> Self {
+        tasker::tls::install_crypto_provider();
+        let services = Services::build(&env.config).expect("services");
+        let shutdown = Shutdown::new();
+        let listener = TcpListener::bind(env.config.api.listen)
+            .await
+            .expect("bind api");
+        let address = listener.local_addr().expect("api address");
+        let router = tasker::http::router(services.clone(), &env.config.api);
+        tokio::spawn(tasker::http::serve(listener, router, shutdown.clone()));
+        let worker_shutdown = Shutdown::new();
+        let mut app = Self {
+            env,
+            address,
+            worker_address: None,
+            client: reqwest::Client::new(),
+            services,
+            shutdown,
+            worker_shutdown,
+        };
+        if with_worker {
+            app.start_worker().await;
+        }
+        app
+    }
+
+    /// Starts a worker in this process (one per app).
+    pub async fn start_worker(&mut self) {
+        let worker = Worker::new(self.services.clone(), &self.env.config).expect("worker");
+        let listener = TcpListener::bind(self.env.config.worker.listen)
+            .await
+            .expect("bind worker");
+        self.worker_address = Some(listener.local_addr().expect("worker address"));
+        tokio::spawn(worker.run(listener, self.worker_shutdown.clone()));
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.address)
+    }
+
+    pub fn worker_url(&self, path: &str) -> String {
+        format!(
+            "http://{}{path}",
+            self.worker_address.expect("no worker started")
+        )
+    }
+
+    pub async fn post_task(&self, body: Value) -> reqwest::Response {
+        self.client
+            .post(self.url("/run-task"))
+            .json(&body)
+            .send()
+            .await
+            .expect("POST /run-task")
+    }
+
+    /// Submits a task that must be accepted and returns its id.
+    pub async fn submit(&self, body: Value) -> Uuid {
+        let response = self.post_task(body.clone()).await;
+        assert_eq!(response.status(), 202, "submitting {body}");
+        let json: Value = response.json().await.expect("json");
+        json["task_uuid"]
+            .as_str()
+            .and_then(|s| s.parse().ok())
+            .expect("task_uuid")
+    }
+
+    pub async fn get_output(&self, id: Uuid) -> reqwest::Response {
+        self.client
+            .get(self.url(&format!("/get-task-output?task_uuid={id}")))
+            .send()
+            .await
+            .expect("GET /get-task-output")
+    }
+
+    pub async fn task(&self, id: Uuid) -> Value {
+        let response = self.get_output(id).await;
+        assert_eq!(response.status(), 200);
+        response.json().await.expect("task json")
+    }
+
+    /// Waits until the task is completed or failed, and returns it.
+    pub async fn wait_terminal(&self, id: Uuid) -> Value {
+        eventually(|| async {
+            let task = self.task(id).await;
+            matches!(task["status"].as_str(), Some("completed" | "failed")).then_some(task)
+        })
+        .await
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.worker_shutdown.trigger();
+        self.shutdown.trigger();
+    }
+}
+
+/// Polls `check` until it returns `Some`, failing the test after [`PATIENCE`].
+pub async fn eventually<T, F, Fut>(mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "condition not met within {PATIENCE:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

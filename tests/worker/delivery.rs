@@ -1,0 +1,217 @@
+//! At-least-once delivery made harmless: claims, fencing, duplicates, and
+//! re-dispatch of lost messages.
+
+use std::time::Duration;
+
+use redis::AsyncCommands;
+use serde_json::json;
+use tasker::domain::NewTask;
+use tasker::queue::Message;
+use uuid::Uuid;
+
+use crate::support::fake_llm::{FakeLlm, Reply};
+use crate::support::{TestApp, eventually};
+
+fn new_task(name: &str, params: serde_json::Value) -> NewTask {
+    NewTask {
+        id: Uuid::now_v7(),
+        task_name: name.into(),
+        queue: "default".into(),
+        parameters: params,
+        max_attempts: 3,
+        request_id: None,
+    }
+}
+
+#[tokio::test]
+async fn the_same_task_delivered_twice_runs_once() {
+    let llm = FakeLlm::start(vec![Reply::ok("once")]).await;
+    let base_url = llm.base_url();
+    let mut app = TestApp::spawn_with(
+        move |c| {
+            c.llm.base_url = base_url;
+            c.llm.api_key = Some(tasker::config::Secret::new("k"));
+        },
+        false,
+    )
+    .await;
+    let id = app
+        .submit(json!({"task_name": "query_llm", "prompt": "hi"}))
+        .await;
+    // A second, distinct message for the same task (as a re-dispatch would add).
+    let duplicate = Message {
+        task_id: id,
+        request_id: Some("duplicate".into()),
+    };
+    app.services
+        .queue
+        .dispatch("llm", &duplicate)
+        .await
+        .unwrap();
+    let queued: u64 = app.services.queue.ready_len("llm").await.unwrap();
+    assert_eq!(queued, 2);
+
+    app.start_worker().await;
+    let task = app.wait_terminal(id).await;
+    eventually(|| async {
+        (app.services.queue.ready_len("llm").await.unwrap() == 0).then_some(())
+    })
+    .await;
+    assert_eq!(task["status"], "completed");
+    assert_eq!(task["attempts"], 1);
+    assert_eq!(llm.received().len(), 1, "the LLM was called once");
+}
+
+#[tokio::test]
+async fn a_message_for_a_finished_task_changes_nothing() {
+    let app = TestApp::spawn().await;
+    let id = app
+        .submit(json!({"task_name": "sum", "a": 1, "b": 2}))
+        .await;
+    let done = app.wait_terminal(id).await;
+    let again = Message {
+        task_id: id,
+        request_id: None,
+    };
+    app.services
+        .queue
+        .dispatch("default", &again)
+        .await
+        .unwrap();
+    eventually(|| async {
+        (app.services.queue.ready_len("default").await.unwrap() == 0).then_some(())
+    })
+    .await;
+    let pool = app.env.pool().await;
+    let (attempts, output): (i32, serde_json::Value) =
+        sqlx::query_as("SELECT attempts, task_output FROM tasks WHERE id = $1")
+            .bind(id)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(attempts, 1);
+    assert_eq!(output, done["task_output"]);
+}
+
+#[tokio::test]
+async fn undecodable_messages_are_dropped_and_work_goes_on() {
+    let app = TestApp::spawn().await;
+    let key = format!("{}:queue:default", app.env.prefix);
+    let _: () = app
+        .env
+        .redis()
+        .await
+        .zadd(&key, "{not a message", 0)
+        .await
+        .unwrap();
+    let id = app
+        .submit(json!({"task_name": "sum", "a": 1, "b": 2}))
+        .await;
+    assert_eq!(app.wait_terminal(id).await["status"], "completed");
+}
+
+#[tokio::test]
+async fn only_one_of_many_concurrent_claims_wins() {
+    let app = TestApp::spawn_api_only().await;
+    let store = app.services.store.clone();
+    let task = store
+        .insert_task(&new_task("sum", json!({"a": 1, "b": 2})))
+        .await
+        .unwrap();
+    let claims = (0..8).map(|_| {
+        let store = store.clone();
+        tokio::spawn(async move { store.claim(task.id, Duration::from_secs(30)).await.unwrap() })
+    });
+    let mut winners = 0;
+    for claim in claims {
+        if claim.await.unwrap().is_some() {
+            winners += 1;
+        }
+    }
+    assert_eq!(winners, 1);
+}
+
+#[tokio::test]
+async fn a_stale_attempt_can_never_overwrite_a_newer_one() {
+    let app = TestApp::spawn_api_only().await;
+    let store = &app.services.store;
+    let pool = app.env.pool().await;
+    let task = store
+        .insert_task(&new_task("sum", json!({"a": 1, "b": 2})))
+        .await
+        .unwrap();
+    let first = store
+        .claim(task.id, Duration::from_secs(30))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.attempt, 1);
+    // The first worker's lease is given to a second one.
+    sqlx::query("UPDATE tasks SET status = 'pending' WHERE id = $1")
+        .bind(task.id)
+        .execute(&pool)
+        .await
+        .unwrap();
+    let second = store
+        .claim(task.id, Duration::from_secs(30))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(second.attempt, 2);
+
+    let stale = store
+        .complete(task.id, first.attempt, &json!({"result": "stale"}))
+        .await
+        .unwrap();
+    assert!(stale.is_none(), "the stale attempt is fenced off");
+    let fresh = store
+        .complete(task.id, second.attempt, &json!({"result": 3}))
+        .await
+        .unwrap();
+    assert_eq!(
+        fresh.map(|r| r.task_output),
+        Some(Some(json!({"result": 3})))
+    );
+    let late = store
+        .fail(task.id, second.attempt, "late duplicate")
+        .await
+        .unwrap();
+    assert!(late.is_none(), "a finished task is never written again");
+    let stored = store.get_task(task.id).await.unwrap().unwrap();
+    assert_eq!(stored.task_output, Some(json!({"result": 3})));
+    assert!(stored.error.is_none());
+}
+
+#[tokio::test]
+async fn a_stored_task_whose_dispatch_was_lost_still_runs() {
+    let app = TestApp::spawn().await;
+    // Stored but never dispatched, as if the API died right after the commit.
+    let task = app
+        .services
+        .store
+        .insert_task(&new_task("sum", json!({"a": 2, "b": 3})))
+        .await
+        .unwrap();
+    let done = app.wait_terminal(task.id).await;
+    assert_eq!(done["task_output"], json!({"result": 5}));
+}
+
+#[tokio::test]
+async fn tasks_in_redis_flushed_away_are_dispatched_again_once() {
+    let app = TestApp::spawn_api_only().await;
+    let mut ids = Vec::new();
+    for i in 0..20 {
+        ids.push(
+            app.submit(json!({"task_name": "sum", "a": i, "b": 0}))
+                .await,
+        );
+    }
+    let key = format!("{}:queue:default", app.env.prefix);
+    let _: () = app.env.redis().await.del(&key).await.unwrap();
+    let mut app = app;
+    app.start_worker().await;
+    for id in ids {
+        let task = app.wait_terminal(id).await;
+        assert_eq!(task["attempts"], 1);
+    }
+}

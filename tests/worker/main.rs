@@ -1,0 +1,10 @@
+//! Workers running tasks against real PostgreSQL and Redis.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod delivery;
+mod flows;
+mod llm;
+mod migrations;
