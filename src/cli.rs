@@ -10,6 +10,7 @@ use tokio::net::TcpListener;
 use crate::config::{Config, LogFormat};
 use crate::services::Services;
 use crate::shutdown::Shutdown;
+use crate::store::Store;
 use crate::telemetry::logs;
 use crate::worker::Worker;
 
@@ -80,11 +81,11 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
     tokio::spawn(shutdown.clone().trigger_on_signal());
     let services = Services::build(&config)?;
     match command {
-        Command::Migrate => migrate(&services).await,
+        Command::Migrate => migrate(&services, &config).await,
         Command::Api => run_api(services, &config, shutdown).await,
         Command::Worker => run_worker(services, &config, shutdown).await,
         Command::Dev => {
-            migrate(&services).await?;
+            migrate(&services, &config).await?;
             let api = run_api(services.clone(), &config, shutdown.clone());
             let worker = run_worker(services, &config, shutdown.clone());
             let (api, worker) = tokio::join!(api, worker);
@@ -93,7 +94,13 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
     }
 }
 
-async fn migrate(services: &Services) -> anyhow::Result<()> {
+async fn migrate(services: &Services, config: &Config) -> anyhow::Result<()> {
+    let created = Store::create_database_if_missing(&config.database)
+        .await
+        .context("creating the database")?;
+    if created {
+        tracing::info!("database created");
+    }
     services
         .store
         .migrate()

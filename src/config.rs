@@ -162,7 +162,7 @@ impl Default for LogConfig {
     fn default() -> Self {
         Self {
             format: None,
-            level: "info".into(),
+            level: "info,sqlx=warn".into(),
         }
     }
 }

@@ -90,6 +90,22 @@ impl Store {
         })
     }
 
+    /// Creates the configured database when it does not exist yet, so a
+    /// fresh PostgreSQL needs no manual `createdb`.
+    pub async fn create_database_if_missing(config: &DatabaseConfig) -> Result<bool> {
+        use sqlx::migrate::MigrateDatabase;
+        let url = config.url.expose();
+        let exists = sqlx::Postgres::database_exists(url)
+            .await
+            .map_err(Error::from_sqlx)?;
+        if !exists {
+            sqlx::Postgres::create_database(url)
+                .await
+                .map_err(Error::from_sqlx)?;
+        }
+        Ok(!exists)
+    }
+
     /// Applies pending migrations. Safe to run twice, and from several
     /// processes at once: sqlx serialises them with an advisory lock.
     pub async fn migrate(&self) -> Result<()> {

@@ -1,5 +1,7 @@
 //! Structured logs through `tracing`: JSON for machines, text for people.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::format::FmtSpan;
 
@@ -13,7 +15,8 @@ pub fn init(config: &LogConfig, default_format: LogFormat) {
         .unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_span_events(FmtSpan::NONE);
+        .with_span_events(FmtSpan::NONE)
+        .with_ansi(std::io::stdout().is_terminal());
     let result = match config.format.unwrap_or(default_format) {
         LogFormat::Json => builder
             .json()
