@@ -479,6 +479,18 @@ mod tests {
     }
 
     #[test]
+    fn lists_and_maps_come_from_the_environment_too() {
+        Jail::expect_with(|jail| {
+            jail.set_env("TASKER_WORKER__QUEUES", "[llm, default]");
+            jail.set_env("TASKER_TASK_QUEUES__QUERY_LLM", "slow");
+            let config = load_in(jail, None).map_err(|e| e.to_string())?;
+            assert_eq!(config.worker.queues, vec!["llm", "default"]);
+            assert_eq!(config.task_queues.get("query_llm").map(String::as_str), Some("slow"));
+            Ok(())
+        });
+    }
+
+    #[test]
     fn secrets_are_read_from_files_and_win() {
         Jail::expect_with(|jail| {
             jail.create_file("key", "sk-from-file\n")?;
