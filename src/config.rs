@@ -485,7 +485,10 @@ mod tests {
             jail.set_env("TASKER_TASK_QUEUES__QUERY_LLM", "slow");
             let config = load_in(jail, None).map_err(|e| e.to_string())?;
             assert_eq!(config.worker.queues, vec!["llm", "default"]);
-            assert_eq!(config.task_queues.get("query_llm").map(String::as_str), Some("slow"));
+            assert_eq!(
+                config.task_queues.get("query_llm").map(String::as_str),
+                Some("slow")
+            );
             Ok(())
         });
     }
