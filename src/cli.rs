@@ -80,6 +80,9 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
     let shutdown = Shutdown::new();
     tokio::spawn(shutdown.clone().trigger_on_signal());
     let services = Services::build(&config)?;
+    if !matches!(command, Command::Migrate) {
+        services.warn_if_redis_evicts().await;
+    }
     match command {
         Command::Migrate => migrate(&services, &config).await,
         Command::Api => run_api(services, &config, shutdown).await,

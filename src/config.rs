@@ -93,6 +93,8 @@ impl Default for RedisConfig {
 pub struct ApiConfig {
     pub listen: SocketAddr,
     pub max_body_bytes: usize,
+    /// How long an `Idempotency-Key` keeps mapping to its task.
+    pub idempotency_window_seconds: u64,
 }
 
 impl Default for ApiConfig {
@@ -100,6 +102,7 @@ impl Default for ApiConfig {
         Self {
             listen: SocketAddr::from(([0, 0, 0, 0], 8000)),
             max_body_bytes: 1024 * 1024,
+            idempotency_window_seconds: 24 * 3600,
         }
     }
 }
@@ -309,6 +312,12 @@ impl DatabaseConfig {
 
     pub fn query_timeout(&self) -> Duration {
         Duration::from_secs(self.query_timeout_seconds)
+    }
+}
+
+impl ApiConfig {
+    pub fn idempotency_window(&self) -> Duration {
+        Duration::from_secs(self.idempotency_window_seconds)
     }
 }
 

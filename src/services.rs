@@ -33,4 +33,22 @@ impl Services {
             registry: Registry::new(config)?,
         })
     }
+
+    /// Warns when Redis may evict keys. Nothing breaks (PostgreSQL has every
+    /// task and the reconciler re-dispatches), but evicted messages and
+    /// results cost latency and database reads.
+    pub async fn warn_if_redis_evicts(&self) {
+        match self.queue.eviction_policy().await {
+            Ok(Some(policy)) if policy != "noeviction" => tracing::warn!(
+                maxmemory_policy = %policy,
+                "Redis may evict keys under memory pressure; set maxmemory-policy to noeviction \
+                 (no task is lost either way: evicted dispatches are repaired by the reconciler)"
+            ),
+            Ok(_) => {}
+            Err(err) => tracing::debug!(
+                error = %crate::telemetry::logs::error_chain(&err),
+                "cannot read Redis maxmemory-policy"
+            ),
+        }
+    }
 }

@@ -45,6 +45,8 @@ pub enum ApiError {
     UnknownTaskName { name: String, valid: Vec<String> },
     #[error("{0}")]
     NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
     #[error("method not allowed")]
     MethodNotAllowed,
     #[error("request body is larger than the limit of {limit} bytes")]
@@ -74,6 +76,7 @@ impl ApiError {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
             Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::Conflict(_) => StatusCode::CONFLICT,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
@@ -87,6 +90,7 @@ impl ApiError {
             Self::Validation { .. } => "validation_failed",
             Self::UnknownTaskName { .. } => "unknown_task_name",
             Self::NotFound(_) => "not_found",
+            Self::Conflict(_) => "idempotency_key_reused",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::PayloadTooLarge { .. } => "payload_too_large",
             Self::Unavailable { .. } => "service_unavailable",

@@ -3,6 +3,7 @@
 
 pub mod error;
 mod extract;
+mod idempotency;
 mod middleware;
 pub mod openapi;
 mod routes;
@@ -24,6 +25,7 @@ use crate::telemetry::metrics;
 #[derive(Clone)]
 pub struct AppState {
     pub(crate) services: Services,
+    idempotency_window: std::time::Duration,
     metrics: Option<PrometheusHandle>,
     openapi_json: Arc<String>,
     docs_html: Arc<String>,
@@ -38,6 +40,7 @@ pub fn router(services: Services, config: &ApiConfig) -> Router {
         .to_html();
     let state = AppState {
         services,
+        idempotency_window: config.idempotency_window(),
         metrics: metrics::install(),
         openapi_json: Arc::new(openapi_json),
         docs_html: Arc::new(docs_html),

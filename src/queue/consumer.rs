@@ -12,7 +12,8 @@ use crate::redis_pool::{Keys, RedisError, bounded};
 pub struct Consumer {
     client: redis::Client,
     connection: Option<MultiplexedConnection>,
-    ready_keys: Vec<String>,
+    /// (ready key, queue name) of every queue consumed.
+    queues: Vec<(String, String)>,
     next_first: usize,
     timeout: Duration,
     block: Duration,
@@ -21,8 +22,8 @@ pub struct Consumer {
 /// A message taken off a queue, or a member that could not be decoded.
 #[derive(Debug)]
 pub enum Popped {
-    Message { queue_key: String, message: Message },
-    Garbage { queue_key: String, raw: String },
+    Message { queue: String, message: Message },
+    Garbage { queue: String, raw: String },
 }
 
 impl Consumer {
@@ -37,7 +38,7 @@ impl Consumer {
         Ok(Self {
             client: redis::Client::open(url).map_err(RedisError::Config)?,
             connection: None,
-            ready_keys: queues.iter().map(|q| keys.ready(q)).collect(),
+            queues: queues.iter().map(|q| (keys.ready(q), q.clone())).collect(),
             next_first: 0,
             timeout,
             block,
@@ -47,7 +48,7 @@ impl Consumer {
     /// Waits up to the block time for the oldest message on any queue.
     /// Queues are tried in rotating order so that none starves the others.
     pub async fn next(&mut self) -> Result<Option<Popped>, RedisError> {
-        let mut keys = self.ready_keys.clone();
+        let mut keys: Vec<String> = self.queues.iter().map(|(key, _)| key.clone()).collect();
         let first = self.next_first % keys.len().max(1);
         keys.rotate_left(first);
         self.next_first = self.next_first.wrapping_add(1);
@@ -60,18 +61,26 @@ impl Consumer {
         )
         .await;
         match reply {
-            Ok(popped) => Ok(
-                popped.map(|(queue_key, raw, _score)| match Message::decode(&raw) {
-                    Ok(message) => Popped::Message { queue_key, message },
-                    Err(_) => Popped::Garbage { queue_key, raw },
-                }),
-            ),
+            Ok(popped) => Ok(popped.map(|(key, raw, _score)| {
+                let queue = self.queue_named_by(&key);
+                match Message::decode(&raw) {
+                    Ok(message) => Popped::Message { queue, message },
+                    Err(_) => Popped::Garbage { queue, raw },
+                }
+            })),
             Err(err) => {
                 // The connection may be broken; make a fresh one next time.
                 self.connection = None;
                 Err(err)
             }
         }
+    }
+
+    fn queue_named_by(&self, key: &str) -> String {
+        self.queues
+            .iter()
+            .find(|(ready, _)| ready == key)
+            .map_or_else(|| key.to_owned(), |(_, queue)| queue.clone())
     }
 
     /// The consumer's connection (a cheap handle), made on first use.

@@ -73,14 +73,17 @@ impl Queue {
     /// Makes `message` ready to run on `queue`.
     #[tracing::instrument(skip_all, fields(task_id = %message.task_id, queue))]
     pub async fn dispatch(&self, queue: &str, message: &Message) -> Result<(), RedisError> {
-        self.dispatch_many(std::iter::once((queue, message))).await
+        self.dispatch_many(std::iter::once((queue, message)))
+            .await
+            .map(drop)
     }
 
-    /// Dispatches several messages in one round trip.
+    /// Dispatches several messages in one round trip; returns how many were
+    /// not queued already.
     pub async fn dispatch_many<'a>(
         &self,
         messages: impl IntoIterator<Item = (&'a str, &'a Message)>,
-    ) -> Result<(), RedisError> {
+    ) -> Result<u64, RedisError> {
         let score = now_millis();
         let mut pipe = redis::pipe();
         for (queue, message) in messages {
@@ -88,10 +91,14 @@ impl Queue {
                 .arg(self.keys.ready(queue))
                 .arg("NX")
                 .arg(score)
-                .arg(message.encode())
-                .ignore();
+                .arg(message.encode());
         }
-        self.run_pipeline(pipe).await
+        let added: Vec<u64> = bounded(self.timeout, async {
+            let mut conn = self.pool.get().await?;
+            Ok::<_, RedisError>(pipe.query_async(&mut conn).await?)
+        })
+        .await?;
+        Ok(added.iter().sum())
     }
 
     /// Holds `message` back until `due`, then [`Queue::promote_due`] makes it ready.
@@ -134,6 +141,23 @@ impl Queue {
             Ok::<_, RedisError>(redis::cmd("ZCARD").arg(key).query_async(&mut conn).await?)
         })
         .await
+    }
+
+    /// Redis's `maxmemory-policy`, when the server lets us read it (managed
+    /// services often disable CONFIG).
+    pub async fn eviction_policy(&self) -> Result<Option<String>, RedisError> {
+        let reply: Vec<String> = bounded(self.timeout, async {
+            let mut conn = self.pool.get().await?;
+            Ok::<_, RedisError>(
+                redis::cmd("CONFIG")
+                    .arg("GET")
+                    .arg("maxmemory-policy")
+                    .query_async(&mut conn)
+                    .await?,
+            )
+        })
+        .await?;
+        Ok(reply.into_iter().nth(1))
     }
 
     /// Succeeds when Redis answers PING.

@@ -1,5 +1,42 @@
 //! PostgreSQL: every SQL statement Tasker runs lives in this module.
 
+/// The columns every `TaskRecord` is read from, optionally qualified by a
+/// table name. A macro so statements stay `&'static str` (sqlx refuses SQL
+/// built at run time).
+macro_rules! record_columns {
+    () => {
+        record_columns!("")
+    };
+    ($t:literal) => {
+        concat!(
+            $t,
+            "id, ",
+            $t,
+            "task_name, ",
+            $t,
+            "status, ",
+            $t,
+            "task_output, ",
+            $t,
+            "error, ",
+            $t,
+            "attempts, ",
+            $t,
+            "max_attempts, ",
+            $t,
+            "run_after, ",
+            $t,
+            "created_at, ",
+            $t,
+            "started_at, ",
+            $t,
+            "completed_at"
+        )
+    };
+}
+
+mod idempotency;
+mod leases;
 mod tasks;
 
 use std::future::Future;
@@ -12,6 +49,8 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 use crate::config::DatabaseConfig;
 
+pub use idempotency::Submission;
+pub use leases::{Lease, Recovered};
 pub use tasks::DispatchCandidate;
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations");

@@ -10,17 +10,8 @@ use uuid::Uuid;
 use super::{Error, Result, Store};
 use crate::domain::{ClaimedTask, NewTask, TaskRecord, TaskStatus};
 
-/// The columns every `TaskRecord` is read from, as a literal so statements
-/// stay `&'static str` (sqlx refuses SQL built at run time).
-macro_rules! record_columns {
-    () => {
-        "id, task_name, status, task_output, error, attempts, max_attempts, \
-         run_after, created_at, started_at, completed_at"
-    };
-}
-
 #[derive(sqlx::FromRow)]
-struct RecordRow {
+pub(super) struct RecordRow {
     id: Uuid,
     task_name: String,
     status: String,
@@ -72,6 +63,26 @@ struct ClaimRow {
     request_id: Option<String>,
 }
 
+/// Inserts one task row with any executor (the pool, or a transaction).
+pub(super) async fn insert_row<'e>(
+    executor: impl sqlx::PgExecutor<'e>,
+    task: &NewTask,
+) -> std::result::Result<RecordRow, sqlx::Error> {
+    sqlx::query_as(concat!(
+        "INSERT INTO tasks (id, task_name, task_parameters, queue, max_attempts, request_id, \
+         dispatched_at) VALUES ($1, $2, $3, $4, $5, $6, now()) RETURNING ",
+        record_columns!()
+    ))
+    .bind(task.id)
+    .bind(&task.task_name)
+    .bind(&task.parameters)
+    .bind(&task.queue)
+    .bind(task.max_attempts)
+    .bind(&task.request_id)
+    .fetch_one(executor)
+    .await
+}
+
 /// A pending task whose dispatch message may have been lost.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct DispatchCandidate {
@@ -85,24 +96,7 @@ impl Store {
     /// dispatches it right after, and the reconciler covers a lost dispatch.
     #[tracing::instrument(skip_all, fields(task_id = %task.id, task_name = %task.task_name))]
     pub async fn insert_task(&self, task: &NewTask) -> Result<TaskRecord> {
-        let sql = concat!(
-            "INSERT INTO tasks (id, task_name, task_parameters, queue, max_attempts, request_id, \
-             dispatched_at) VALUES ($1, $2, $3, $4, $5, $6, now()) RETURNING ",
-            record_columns!(),
-            ""
-        );
-        let row: RecordRow = self
-            .bounded(
-                sqlx::query_as(sql)
-                    .bind(task.id)
-                    .bind(&task.task_name)
-                    .bind(&task.parameters)
-                    .bind(&task.queue)
-                    .bind(task.max_attempts)
-                    .bind(&task.request_id)
-                    .fetch_one(&self.pool),
-            )
-            .await?;
+        let row = self.bounded(insert_row(&self.pool, task)).await?;
         row.try_into()
     }
 

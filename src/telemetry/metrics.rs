@@ -9,6 +9,8 @@ pub const TASKS_COMPLETED: &str = "tasker_tasks_completed_total";
 pub const TASK_DURATION: &str = "tasker_task_duration_seconds";
 pub const TASK_QUEUE_WAIT: &str = "tasker_task_queue_wait_seconds";
 pub const TASK_RETRIES: &str = "tasker_task_retries_total";
+/// Results discarded because their attempt had lost its lease (fencing).
+pub const STALE_RESULTS: &str = "tasker_task_stale_results_total";
 pub const TASKS_RECOVERED: &str = "tasker_tasks_recovered_total";
 pub const CACHE_REQUESTS: &str = "tasker_cache_requests_total";
 pub const HTTP_REQUESTS: &str = "tasker_http_requests_total";

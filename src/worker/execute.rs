@@ -6,10 +6,13 @@ use std::time::{Duration, Instant, SystemTime};
 use serde_json::Value;
 use tracing::Instrument;
 
+use std::sync::atomic::Ordering;
+
+use super::inflight::Registration;
 use super::{Backoff, Worker};
 use crate::domain::{ClaimedTask, TaskRecord, TaskStatus};
 use crate::queue::Message;
-use crate::store;
+use crate::store::{self, Lease};
 use crate::tasks::{RegisteredTask, TaskError};
 use crate::telemetry::logs::error_chain;
 use crate::telemetry::metrics as m;
@@ -22,7 +25,7 @@ enum Outcome {
 }
 
 impl Worker {
-    pub(super) async fn execute(&self, message: Message) {
+    pub(super) async fn execute(&self, queue: String, message: Message) {
         let claimed = match self
             .services
             .store
@@ -35,8 +38,11 @@ impl Worker {
                 return;
             }
             Err(err) => {
-                // The task stays pending; the reconciler dispatches it again.
                 tracing::warn!(task_id = %message.task_id, error = %error_chain(&err), "cannot claim task");
+                if err.is_unavailable() {
+                    self.database_up.store(false, Ordering::Relaxed);
+                }
+                self.requeue(&queue, &message).await;
                 return;
             }
         };
@@ -47,10 +53,30 @@ impl Worker {
             attempt = claimed.attempt,
             request_id = claimed.request_id.as_deref().unwrap_or(""),
         );
-        self.run_claimed(claimed, message).instrument(span).await;
+        let lease = Lease {
+            task_id: claimed.id,
+            attempt: claimed.attempt,
+        };
+        let registration = self.in_flight.register(lease);
+        self.run_claimed(claimed, message, &registration)
+            .instrument(span)
+            .await;
     }
 
-    async fn run_claimed(&self, claimed: ClaimedTask, message: Message) {
+    /// Puts a message back when its task could not be claimed; the
+    /// reconciler covers the case where Redis is unreachable too.
+    async fn requeue(&self, queue: &str, message: &Message) {
+        if let Err(err) = self.services.queue.dispatch(queue, message).await {
+            tracing::debug!(error = %error_chain(&err), "cannot requeue the message");
+        }
+    }
+
+    async fn run_claimed(
+        &self,
+        claimed: ClaimedTask,
+        message: Message,
+        registration: &Registration,
+    ) {
         if claimed.attempt == 1 {
             let waited = (chrono::Utc::now() - claimed.created_at)
                 .to_std()
@@ -61,9 +87,19 @@ impl Worker {
         tracing::info!("task running");
         let started = Instant::now();
         let task = self.services.registry.get(&claimed.task_name).cloned();
-        let outcome = match &task {
-            Some(task) => attempt(task, &claimed).await,
-            None => Outcome::Failed(format!("unknown task type `{}`", claimed.task_name)),
+        let run = async {
+            match &task {
+                Some(task) => attempt(task, &claimed).await,
+                None => Outcome::Failed(format!("unknown task type `{}`", claimed.task_name)),
+            }
+        };
+        let outcome = tokio::select! {
+            outcome = run => outcome,
+            () = registration.lost() => {
+                metrics::counter!(m::STALE_RESULTS).increment(1);
+                tracing::warn!("lease lost to another worker; attempt abandoned");
+                return;
+            }
         };
         let elapsed = started.elapsed();
         metrics::histogram!(m::TASK_DURATION, "task_name" => claimed.task_name.clone())
@@ -83,10 +119,7 @@ impl Worker {
                 self.schedule_retry(task.as_ref(), message, *delay).await;
             }
             (_, Some(record)) => self.finished(&record, duration_ms).await,
-            (_, None) => tracing::warn!(
-                duration_ms,
-                "attempt no longer holds the task (lease taken over); its result was discarded"
-            ),
+            (_, None) => {}
         }
     }
 
@@ -107,7 +140,14 @@ impl Worker {
             })
             .await;
         match written {
-            Ok(record) => record,
+            Ok(Some(record)) => Some(record),
+            Ok(None) => {
+                metrics::counter!(m::STALE_RESULTS).increment(1);
+                tracing::warn!(
+                    "attempt no longer holds the task (lease taken over); its result was discarded"
+                );
+                None
+            }
             Err(err) => {
                 tracing::error!(error = %error_chain(&err), "cannot store the task outcome; lease recovery will retry the task");
                 None

@@ -3,6 +3,8 @@
 //! Beside that loop run the retry promoter and the reconciler.
 
 mod execute;
+mod heartbeat;
+mod inflight;
 mod probes;
 mod reconciler;
 
@@ -15,10 +17,12 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use crate::config::{Config, WorkerConfig};
-use crate::queue::{Consumer, Popped};
+use crate::queue::{Consumer, Message, Popped};
 use crate::services::Services;
 use crate::shutdown::Shutdown;
 use crate::telemetry::logs::error_chain;
+use crate::telemetry::metrics as m;
+use inflight::InFlight;
 
 pub use probes::router as probe_router;
 
@@ -38,6 +42,10 @@ pub struct Worker {
     redis_timeout: Duration,
     /// True while the consume loop is taking tasks (part of readiness).
     consuming: Arc<AtomicBool>,
+    /// False after a claim found PostgreSQL unreachable: the consume loop
+    /// pauses until it answers again instead of draining the queue.
+    database_up: Arc<AtomicBool>,
+    in_flight: InFlight,
 }
 
 impl Worker {
@@ -63,6 +71,8 @@ impl Worker {
             redis_url: config.redis.url.expose().to_owned(),
             redis_timeout: config.redis.timeout(),
             consuming: Arc::new(AtomicBool::new(false)),
+            database_up: Arc::new(AtomicBool::new(true)),
+            in_flight: InFlight::default(),
         })
     }
 
@@ -78,8 +88,13 @@ impl Worker {
         loops.spawn(probes::serve(listener, self.clone(), shutdown.clone()));
         loops.spawn(self.clone().promote_loop(shutdown.clone()));
         loops.spawn(reconciler::run(self.clone(), shutdown.clone()));
+        // Leases are renewed until the last attempt is finished or handed back.
+        let drained = Shutdown::new();
+        let heartbeat = tokio::spawn(heartbeat::run(self.clone(), drained.clone()));
         let consumed = self.consume_loop(shutdown.clone()).await;
         shutdown.trigger();
+        drained.trigger();
+        let _ = heartbeat.await;
         while loops.join_next().await.is_some() {}
         self.services.store.close().await;
         tracing::info!("worker stopped");
@@ -104,18 +119,23 @@ impl Worker {
             };
             // Reap finished tasks so the set does not grow.
             while in_flight.try_join_next().is_some() {}
+            if !self.database_up.load(Ordering::Relaxed) {
+                drop(permit);
+                self.wait_for_database(&shutdown).await;
+                continue;
+            }
             match consumer.next().await {
-                Ok(Some(Popped::Message { message, .. })) => {
+                Ok(Some(Popped::Message { queue, message })) => {
                     self.consuming.store(true, Ordering::Relaxed);
                     backoff.reset();
                     let worker = self.clone();
                     in_flight.spawn(async move {
-                        worker.execute(message).await;
+                        worker.execute(queue, message).await;
                         drop(permit);
                     });
                 }
-                Ok(Some(Popped::Garbage { queue_key, raw })) => {
-                    tracing::warn!(queue_key, raw, "dropped an undecodable queue message");
+                Ok(Some(Popped::Garbage { queue, raw })) => {
+                    tracing::warn!(queue, raw, "dropped an undecodable queue message");
                 }
                 Ok(None) => {
                     self.consuming.store(true, Ordering::Relaxed);
@@ -137,7 +157,32 @@ impl Worker {
         Ok(())
     }
 
-    /// Waits for in-flight tasks up to the grace period.
+    /// Pauses taking tasks while PostgreSQL is unreachable, probing it with
+    /// growing waits, so messages stay queued instead of being popped and lost.
+    async fn wait_for_database(&self, shutdown: &Shutdown) {
+        self.consuming.store(false, Ordering::Relaxed);
+        let mut backoff = Backoff::new();
+        while !shutdown.is_triggered() {
+            match self.services.store.ping().await {
+                Ok(()) => {
+                    tracing::info!("database reachable again; taking tasks");
+                    self.database_up.store(true, Ordering::Relaxed);
+                    return;
+                }
+                Err(err) => {
+                    let wait = backoff.next();
+                    tracing::warn!(error = %error_chain(&err), retry_in_ms = wait.as_millis() as u64, "database unreachable; worker paused");
+                    tokio::select! {
+                        () = tokio::time::sleep(wait) => {}
+                        () = shutdown.wait() => return,
+                    }
+                }
+            }
+        }
+    }
+
+    /// Lets in-flight tasks finish within the grace period, then hands the
+    /// rest back so another worker takes them at once.
     async fn drain(&self, mut in_flight: JoinSet<()>) {
         let count = in_flight.len();
         if count == 0 {
@@ -149,13 +194,47 @@ impl Worker {
             while in_flight.join_next().await.is_some() {}
         })
         .await;
-        if drained.is_err() {
-            tracing::warn!(
-                unfinished = in_flight.len(),
-                "grace period over; unfinished tasks are left to lease recovery"
-            );
-            in_flight.abort_all();
+        if drained.is_ok() {
+            return;
         }
+        let held = self.in_flight.leases();
+        in_flight.abort_all();
+        while in_flight.join_next().await.is_some() {}
+        self.hand_back(held).await;
+    }
+
+    async fn hand_back(&self, leases: Vec<crate::store::Lease>) {
+        let returned = match self.services.store.hand_back(&leases).await {
+            Ok(returned) => returned,
+            Err(err) => {
+                tracing::error!(count = leases.len(), error = %error_chain(&err), "cannot hand tasks back; lease recovery will");
+                return;
+            }
+        };
+        let messages: Vec<(String, Message)> = returned
+            .iter()
+            .map(|r| {
+                let message = Message {
+                    task_id: r.record.id,
+                    request_id: r.request_id.clone(),
+                };
+                (r.queue.clone(), message)
+            })
+            .collect();
+        if let Err(err) = self
+            .services
+            .queue
+            .dispatch_many(messages.iter().map(|(q, msg)| (q.as_str(), msg)))
+            .await
+        {
+            tracing::warn!(error = %error_chain(&err), "cannot dispatch handed-back tasks; the reconciler will");
+        }
+        metrics::counter!(m::TASKS_RECOVERED, "reason" => "handed_back")
+            .increment(returned.len() as u64);
+        tracing::warn!(
+            count = returned.len(),
+            "grace period over; unfinished tasks handed back"
+        );
     }
 
     async fn promote_loop(self, shutdown: Shutdown) {

@@ -3,7 +3,7 @@
 use axum::Json;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use uuid::Uuid;
@@ -12,8 +12,10 @@ use crate::domain::{NewTask, TaskRecord};
 use crate::http::AppState;
 use crate::http::error::{ApiError, ErrorResponse};
 use crate::http::extract::{JsonBody, RequestId, parse_task_uuid};
+use crate::http::idempotency;
 use crate::http::schemas::{RunTaskResponse, TaskResponse};
 use crate::queue::Message;
+use crate::store::Submission;
 use crate::telemetry::logs::error_chain;
 use crate::telemetry::metrics as m;
 
@@ -29,22 +31,31 @@ pub const CACHE_HEADER: HeaderName = HeaderName::from_static("x-tasker-cache");
     post,
     path = "/run-task",
     tag = "tasks",
-    params(("X-Request-ID" = Option<String>, Header, description = "Correlation id; generated when absent, echoed in the response")),
+    params(
+        ("X-Request-ID" = Option<String>, Header, description = "Correlation id; generated when absent, echoed in the response"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: the same key and body return the same task within `api.idempotency_window_seconds`"),
+    ),
     responses(
         (status = 202, description = "Accepted: the task is stored and queued", body = RunTaskResponse,
-            headers(("Location" = String, description = "URL of the task resource"))),
+            headers(
+                ("Location" = String, description = "URL of the task resource"),
+                ("Idempotent-Replayed" = String, description = "`true` when an earlier request with the same Idempotency-Key created the task"),
+            )),
         (status = 400, description = "Malformed JSON", body = ErrorResponse),
         (status = 413, description = "Body larger than `api.max_body_bytes`", body = ErrorResponse),
-        (status = 422, description = "Unknown `task_name` or invalid parameter", body = ErrorResponse),
+        (status = 409, description = "Idempotency-Key reused with a different request", body = ErrorResponse),
+        (status = 422, description = "Unknown `task_name`, invalid parameter or malformed Idempotency-Key", body = ErrorResponse),
         (status = 503, description = "PostgreSQL is unavailable", body = ErrorResponse),
     )
 )]
 pub(crate) async fn create_task(
     State(state): State<AppState>,
     RequestId(request_id): RequestId,
+    headers: HeaderMap,
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
     let services = &state.services;
+    let idempotency_key = idempotency::key(&headers)?;
     let (task, parameters) = services.registry.parse_submission(body)?;
     let max_attempts = i32::try_from(task.retry_policy().max_attempts).unwrap_or(i32::MAX);
     let new_task = NewTask {
@@ -55,7 +66,25 @@ pub(crate) async fn create_task(
         max_attempts,
         request_id: Some(request_id.clone()),
     };
-    let record = services.store.insert_task(&new_task).await?;
+    let record = match idempotency_key {
+        None => services.store.insert_task(&new_task).await?,
+        Some(key) => {
+            let fingerprint = idempotency::fingerprint(task.name(), &new_task.parameters);
+            let submission = services
+                .store
+                .insert_task_idempotent(&new_task, &key, &fingerprint, state.idempotency_window)
+                .await?;
+            match submission {
+                Submission::Created(record) => record,
+                Submission::Replayed(id) => return Ok(accepted(id, true)),
+                Submission::Conflict(_) => {
+                    return Err(ApiError::Conflict(format!(
+                        "Idempotency-Key `{key}` was already used with a different request"
+                    )));
+                }
+            }
+        }
+    };
     metrics::counter!(m::TASKS_SUBMITTED, "task_name" => task.name()).increment(1);
     let message = Message {
         task_id: record.id,
@@ -66,17 +95,27 @@ pub(crate) async fn create_task(
         tracing::warn!(task_id = %record.id, error = %error_chain(&err), "dispatch failed; the reconciler will retry it");
     }
     tracing::info!(task_id = %record.id, task_name = task.name(), "task accepted");
-    let location = HeaderValue::from_str(&format!("/tasks/{}", record.id))
-        .map_err(|err| ApiError::Internal(err.to_string()))?;
-    let body = RunTaskResponse {
-        task_uuid: record.id,
-    };
-    Ok((
+    Ok(accepted(record.id, false))
+}
+
+/// `202` with the task id and its `Location`.
+fn accepted(id: Uuid, replayed: bool) -> Response {
+    let mut response = (
         StatusCode::ACCEPTED,
-        [(header::LOCATION, location)],
-        Json(body),
+        Json(RunTaskResponse { task_uuid: id }),
     )
-        .into_response())
+        .into_response();
+    let headers = response.headers_mut();
+    if let Ok(location) = HeaderValue::from_str(&format!("/tasks/{id}")) {
+        headers.insert(header::LOCATION, location);
+    }
+    if replayed {
+        headers.insert(
+            idempotency::REPLAYED_HEADER,
+            HeaderValue::from_static("true"),
+        );
+    }
+    response
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]

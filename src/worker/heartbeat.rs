@@ -1,0 +1,38 @@
+//! The heartbeat: renews the leases of every attempt this worker runs, in
+//! one statement, three times per lease; attempts whose lease was lost are
+//! told to stop, because another worker owns their task now.
+
+use super::Worker;
+use crate::shutdown::Shutdown;
+use crate::telemetry::logs::error_chain;
+
+pub(super) async fn run(worker: Worker, stop: Shutdown) {
+    let lease = worker.config.lease();
+    let mut ticker = tokio::time::interval(lease / 3);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            () = stop.wait() => return,
+        }
+        let held = worker.in_flight.leases();
+        if held.is_empty() {
+            continue;
+        }
+        match worker.services.store.renew_leases(&held, lease).await {
+            Ok(renewed) => {
+                let lost: Vec<_> = held
+                    .into_iter()
+                    .filter(|lease| !renewed.contains(&lease.task_id))
+                    .collect();
+                if !lost.is_empty() {
+                    tracing::warn!(count = lost.len(), "leases lost; stopping those attempts");
+                    worker.in_flight.mark_lost(&lost);
+                }
+            }
+            // Keep running: if the lease expires meanwhile, the attempt's
+            // final write is fenced off and nothing is overwritten.
+            Err(err) => tracing::warn!(error = %error_chain(&err), "cannot renew leases"),
+        }
+    }
+}

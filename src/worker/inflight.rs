@@ -1,0 +1,131 @@
+//! The attempts a worker is running right now: what its heartbeat renews,
+//! what it hands back at shutdown, and how a lost lease stops an attempt.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use tokio::sync::Notify;
+use uuid::Uuid;
+
+use crate::store::Lease;
+
+struct Entry {
+    attempt: i32,
+    lost: Arc<Notify>,
+}
+
+/// Shared table of running attempts, keyed by task id.
+#[derive(Clone, Default)]
+pub(super) struct InFlight {
+    entries: Arc<Mutex<HashMap<Uuid, Entry>>>,
+}
+
+/// An attempt in the table; removes itself when dropped, however the
+/// attempt ends (finished, abandoned or aborted).
+pub(super) struct Registration {
+    table: InFlight,
+    task_id: Uuid,
+    lost: Arc<Notify>,
+}
+
+impl InFlight {
+    fn with<T>(&self, f: impl FnOnce(&mut HashMap<Uuid, Entry>) -> T) -> T {
+        // A poisoned lock only means a panic elsewhere; the map is still valid.
+        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        f(&mut entries)
+    }
+
+    pub(super) fn register(&self, lease: Lease) -> Registration {
+        let lost = Arc::new(Notify::new());
+        let entry = Entry {
+            attempt: lease.attempt,
+            lost: lost.clone(),
+        };
+        self.with(|entries| entries.insert(lease.task_id, entry));
+        Registration {
+            table: self.clone(),
+            task_id: lease.task_id,
+            lost,
+        }
+    }
+
+    pub(super) fn leases(&self) -> Vec<Lease> {
+        self.with(|entries| {
+            entries
+                .iter()
+                .map(|(id, e)| Lease {
+                    task_id: *id,
+                    attempt: e.attempt,
+                })
+                .collect()
+        })
+    }
+
+    /// Tells the attempts whose lease was not renewed to stop.
+    pub(super) fn mark_lost(&self, lost: &[Lease]) {
+        self.with(|entries| {
+            for lease in lost {
+                if let Some(entry) = entries.get(&lease.task_id)
+                    && entry.attempt == lease.attempt
+                {
+                    entry.lost.notify_one();
+                }
+            }
+        });
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.with(|entries| entries.len())
+    }
+}
+
+impl Registration {
+    /// Resolves when the heartbeat finds this attempt's lease lost.
+    pub(super) async fn lost(&self) {
+        self.lost.notified().await;
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        let id = self.task_id;
+        self.table.with(|entries| entries.remove(&id));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn registrations_leave_the_table_when_dropped() {
+        let table = InFlight::default();
+        let lease = Lease {
+            task_id: Uuid::new_v4(),
+            attempt: 1,
+        };
+        let registration = table.register(lease);
+        assert_eq!(table.leases(), vec![lease]);
+        drop(registration);
+        assert_eq!(table.len(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_lost_lease_wakes_its_attempt_only() {
+        let table = InFlight::default();
+        let mine = Lease {
+            task_id: Uuid::new_v4(),
+            attempt: 2,
+        };
+        let registration = table.register(mine);
+        table.mark_lost(&[Lease { attempt: 1, ..mine }]);
+        let woken =
+            tokio::time::timeout(std::time::Duration::from_millis(50), registration.lost()).await;
+        assert!(woken.is_err(), "an older attempt's loss is not ours");
+        table.mark_lost(&[mine]);
+        let woken =
+            tokio::time::timeout(std::time::Duration::from_secs(1), registration.lost()).await;
+        assert!(woken.is_ok());
+    }
+}
