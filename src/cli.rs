@@ -27,7 +27,7 @@ struct Cli {
     command: Command,
 }
 
-#[derive(Debug, Clone, Copy, Subcommand)]
+#[derive(Debug, Clone, Subcommand)]
 enum Command {
     /// Serve the HTTP API (POST /run-task, GET /get-task-output, …) on `api.listen`.
     Api,
@@ -37,11 +37,19 @@ enum Command {
     Migrate,
     /// Local development: apply migrations, then run the API and a worker in one process.
     Dev,
+    /// GET a URL and exit 0 on a 2xx answer: a health check for images without curl.
+    Probe {
+        /// e.g. http://127.0.0.1:8000/ready
+        url: String,
+    },
 }
 
 /// Parses the command line and runs the chosen command.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Probe { url } = &cli.command {
+        return probe(url);
+    }
     let config = match Config::load(cli.config.as_deref()) {
         Ok(config) => config,
         Err(err) => {
@@ -49,7 +57,7 @@ pub fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let default_format = match cli.command {
+    let default_format = match &cli.command {
         Command::Dev => LogFormat::Text,
         _ => LogFormat::Json,
     };
@@ -83,16 +91,53 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
     if !matches!(command, Command::Migrate) {
         services.warn_if_redis_evicts().await;
     }
-    match command {
+    let store = services.store.clone();
+    let result = match command {
         Command::Migrate => migrate(&services, &config).await,
         Command::Api => run_api(services, &config, shutdown).await,
         Command::Worker => run_worker(services, &config, shutdown).await,
+        Command::Probe { .. } => Ok(()),
         Command::Dev => {
             migrate(&services, &config).await?;
             let api = run_api(services.clone(), &config, shutdown.clone());
             let worker = run_worker(services, &config, shutdown.clone());
             let (api, worker) = tokio::join!(api, worker);
             api.and(worker)
+        }
+    };
+    store.close().await;
+    result
+}
+
+fn probe(url: &str) -> ExitCode {
+    crate::tls::install_crypto_provider();
+    let checked = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|err| err.to_string())
+        .and_then(|runtime| {
+            runtime.block_on(async {
+                let client = reqwest::Client::builder()
+                    .timeout(std::time::Duration::from_secs(3))
+                    .build()
+                    .map_err(|err| err.to_string())?;
+                let response = client
+                    .get(url)
+                    .send()
+                    .await
+                    .map_err(|err| err.to_string())?;
+                let status = response.status();
+                status
+                    .is_success()
+                    .then_some(())
+                    .ok_or_else(|| format!("{url} answered {status}"))
+            })
+        });
+    match checked {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("tasker probe: {err}");
+            ExitCode::FAILURE
         }
     }
 }
@@ -147,7 +192,7 @@ mod tests {
     #[test]
     fn help_explains_every_subcommand() {
         let help = Cli::command().render_long_help().to_string();
-        for name in ["api", "worker", "migrate", "dev"] {
+        for name in ["api", "worker", "migrate", "dev", "probe"] {
             assert!(help.contains(name), "{name} missing from help:\n{help}");
         }
     }

@@ -96,7 +96,6 @@ impl Worker {
         drained.trigger();
         let _ = heartbeat.await;
         while loops.join_next().await.is_some() {}
-        self.services.store.close().await;
         tracing::info!("worker stopped");
         consumed
     }

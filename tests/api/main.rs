@@ -5,6 +5,7 @@
 mod support;
 
 mod errors;
+mod idempotency;
 mod operations;
 mod outages;
 mod reads;

@@ -177,7 +177,7 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub services: Services,
     shutdown: Shutdown,
-    worker_shutdown: Shutdown,
+    workers: Vec<(Shutdown, tokio::task::JoinHandle<anyhow::Result<()>>)>,
 }
 
 impl TestApp {
@@ -207,7 +207,6 @@ impl TestApp {
         let address = listener.local_addr().expect("api address");
         let router = tasker::http::router(services.clone(), &env.config.api);
         tokio::spawn(tasker::http::serve(listener, router, shutdown.clone()));
-        let worker_shutdown = Shutdown::new();
         let mut app = Self {
             env,
             address,
@@ -215,7 +214,7 @@ impl TestApp {
             client: reqwest::Client::new(),
             services,
             shutdown,
-            worker_shutdown,
+            workers: Vec::new(),
         };
         if with_worker {
             app.start_worker().await;
@@ -223,14 +222,28 @@ impl TestApp {
         app
     }
 
-    /// Starts a worker in this process (one per app).
-    pub async fn start_worker(&mut self) {
+    /// Starts another worker in this process; returns its index.
+    pub async fn start_worker(&mut self) -> usize {
         let worker = Worker::new(self.services.clone(), &self.env.config).expect("worker");
         let listener = TcpListener::bind(self.env.config.worker.listen)
             .await
             .expect("bind worker");
         self.worker_address = Some(listener.local_addr().expect("worker address"));
-        tokio::spawn(worker.run(listener, self.worker_shutdown.clone()));
+        let shutdown = Shutdown::new();
+        let handle = tokio::spawn(worker.run(listener, shutdown.clone()));
+        self.workers.push((shutdown, handle));
+        self.workers.len() - 1
+    }
+
+    /// Asks worker `index` to shut down, as SIGTERM would, and waits until it has.
+    pub async fn stop_worker(&mut self, index: usize) {
+        let (shutdown, handle) = &mut self.workers[index];
+        shutdown.trigger();
+        let stopped = tokio::time::timeout(PATIENCE, handle).await;
+        stopped
+            .expect("worker stops")
+            .expect("join")
+            .expect("worker ok");
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -272,6 +285,15 @@ impl TestApp {
             .expect("GET /get-task-output")
     }
 
+    /// Waits until the task has the given status.
+    pub async fn wait_status(&self, id: Uuid, status: &str) -> Value {
+        eventually(|| async {
+            let task = self.task(id).await;
+            (task["status"] == status).then_some(task)
+        })
+        .await
+    }
+
     pub async fn task(&self, id: Uuid) -> Value {
         let response = self.get_output(id).await;
         assert_eq!(response.status(), 200);
@@ -290,7 +312,9 @@ impl TestApp {
 
 impl Drop for TestApp {
     fn drop(&mut self) {
-        self.worker_shutdown.trigger();
+        for (shutdown, _) in &self.workers {
+            shutdown.trigger();
+        }
         self.shutdown.trigger();
     }
 }

@@ -6,5 +6,6 @@ mod support;
 
 mod delivery;
 mod flows;
+mod leases;
 mod llm;
 mod migrations;

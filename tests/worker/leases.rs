@@ -1,0 +1,191 @@
+//! Leases: renewed while an attempt runs, recovered when a worker is lost,
+//! handed back at shutdown; a lost lease stops its attempt.
+
+use std::time::Duration;
+
+use serde_json::json;
+use tasker::config::{Config, Secret};
+use tasker::domain::NewTask;
+use uuid::Uuid;
+
+use crate::support::fake_llm::{FakeLlm, Reply};
+use crate::support::{TestApp, eventually};
+
+fn with_llm(llm: &FakeLlm, lease_seconds: u64, grace_seconds: u64) -> impl FnOnce(&mut Config) {
+    let base_url = llm.base_url();
+    move |c: &mut Config| {
+        c.llm.base_url = base_url;
+        c.llm.api_key = Some(Secret::new("k"));
+        c.worker.lease_seconds = lease_seconds;
+        c.worker.shutdown_grace_seconds = grace_seconds;
+    }
+}
+
+fn sum_task(max_attempts: i32) -> NewTask {
+    NewTask {
+        id: Uuid::now_v7(),
+        task_name: "sum".into(),
+        queue: "default".into(),
+        parameters: json!({"a": 1, "b": 1}),
+        max_attempts,
+        request_id: None,
+    }
+}
+
+#[tokio::test]
+async fn a_long_attempt_keeps_its_lease_alive() {
+    let llm = FakeLlm::start(vec![
+        Reply::ok("slow but fine").slow(Duration::from_millis(3500)),
+    ])
+    .await;
+    let app = TestApp::spawn_with(with_llm(&llm, 2, 20), true).await;
+    let id = app
+        .submit(json!({"task_name": "query_llm", "prompt": "hi"}))
+        .await;
+    let task = app.wait_terminal(id).await;
+    assert_eq!(task["status"], "completed");
+    assert_eq!(
+        task["attempts"], 1,
+        "the lease was renewed, never recovered"
+    );
+    assert_eq!(llm.received().len(), 1);
+}
+
+#[tokio::test]
+async fn a_task_whose_worker_died_is_recovered_and_run_again() {
+    let app = TestApp::spawn_api_only().await;
+    let store = &app.services.store;
+    let task = store.insert_task(&sum_task(3)).await.unwrap();
+    // A worker claims it with a short lease and dies.
+    let claimed = store
+        .claim(task.id, Duration::from_millis(200))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(claimed.attempt, 1);
+    let mut app = app;
+    app.start_worker().await;
+    let done = app.wait_terminal(task.id).await;
+    assert_eq!(done["status"], "completed");
+    assert_eq!(done["attempts"], 2);
+    assert_eq!(done["task_output"], json!({"result": 2}));
+}
+
+#[tokio::test]
+async fn a_task_that_keeps_losing_its_worker_ends_failed() {
+    let app = TestApp::spawn_api_only().await;
+    let store = &app.services.store;
+    let task = store.insert_task(&sum_task(1)).await.unwrap();
+    store
+        .claim(task.id, Duration::from_millis(100))
+        .await
+        .unwrap()
+        .unwrap();
+    let mut app = app;
+    app.start_worker().await;
+    let failed = app.wait_terminal(task.id).await;
+    assert_eq!(failed["status"], "failed");
+    assert_eq!(failed["attempts"], 1);
+    assert!(
+        failed["error"].as_str().unwrap().contains("worker lost"),
+        "{failed}"
+    );
+}
+
+#[tokio::test]
+async fn an_attempt_that_lost_its_lease_stops_and_its_result_is_never_written() {
+    let replies = vec![
+        Reply::ok("stale").slow(Duration::from_secs(4)),
+        Reply::ok("fresh"),
+    ];
+    let llm = FakeLlm::start(replies).await;
+    let app = TestApp::spawn_with(with_llm(&llm, 2, 20), true).await;
+    let id = app
+        .submit(json!({"task_name": "query_llm", "prompt": "hi"}))
+        .await;
+    app.wait_status(id, "running").await;
+    eventually(|| async { (!llm.received().is_empty()).then_some(()) }).await;
+    // Another worker takes the task over (its claim bumps the fencing token).
+    let pool = app.env.pool().await;
+    sqlx::query("UPDATE tasks SET attempts = attempts + 1 WHERE id = $1")
+        .bind(id)
+        .execute(&pool)
+        .await
+        .unwrap();
+
+    let task = app.wait_terminal(id).await;
+    assert_eq!(task["status"], "completed");
+    assert_eq!(
+        task["task_output"]["text"], "fresh",
+        "the stale attempt never wrote"
+    );
+    assert_eq!(task["attempts"], 3);
+    let metrics = app
+        .client
+        .get(app.worker_url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("tasker_task_stale_results_total"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn shutdown_lets_in_flight_tasks_finish_within_the_grace_period() {
+    let llm = FakeLlm::start(vec![
+        Reply::ok("finished").slow(Duration::from_millis(1500)),
+    ])
+    .await;
+    let mut app = TestApp::spawn_with(with_llm(&llm, 30, 10), false).await;
+    let worker = app.start_worker().await;
+    let id = app
+        .submit(json!({"task_name": "query_llm", "prompt": "hi"}))
+        .await;
+    app.wait_status(id, "running").await;
+    app.stop_worker(worker).await;
+    let task = app.task(id).await;
+    assert_eq!(task["status"], "completed");
+    assert_eq!(task["attempts"], 1);
+}
+
+#[tokio::test]
+async fn shutdown_hands_back_what_cannot_finish_and_another_worker_takes_it_at_once() {
+    let llm = FakeLlm::start(vec![
+        Reply::ok("too slow").slow(Duration::from_secs(30)),
+        Reply::ok("second worker"),
+    ])
+    .await;
+    let mut app = TestApp::spawn_with(with_llm(&llm, 60, 1), false).await;
+    let first = app.start_worker().await;
+    let id = app
+        .submit(json!({"task_name": "query_llm", "prompt": "hi"}))
+        .await;
+    app.wait_status(id, "running").await;
+    app.stop_worker(first).await;
+
+    let handed_back = app.task(id).await;
+    assert_eq!(
+        handed_back["status"], "pending",
+        "never marked failed: {handed_back}"
+    );
+    assert_eq!(handed_back["attempts"], 1);
+    assert_eq!(
+        handed_back["max_attempts"], 6,
+        "a hand-back does not use up a retry"
+    );
+    assert!(handed_back["error"].is_null());
+
+    // Far sooner than the 60 s lease: the task was dispatched again at once.
+    app.start_worker().await;
+    let started = std::time::Instant::now();
+    let task = app.wait_terminal(id).await;
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!(task["status"], "completed");
+    assert_eq!(task["task_output"]["text"], "second worker");
+    assert_eq!(task["attempts"], 2);
+}
