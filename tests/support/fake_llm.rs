@@ -74,6 +74,8 @@ pub struct Received {
 struct Script {
     replies: Arc<Mutex<VecDeque<Reply>>>,
     received: Arc<Mutex<Vec<Received>>>,
+    /// Delay of the success returned once the script has run out.
+    default_delay: Duration,
 }
 
 pub struct FakeLlm {
@@ -84,9 +86,15 @@ pub struct FakeLlm {
 impl FakeLlm {
     /// Answers with `replies` in order, then with success forever.
     pub async fn start(replies: Vec<Reply>) -> Self {
+        Self::start_with_delay(replies, Duration::ZERO).await
+    }
+
+    /// As `start`, the unscripted successes taking `default_delay` each.
+    pub async fn start_with_delay(replies: Vec<Reply>, default_delay: Duration) -> Self {
         let script = Script {
             replies: Arc::new(Mutex::new(replies.into())),
             received: Arc::default(),
+            default_delay,
         };
         let app = Router::new()
             .route("/v1/messages", post(messages))
@@ -120,7 +128,7 @@ async fn messages(State(script): State<Script>, headers: HeaderMap, body: String
         .lock()
         .expect("lock")
         .pop_front()
-        .unwrap_or_else(|| Reply::ok("Bonjour"));
+        .unwrap_or_else(|| Reply::ok("Bonjour").slow(script.default_delay));
     tokio::time::sleep(reply.delay).await;
     let status = StatusCode::from_u16(reply.status).expect("status");
     let mut response = (status, axum::Json(reply.body)).into_response();
