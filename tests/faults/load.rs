@@ -24,7 +24,7 @@ pub struct Submissions {
 
 /// Every tenth task is a slow `query_llm`, so faults find work in flight.
 fn task(i: usize) -> Value {
-    if i % 10 == 0 {
+    if i.is_multiple_of(10) {
         json!({"task_name": "query_llm", "prompt": format!("task {i}")})
     } else {
         json!({"task_name": "sum", "a": i, "b": 1})
