@@ -2,7 +2,10 @@
 
 use serde_json::{Value, json};
 
-use crate::support::TestApp;
+use tasker::config::Secret;
+
+use crate::support::proxy::FaultProxy;
+use crate::support::{REDIS_HOST, TestApp, TestEnv};
 
 #[tokio::test]
 async fn health_and_ready_report_the_dependencies() {
@@ -168,4 +171,36 @@ async fn the_docs_page_embeds_the_document() {
     let html = response.text().await.unwrap();
     assert!(html.contains("RunTaskRequest"), "the spec is inlined");
     assert!(html.to_lowercase().contains("scalar"));
+}
+
+#[tokio::test]
+async fn on_shutdown_the_api_finishes_requests_in_flight_and_takes_no_new_ones() {
+    // Redis stops answering, so GET /ready stays in flight until its timeout.
+    let proxy = FaultProxy::start(REDIS_HOST).await;
+    let mut env = TestEnv::new().await;
+    env.config.redis.url = Secret::new(format!("redis://{}", proxy.address));
+    let app = TestApp::start(env, false).await;
+    proxy.hang().await;
+    let in_flight = tokio::spawn(app.client.get(app.url("/ready")).send());
+    crate::support::eventually(|| async { (proxy.held() > 0).then_some(()) }).await;
+
+    app.shutdown_api();
+    crate::support::eventually(|| async {
+        tokio::net::TcpStream::connect(app.address)
+            .await
+            .is_err()
+            .then_some(())
+    })
+    .await;
+
+    let response = in_flight
+        .await
+        .unwrap()
+        .expect("the in-flight request is answered");
+    assert_eq!(response.status(), 503);
+    let body: Value = response.json().await.unwrap();
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("redis"),
+        "{body}"
+    );
 }

@@ -119,3 +119,26 @@ async fn redis_down_still_accepts_tasks_and_reads_fall_back_to_postgres() {
     let ready = app.client.get(app.url("/ready")).send().await.unwrap();
     assert_eq!(ready.status(), 200);
 }
+
+#[tokio::test]
+async fn a_postgres_that_stops_answering_gives_503s_not_hangs() {
+    let proxy = FaultProxy::start(PG_HOST).await;
+    let mut env = TestEnv::new().await;
+    let url = format!("postgres://postgres@{}/{}", proxy.address, env.database);
+    env.config.database.url = Secret::new(url);
+    let app = TestApp::start(env, false).await;
+    app.submit(json!({"task_name": "sum", "a": 1, "b": 2}))
+        .await;
+
+    proxy.hang().await;
+    let started = Instant::now();
+    let response = app
+        .post_task(json!({"task_name": "sum", "a": 1, "b": 2}))
+        .await;
+    assert_eq!(response.status(), 503);
+    assert!(started.elapsed() < FAST, "took {:?}", started.elapsed());
+    let started = Instant::now();
+    let ready = app.client.get(app.url("/ready")).send().await.unwrap();
+    assert_eq!(ready.status(), 503);
+    assert!(started.elapsed() < FAST, "took {:?}", started.elapsed());
+}

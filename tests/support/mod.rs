@@ -246,6 +246,11 @@ impl TestApp {
             .expect("worker ok");
     }
 
+    /// Asks the API to shut down, as SIGTERM would.
+    pub fn shutdown_api(&self) {
+        self.shutdown.trigger();
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.address)
     }

@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Mutex;
@@ -12,6 +12,10 @@ use tokio::task::JoinSet;
 pub struct FaultProxy {
     pub address: SocketAddr,
     up: Arc<AtomicBool>,
+    /// When set, connections are accepted and held open, never answered:
+    /// a server that stopped responding.
+    hold: Arc<AtomicBool>,
+    held: Arc<AtomicUsize>,
     connections: Arc<Mutex<JoinSet<()>>>,
     acceptor: tokio::task::JoinHandle<()>,
 }
@@ -21,15 +25,25 @@ impl FaultProxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
         let address = listener.local_addr().expect("proxy address");
         let up = Arc::new(AtomicBool::new(true));
+        let hold = Arc::new(AtomicBool::new(false));
+        let held = Arc::new(AtomicUsize::new(0));
         let connections = Arc::new(Mutex::new(JoinSet::new()));
         let target = target.to_owned();
         let acceptor = tokio::spawn({
-            let up = up.clone();
+            let (up, hold, held) = (up.clone(), hold.clone(), held.clone());
             let connections = connections.clone();
             async move {
                 while let Ok((client, _)) = listener.accept().await {
                     if !up.load(Ordering::SeqCst) {
                         drop(client); // refused: the client sees the connection close at once
+                        continue;
+                    }
+                    if hold.load(Ordering::SeqCst) {
+                        held.fetch_add(1, Ordering::SeqCst);
+                        connections.lock().await.spawn(async move {
+                            let _client = client;
+                            std::future::pending::<()>().await;
+                        });
                         continue;
                     }
                     let target = target.clone();
@@ -40,9 +54,22 @@ impl FaultProxy {
         Self {
             address,
             up,
+            hold,
+            held,
             connections,
             acceptor,
         }
+    }
+
+    /// From now on, accept connections but never answer on them.
+    pub async fn hang(&self) {
+        self.hold.store(true, Ordering::SeqCst);
+        self.connections.lock().await.abort_all();
+    }
+
+    /// Connections accepted and held since `hang`.
+    pub fn held(&self) -> usize {
+        self.held.load(Ordering::SeqCst)
     }
 
     /// Cuts every open connection and refuses new ones.

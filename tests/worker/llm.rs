@@ -153,3 +153,30 @@ async fn without_a_key_the_task_fails_saying_which_key_to_set() {
     );
     assert!(llm.received().is_empty());
 }
+
+#[tokio::test]
+async fn a_waiting_retry_shows_attempts_the_last_error_and_the_next_attempt_time() {
+    let wait = Reply {
+        retry_after: Some("30"),
+        ..Reply::error(429, "rate_limit_error", "slow down")
+    };
+    let llm = FakeLlm::start(vec![wait]).await;
+    let app = app_with(&llm, Some("sk-test"), 10).await;
+    let id = app
+        .submit(json!({"task_name": "query_llm", "prompt": "hi"}))
+        .await;
+    let task = crate::support::eventually(|| async {
+        let task = app.task(id).await;
+        (task["attempts"] == 1 && task["status"] == "pending").then_some(task)
+    })
+    .await;
+    assert!(task["error"].as_str().unwrap().contains("429"), "{task}");
+    let next: chrono::DateTime<chrono::Utc> =
+        task["next_attempt_at"].as_str().unwrap().parse().unwrap();
+    let wait = next - chrono::Utc::now();
+    assert!(
+        wait > chrono::Duration::seconds(20) && wait <= chrono::Duration::seconds(30),
+        "{wait}"
+    );
+    assert!(task["completed_at"].is_null());
+}
