@@ -8,6 +8,7 @@ use crate::queue::Queue;
 use crate::redis_pool::{self, Keys};
 use crate::store::Store;
 use crate::tasks::Registry;
+use crate::telemetry::metrics;
 
 /// Cheap-to-clone handles on PostgreSQL, Redis and the task types.
 #[derive(Clone)]
@@ -48,6 +49,32 @@ impl Services {
             Err(err) => tracing::debug!(
                 error = %crate::telemetry::logs::error_chain(&err),
                 "cannot read Redis maxmemory-policy"
+            ),
+        }
+    }
+
+    /// Refreshes the gauges read at scrape time: pool usage, and the depth
+    /// and oldest age of every queue. Queue figures come from Redis, shared
+    /// by every replica, so `max` over replicas is the true value and the
+    /// cost does not grow with the number of tasks.
+    pub async fn record_gauges(&self) {
+        let (open, idle, max) = self.store.pool_stats();
+        metrics::record_pool(metrics::DB_POOL, open, idle, max);
+        let (open, idle, max) = self.queue.pool_status();
+        metrics::record_pool(metrics::REDIS_POOL, open, idle, max);
+        let queues: Vec<String> = self.registry.queues().into_iter().collect();
+        match self.queue.depths(&queues).await {
+            Ok(depths) => {
+                for depth in depths {
+                    ::metrics::gauge!(metrics::QUEUE_DEPTH, "queue" => depth.queue.clone())
+                        .set(depth.ready as f64);
+                    ::metrics::gauge!(metrics::QUEUE_OLDEST_AGE, "queue" => depth.queue)
+                        .set(depth.oldest_age_seconds);
+                }
+            }
+            Err(err) => tracing::debug!(
+                error = %crate::telemetry::logs::error_chain(&err),
+                "cannot read queue depths"
             ),
         }
     }

@@ -163,9 +163,14 @@ impl Store {
         self.pool.close().await;
     }
 
-    /// Pool size and idle connections, for the pool gauges.
-    pub fn pool_stats(&self) -> (u32, usize) {
-        (self.pool.size(), self.pool.num_idle())
+    /// Connections of the pool: (open, idle, max), for the pool gauges.
+    pub fn pool_stats(&self) -> (usize, usize, usize) {
+        let max = self.pool.options().get_max_connections();
+        (
+            self.pool.size() as usize,
+            self.pool.num_idle(),
+            max as usize,
+        )
     }
 
     /// Runs one database call under the query timeout, so a server that

@@ -3,7 +3,9 @@
 use std::io::IsTerminal;
 
 use tracing_subscriber::EnvFilter;
-use tracing_subscriber::fmt::format::FmtSpan;
+use tracing_subscriber::fmt::format::{FmtSpan, JsonFields};
+
+use super::json::FlatJson;
 
 use crate::config::{LogConfig, LogFormat};
 
@@ -19,10 +21,8 @@ pub fn init(config: &LogConfig, default_format: LogFormat) {
         .with_ansi(std::io::stdout().is_terminal());
     let result = match config.format.unwrap_or(default_format) {
         LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .with_span_list(false)
+            .fmt_fields(JsonFields::new())
+            .event_format(FlatJson)
             .try_init(),
         LogFormat::Text => builder.try_init(),
     };

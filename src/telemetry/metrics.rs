@@ -16,6 +16,12 @@ pub const CACHE_REQUESTS: &str = "tasker_cache_requests_total";
 pub const HTTP_REQUESTS: &str = "tasker_http_requests_total";
 pub const HTTP_DURATION: &str = "tasker_http_request_duration_seconds";
 
+/// Tasks ready to run, per queue: the autoscaling signal.
+pub const QUEUE_DEPTH: &str = "tasker_queue_depth";
+pub const QUEUE_OLDEST_AGE: &str = "tasker_queue_oldest_age_seconds";
+pub const DB_POOL: &str = "tasker_db_pool_connections";
+pub const REDIS_POOL: &str = "tasker_redis_pool_connections";
+
 const LATENCY_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
     120.0, 300.0,
@@ -35,6 +41,13 @@ pub fn install() -> Option<PrometheusHandle> {
                 .ok()
         })
         .clone()
+}
+
+/// Sets the gauges of a connection pool: connections in use, idle, and the maximum.
+pub fn record_pool(name: &'static str, open: usize, idle: usize, max: usize) {
+    metrics::gauge!(name, "state" => "in_use").set(open.saturating_sub(idle) as f64);
+    metrics::gauge!(name, "state" => "idle").set(idle as f64);
+    metrics::gauge!(name, "state" => "max").set(max as f64);
 }
 
 /// The text exposition of every metric.

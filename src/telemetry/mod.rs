@@ -1,4 +1,5 @@
 //! Logs and metrics.
 
+mod json;
 pub mod logs;
 pub mod metrics;

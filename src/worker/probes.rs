@@ -69,6 +69,7 @@ async fn ready(State(state): State<ProbeState>) -> Response {
 }
 
 async fn render_metrics(State(state): State<ProbeState>) -> Response {
+    state.worker.services.record_gauges().await;
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         metrics::render(state.metrics.as_ref()),

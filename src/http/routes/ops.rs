@@ -47,6 +47,7 @@ pub(crate) async fn ready(State(state): State<AppState>) -> Response {
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses((status = 200, description = "Metrics", content_type = "text/plain", body = String)))]
 pub(crate) async fn metrics_text(State(state): State<AppState>) -> Response {
+    state.services.record_gauges().await;
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         metrics::render(state.metrics.as_ref()),
