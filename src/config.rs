@@ -200,16 +200,31 @@ impl Config {
         if let Some(path) = file {
             figment = figment.merge(Toml::file_exact(path));
         }
+        // Only `TASKER_<SECTION>__<KEY>` names configuration: Kubernetes puts
+        // variables such as `TASKER_API_PORT` (from a Service named
+        // `tasker-api`) in every pod, and those must not be read as keys.
         figment = figment.merge(
             Env::prefixed(ENV_PREFIX)
-                .split("__")
-                .ignore(&["config"])
-                .filter(|key| !key.as_str().to_ascii_lowercase().ends_with("_file")),
+                .filter(|key| {
+                    let key = key.as_str().to_ascii_lowercase();
+                    key.contains("__") && !key.ends_with("_file")
+                })
+                .split("__"),
         );
         for (key, value) in secrets_from_files(std::env::vars())? {
             figment = figment.merge(Serialized::default(&key, value));
         }
-        let config: Config = figment.extract().map_err(describe)?;
+        let mut config: Config = figment.extract().map_err(describe)?;
+        // An empty key (say `TASKER_LLM__API_KEY=` from an unset shell
+        // variable) means no key, so the task can say which key to set.
+        if config
+            .llm
+            .api_key
+            .as_ref()
+            .is_some_and(|key| key.expose().trim().is_empty())
+        {
+            config.llm.api_key = None;
+        }
         config.validate()?;
         Ok(config)
     }
@@ -393,6 +408,7 @@ fn secrets_from_files(
         let Some(name) = variable
             .strip_prefix(ENV_PREFIX)
             .and_then(|rest| rest.strip_suffix(FILE_SUFFIX))
+            .filter(|name| name.contains("__"))
         else {
             continue;
         };
@@ -498,6 +514,28 @@ mod tests {
                 config.task_queues.get("query_llm").map(String::as_str),
                 Some("slow")
             );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn kubernetes_service_variables_are_not_configuration() {
+        Jail::expect_with(|jail| {
+            jail.set_env("TASKER_API_PORT", "tcp://10.0.0.1:8000");
+            jail.set_env("TASKER_WORKER_SERVICE_HOST", "10.0.0.2");
+            jail.set_env("TASKER_API_PORT_8000_TCP_FILE", "/nonexistent");
+            let config = load_in(jail, None).map_err(|e| e.to_string())?;
+            assert_eq!(config.api.listen.port(), 8000);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn an_empty_llm_key_means_no_key() {
+        Jail::expect_with(|jail| {
+            jail.set_env("TASKER_LLM__API_KEY", "");
+            let config = load_in(jail, None).map_err(|e| e.to_string())?;
+            assert!(config.llm.api_key.is_none());
             Ok(())
         });
     }

@@ -1,0 +1,51 @@
+# Everyday commands. `just` lists them.
+
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+default:
+    @just --list
+
+# API and a worker in one process, with PostgreSQL and Redis on localhost
+dev:
+    cargo run -- dev
+
+# The test suite (needs PostgreSQL and Redis on localhost, see README)
+test:
+    cargo test
+
+# Formatting check and clippy with warnings as errors
+lint:
+    cargo fmt --all -- --check
+    cargo clippy --all-targets -- -D warnings
+
+# Format the code
+fmt:
+    cargo fmt --all
+
+# Load benchmark against a running instance
+bench *ARGS:
+    bash scripts/bench.sh {{ARGS}}
+
+# Whole stack in Docker: PostgreSQL, Redis, migrate, api, worker
+up *ARGS:
+    docker compose up -d --build {{ARGS}}
+
+# Stop the stack (add -v to drop its volumes)
+down *ARGS:
+    docker compose down {{ARGS}}
+
+# helm lint --strict and validation of every chart render
+helm-lint:
+    .ci/deploy-checks helm
+
+# Validate k8s/ (base up to date with the chart, kustomize builds valid)
+k8s-validate:
+    .ci/deploy-checks k8s
+
+# Regenerate k8s/base from the chart's default render
+k8s-base:
+    .ci/deploy-checks generate-k8s-base
+
+# Every deployment check: chart, k8s/, compose, Dockerfile, dashboard, workflow
+deploy-checks:
+    .ci/deploy-checks
