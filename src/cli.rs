@@ -57,12 +57,21 @@ pub fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let default_format = match &cli.command {
-        Command::Dev => LogFormat::Text,
-        _ => LogFormat::Json,
+    let (default_format, component) = match &cli.command {
+        Command::Dev => (LogFormat::Text, "dev"),
+        Command::Api => (LogFormat::Json, "api"),
+        Command::Worker => (LogFormat::Json, "worker"),
+        _ => (LogFormat::Json, "migrate"),
     };
-    logs::init(&config.log, default_format);
+    // TLS first: the trace exporter's HTTP client needs the crypto provider.
     crate::tls::install_crypto_provider();
+    let telemetry = match logs::init(&config.log, &config.otel, default_format, component) {
+        Ok(telemetry) => telemetry,
+        Err(err) => {
+            eprintln!("tasker: {err}");
+            return ExitCode::from(2);
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -73,10 +82,12 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli.command, config)) {
+    let result = runtime.block_on(run(cli.command, config));
+    drop(runtime);
+    telemetry.shutdown();
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            tracing::error!(error = format!("{err:#}"), "tasker stopped with an error");
             eprintln!("tasker: {err:#}");
             ExitCode::FAILURE
         }
@@ -96,6 +107,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         Command::Migrate => migrate(&services, &config).await,
         Command::Api => run_api(services, &config, shutdown).await,
         Command::Worker => run_worker(services, &config, shutdown).await,
+        // Answered before configuration is loaded.
         Command::Probe { .. } => Ok(()),
         Command::Dev => {
             migrate(&services, &config).await?;
@@ -106,6 +118,9 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         }
     };
     store.close().await;
+    if let Err(err) = &result {
+        tracing::error!(error = format!("{err:#}"), "tasker stopped with an error");
+    }
     result
 }
 

@@ -41,6 +41,7 @@ pub struct Config {
     pub cache: CacheConfig,
     pub log: LogConfig,
     pub llm: LlmConfig,
+    pub otel: OtelConfig,
     /// Overrides of the queue a task type runs on: task name → queue name.
     pub task_queues: BTreeMap<String, String>,
 }
@@ -193,6 +194,72 @@ impl Default for LlmConfig {
     }
 }
 
+/// How traces are exported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum OtelProtocol {
+    #[default]
+    #[serde(rename = "http/protobuf")]
+    HttpProtobuf,
+    #[serde(rename = "http/json")]
+    HttpJson,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OtelConfig {
+    /// OTLP/HTTP base URL (e.g. `http://collector:4318`); tracing is off when unset.
+    pub endpoint: Option<String>,
+    pub service_name: String,
+    pub protocol: OtelProtocol,
+}
+
+impl Default for OtelConfig {
+    fn default() -> Self {
+        Self {
+            endpoint: None,
+            service_name: "tasker".into(),
+            protocol: OtelProtocol::HttpProtobuf,
+        }
+    }
+}
+
+impl OtelConfig {
+    /// The standard `OTEL_EXPORTER_OTLP_ENDPOINT`, `OTEL_SERVICE_NAME` and
+    /// `OTEL_EXPORTER_OTLP_PROTOCOL` apply where Tasker's own keys are unset.
+    fn apply_standard_env(
+        &mut self,
+        defaults: &OtelConfig,
+        var: impl Fn(&str) -> Option<String>,
+    ) -> Result<(), ConfigError> {
+        if self.endpoint.is_none() {
+            self.endpoint = var("OTEL_EXPORTER_OTLP_ENDPOINT").filter(|v| !v.is_empty());
+        }
+        if self.service_name == defaults.service_name
+            && let Some(name) = var("OTEL_SERVICE_NAME").filter(|v| !v.is_empty())
+        {
+            self.service_name = name;
+        }
+        if self.protocol == defaults.protocol
+            && let Some(protocol) = var("OTEL_EXPORTER_OTLP_PROTOCOL")
+        {
+            self.protocol = match protocol.as_str() {
+                "http/protobuf" => OtelProtocol::HttpProtobuf,
+                "http/json" => OtelProtocol::HttpJson,
+                other => {
+                    return Err(ConfigError::Invalid {
+                        key: "otel.protocol",
+                        reason: format!(
+                            "(from OTEL_EXPORTER_OTLP_PROTOCOL) `{other}` is not supported: \
+                             use http/protobuf or http/json"
+                        ),
+                    });
+                }
+            };
+        }
+        Ok(())
+    }
+}
+
 impl Config {
     /// Loads every layer from the process environment and the optional file.
     pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
@@ -225,6 +292,9 @@ impl Config {
         {
             config.llm.api_key = None;
         }
+        config
+            .otel
+            .apply_standard_env(&OtelConfig::default(), |name| std::env::var(name).ok())?;
         config.validate()?;
         Ok(config)
     }
@@ -315,6 +385,18 @@ impl Config {
             "llm.default_max_tokens",
             self.llm.default_max_tokens >= 1,
             "must be at least 1",
+        )?;
+        if let Some(endpoint) = &self.otel.endpoint {
+            check(
+                "otel.endpoint",
+                reqwest::Url::parse(endpoint).is_ok_and(|u| matches!(u.scheme(), "http" | "https")),
+                "must be an http:// or https:// URL",
+            )?;
+        }
+        check(
+            "otel.service_name",
+            !self.otel.service_name.is_empty(),
+            "must not be empty",
         )?;
         tracing_filter_is_valid(&self.log.level)
     }
@@ -526,6 +608,41 @@ mod tests {
             jail.set_env("TASKER_API_PORT_8000_TCP_FILE", "/nonexistent");
             let config = load_in(jail, None).map_err(|e| e.to_string())?;
             assert_eq!(config.api.listen.port(), 8000);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn standard_opentelemetry_variables_are_honoured_below_our_own() {
+        Jail::expect_with(|jail| {
+            jail.set_env("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318");
+            jail.set_env("OTEL_SERVICE_NAME", "tasker-prod");
+            jail.set_env("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json");
+            let config = load_in(jail, None).map_err(|e| e.to_string())?;
+            assert_eq!(
+                config.otel.endpoint.as_deref(),
+                Some("http://collector:4318")
+            );
+            assert_eq!(config.otel.service_name, "tasker-prod");
+            assert_eq!(config.otel.protocol, OtelProtocol::HttpJson);
+            jail.set_env("TASKER_OTEL__ENDPOINT", "http://ours:4318");
+            let config = load_in(jail, None).map_err(|e| e.to_string())?;
+            assert_eq!(config.otel.endpoint.as_deref(), Some("http://ours:4318"));
+            jail.set_env("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc");
+            let err = load_in(jail, None)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(err.contains("otel.protocol"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn tracing_is_off_by_default() {
+        Jail::expect_with(|jail| {
+            let config = load_in(jail, None).map_err(|e| e.to_string())?;
+            assert!(config.otel.endpoint.is_none());
             Ok(())
         });
     }

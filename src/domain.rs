@@ -84,6 +84,8 @@ pub struct NewTask {
     pub parameters: Value,
     pub max_attempts: i32,
     pub request_id: Option<String>,
+    /// W3C `traceparent` of the submitting request's span.
+    pub trace_context: Option<String>,
 }
 
 /// A task a worker has just claimed: everything needed to run this attempt.
@@ -97,6 +99,7 @@ pub struct ClaimedTask {
     pub max_attempts: i32,
     pub created_at: DateTime<Utc>,
     pub request_id: Option<String>,
+    pub trace_context: Option<String>,
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ use uuid::Uuid;
 use super::error::InternalDetail;
 use super::extract::RequestId;
 use crate::telemetry::metrics as m;
+use crate::telemetry::traces;
 
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 const MAX_REQUEST_ID_LEN: usize = 128;
@@ -47,7 +48,18 @@ pub async fn request_context(mut request: Request, next: Next) -> Response {
         .extensions_mut()
         .insert(RequestId(request_id.clone()));
     let method = request.method().clone();
-    let span = tracing::info_span!("request", request_id = %request_id, method = %method, route = tracing::field::Empty);
+    // Named by the method alone, per OpenTelemetry's HTTP conventions: the
+    // route template is only known after routing, and is recorded then.
+    let span = tracing::info_span!(
+        "request",
+        request_id = %request_id,
+        http.request.method = %method,
+        http.route = tracing::field::Empty,
+        http.response.status_code = tracing::field::Empty,
+        otel.name = %method,
+        otel.kind = "server",
+    );
+    traces::adopt_request_parent(&span, request.headers());
     let started = Instant::now();
     let mut response = next.run(request).instrument(span.clone()).await;
     let elapsed = started.elapsed();
@@ -55,8 +67,9 @@ pub async fn request_context(mut request: Request, next: Next) -> Response {
         .extensions()
         .get::<RouteTemplate>()
         .map_or_else(|| "unmatched".to_owned(), |r| r.0.clone());
-    span.record("route", route.as_str());
+    span.record("http.route", route.as_str());
     let status = response.status();
+    span.record("http.response.status_code", status.as_u16());
     let labels = [
         ("method", method.to_string()),
         ("route", route),
@@ -66,8 +79,8 @@ pub async fn request_context(mut request: Request, next: Next) -> Response {
     metrics::histogram!(m::HTTP_DURATION, &labels).record(elapsed.as_secs_f64());
     let duration_ms = elapsed.as_millis() as u64;
     span.in_scope(|| match response.extensions().get::<InternalDetail>() {
-        Some(detail) => tracing::error!(status = status.as_u16(), duration_ms, error = %detail.0, "request failed"),
-        None => tracing::info!(status = status.as_u16(), duration_ms, "request finished"),
+        Some(detail) => tracing::error!(duration_ms, error = %detail.0, "request failed"),
+        None => tracing::info!(duration_ms, "request finished"),
     });
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert(REQUEST_ID_HEADER, value);

@@ -22,6 +22,9 @@ pub struct Message {
     pub task_id: Uuid,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
+    /// W3C trace context of the submitting request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
 }
 
 impl Message {
@@ -252,6 +255,7 @@ mod tests {
         let message = Message {
             task_id: Uuid::nil(),
             request_id: Some("req-1".into()),
+            traceparent: None,
         };
         assert_eq!(message.encode(), message.clone().encode());
         assert_eq!(Message::decode(&message.encode()).ok(), Some(message));

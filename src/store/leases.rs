@@ -22,6 +22,7 @@ pub struct Recovered {
     pub record: TaskRecord,
     pub queue: String,
     pub request_id: Option<String>,
+    pub trace_context: Option<String>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -30,6 +31,7 @@ struct RecoveredRow {
     record: super::tasks::RecordRow,
     queue: String,
     request_id: Option<String>,
+    trace_context: Option<String>,
 }
 
 impl Store {
@@ -75,7 +77,7 @@ impl Store {
                      WHERE tasks.id = held.id AND tasks.attempts = held.attempt \
                      AND tasks.status = 'running' RETURNING ",
                     record_columns!("tasks."),
-                    ", tasks.queue, tasks.request_id"
+                    ", tasks.queue, tasks.request_id, tasks.trace_context"
                 ))
                 .bind(ids)
                 .bind(attempts)
@@ -106,7 +108,7 @@ impl Store {
                        dispatched_at = NULL, lease_expires_at = NULL, updated_at = now() \
                      FROM expired WHERE tasks.id = expired.id RETURNING ",
                     record_columns!("tasks."),
-                    ", tasks.queue, tasks.request_id"
+                    ", tasks.queue, tasks.request_id, tasks.trace_context"
                 ))
                 .bind(limit)
                 .fetch_all(&self.pool),
@@ -124,6 +126,7 @@ impl TryFrom<RecoveredRow> for Recovered {
             record: row.record.try_into()?,
             queue: row.queue,
             request_id: row.request_id,
+            trace_context: row.trace_context,
         })
     }
 }

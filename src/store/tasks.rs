@@ -61,6 +61,7 @@ struct ClaimRow {
     max_attempts: i32,
     created_at: DateTime<Utc>,
     request_id: Option<String>,
+    trace_context: Option<String>,
 }
 
 /// Inserts one task row with any executor (the pool, or a transaction).
@@ -70,7 +71,7 @@ pub(super) async fn insert_row<'e>(
 ) -> std::result::Result<RecordRow, sqlx::Error> {
     sqlx::query_as(concat!(
         "INSERT INTO tasks (id, task_name, task_parameters, queue, max_attempts, request_id, \
-         dispatched_at) VALUES ($1, $2, $3, $4, $5, $6, now()) RETURNING ",
+         trace_context, dispatched_at) VALUES ($1, $2, $3, $4, $5, $6, $7, now()) RETURNING ",
         record_columns!()
     ))
     .bind(task.id)
@@ -79,6 +80,7 @@ pub(super) async fn insert_row<'e>(
     .bind(&task.queue)
     .bind(task.max_attempts)
     .bind(&task.request_id)
+    .bind(&task.trace_context)
     .fetch_one(executor)
     .await
 }
@@ -89,6 +91,7 @@ pub struct DispatchCandidate {
     pub id: Uuid,
     pub queue: String,
     pub request_id: Option<String>,
+    pub trace_context: Option<String>,
 }
 
 impl Store {
@@ -122,7 +125,7 @@ impl Store {
                      lease_expires_at = now() + make_interval(secs => $2) \
                      WHERE id = $1 AND status = 'pending' \
                      RETURNING id, task_name, task_parameters, attempts, max_attempts, \
-                     created_at, request_id",
+                     created_at, request_id, trace_context",
                 )
                 .bind(id)
                 .bind(lease.as_secs_f64())
@@ -137,6 +140,7 @@ impl Store {
             max_attempts: row.max_attempts,
             created_at: row.created_at,
             request_id: row.request_id,
+            trace_context: row.trace_context,
         }))
     }
 
@@ -226,7 +230,7 @@ impl Store {
                    SELECT id FROM tasks WHERE status = 'pending' AND run_after <= now() \
                    AND (dispatched_at IS NULL OR dispatched_at < now() - make_interval(secs => $1)) \
                    ORDER BY run_after LIMIT $2 FOR UPDATE SKIP LOCKED) \
-                 RETURNING id, queue, request_id",
+                 RETURNING id, queue, request_id, trace_context",
             )
             .bind(quiet.as_secs_f64())
             .bind(limit)

@@ -40,7 +40,12 @@ where
                     continue;
                 };
                 if let Ok(Value::Object(fields)) = serde_json::from_str::<Value>(fields) {
-                    line.extend(fields);
+                    // `otel.*` fields steer the trace exporter; they are noise here.
+                    line.extend(
+                        fields
+                            .into_iter()
+                            .filter(|(key, _)| !key.starts_with("otel.")),
+                    );
                 }
             }
         }

@@ -3,3 +3,4 @@
 mod json;
 pub mod logs;
 pub mod metrics;
+pub mod traces;

@@ -16,6 +16,7 @@ use crate::store::{self, Lease};
 use crate::tasks::{RegisteredTask, TaskError};
 use crate::telemetry::logs::error_chain;
 use crate::telemetry::metrics as m;
+use crate::telemetry::traces;
 
 /// What one attempt ended with, before it is written down.
 enum Outcome {
@@ -26,6 +27,24 @@ enum Outcome {
 
 impl Worker {
     pub(super) async fn execute(&self, queue: String, message: Message) {
+        // The span starts before the claim so that the claim belongs to the
+        // submitter's trace too; the rest of its fields come with the claim.
+        let span = tracing::info_span!(
+            "task",
+            task_id = %message.task_id,
+            task_name = tracing::field::Empty,
+            attempt = tracing::field::Empty,
+            request_id = message.request_id.as_deref().unwrap_or(""),
+            otel.name = "run task",
+            otel.kind = "consumer",
+        );
+        if let Some(traceparent) = &message.traceparent {
+            traces::adopt_traceparent(&span, traceparent);
+        }
+        self.claim_and_run(queue, message).instrument(span).await;
+    }
+
+    async fn claim_and_run(&self, queue: String, message: Message) {
         let claimed = match self
             .services
             .store
@@ -34,11 +53,11 @@ impl Worker {
         {
             Ok(Some(claimed)) => claimed,
             Ok(None) => {
-                tracing::debug!(task_id = %message.task_id, "task is not pending; message dropped");
+                tracing::debug!("task is not pending; message dropped");
                 return;
             }
             Err(err) => {
-                tracing::warn!(task_id = %message.task_id, error = %error_chain(&err), "cannot claim task");
+                tracing::warn!(error = %error_chain(&err), "cannot claim task");
                 if err.is_unavailable() {
                     self.database_up.store(false, Ordering::Relaxed);
                 }
@@ -46,21 +65,15 @@ impl Worker {
                 return;
             }
         };
-        let span = tracing::info_span!(
-            "task",
-            task_id = %claimed.id,
-            task_name = %claimed.task_name,
-            attempt = claimed.attempt,
-            request_id = claimed.request_id.as_deref().unwrap_or(""),
-        );
+        let span = tracing::Span::current();
+        span.record("task_name", claimed.task_name.as_str());
+        span.record("attempt", claimed.attempt);
         let lease = Lease {
             task_id: claimed.id,
             attempt: claimed.attempt,
         };
         let registration = self.in_flight.register(lease);
-        self.run_claimed(claimed, message, &registration)
-            .instrument(span)
-            .await;
+        self.run_claimed(claimed, message, &registration).await;
     }
 
     /// Puts a message back when its task could not be claimed; the

@@ -216,6 +216,7 @@ impl Worker {
                 let message = Message {
                     task_id: r.record.id,
                     request_id: r.request_id.clone(),
+                    traceparent: r.trace_context.clone(),
                 };
                 (r.queue.clone(), message)
             })

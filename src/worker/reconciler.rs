@@ -106,6 +106,7 @@ async fn redispatch_lost(worker: &Worker, quiet: Duration) -> Result<(), String>
                 let message = Message {
                     task_id: c.id,
                     request_id: c.request_id.clone(),
+                    traceparent: c.trace_context.clone(),
                 };
                 (c.queue.clone(), message)
             })

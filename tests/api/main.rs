@@ -9,3 +9,4 @@ mod idempotency;
 mod operations;
 mod outages;
 mod reads;
+mod telemetry;

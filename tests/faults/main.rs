@@ -9,7 +9,6 @@
 mod support;
 
 mod audit;
-mod cluster;
 mod load;
 mod scenarios;
 

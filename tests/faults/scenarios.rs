@@ -9,12 +9,14 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::audit::{Audit, install_completion_log};
-use crate::cluster::{Cluster, SETTLE};
 use crate::load::{self, Submissions};
 use crate::support::fake_llm::FakeLlm;
+use crate::support::processes::Cluster;
 use crate::support::{PATIENCE, TestEnv, eventually};
 
 pub const TOTAL: usize = 2_000;
+/// Pause between killing a process and starting it again.
+const SETTLE: Duration = Duration::from_millis(300);
 const CLIENTS: usize = 32;
 const LEASE: Duration = Duration::from_secs(2);
 
@@ -92,7 +94,17 @@ pub async fn run(fault: Fault) -> Outcome {
         .timeout(Duration::from_secs(10))
         .build()
         .expect("client");
-    let mut cluster = Cluster::start(&env, fault.slug(), &llm.base_url(), &client).await;
+    let settings = [
+        ("TASKER_WORKER__LEASE_SECONDS", LEASE.as_secs().to_string()),
+        ("TASKER_WORKER__SHUTDOWN_GRACE_SECONDS", "1".to_owned()),
+        ("TASKER_WORKER__CONCURRENCY", "16".to_owned()),
+        ("TASKER_LLM__BASE_URL", llm.base_url()),
+        ("TASKER_LLM__API_KEY", "fault-suite".to_owned()),
+        // The recovery probe runs on a queue of its own.
+        ("TASKER_TASK_QUEUES__FILE_HASH", "probe".to_owned()),
+    ];
+    let name = format!("fault-{}", fault.slug());
+    let mut cluster = Cluster::start(&env, &name, 2, &settings, &client).await;
 
     let seen = Arc::new(Submissions::default());
     let load = tokio::spawn(load::run(

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod fake_llm;
+pub mod processes;
 pub mod proxy;
 
 use std::future::Future;
@@ -75,7 +76,13 @@ impl TestEnv {
     pub async fn new() -> Self {
         require_services().await;
         if std::env::var_os("TEST_LOG").is_some() {
-            tasker::telemetry::logs::init(&Default::default(), tasker::config::LogFormat::Text);
+            let telemetry = tasker::telemetry::logs::init(
+                &Default::default(),
+                &Default::default(),
+                tasker::config::LogFormat::Text,
+                "test",
+            );
+            drop(telemetry);
         }
         let id = Uuid::new_v4().simple().to_string();
         let database = format!("tasker_test_{id}");

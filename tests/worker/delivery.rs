@@ -20,6 +20,7 @@ fn new_task(name: &str, params: serde_json::Value) -> NewTask {
         parameters: params,
         max_attempts: 3,
         request_id: None,
+        trace_context: None,
     }
 }
 
@@ -42,6 +43,7 @@ async fn the_same_task_delivered_twice_runs_once() {
     let duplicate = Message {
         task_id: id,
         request_id: Some("duplicate".into()),
+        traceparent: None,
     };
     app.services
         .queue
@@ -72,6 +74,7 @@ async fn a_message_for_a_finished_task_changes_nothing() {
     let again = Message {
         task_id: id,
         request_id: None,
+        traceparent: None,
     };
     app.services
         .queue

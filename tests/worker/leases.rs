@@ -29,6 +29,7 @@ fn sum_task(max_attempts: i32) -> NewTask {
         parameters: json!({"a": 1, "b": 1}),
         max_attempts,
         request_id: None,
+        trace_context: None,
     }
 }
 

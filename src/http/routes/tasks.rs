@@ -18,6 +18,7 @@ use crate::queue::Message;
 use crate::store::Submission;
 use crate::telemetry::logs::error_chain;
 use crate::telemetry::metrics as m;
+use crate::telemetry::traces;
 
 /// Says where a task read was served from: `hit` (Redis), `miss` (PostgreSQL,
 /// then cached if terminal) or `bypass` (Redis unavailable).
@@ -65,6 +66,7 @@ pub(crate) async fn create_task(
         parameters,
         max_attempts,
         request_id: Some(request_id.clone()),
+        trace_context: traces::traceparent(&tracing::Span::current()),
     };
     let record = match idempotency_key {
         None => services.store.insert_task(&new_task).await?,
@@ -89,6 +91,7 @@ pub(crate) async fn create_task(
     let message = Message {
         task_id: record.id,
         request_id: Some(request_id),
+        traceparent: new_task.trace_context.clone(),
     };
     if let Err(err) = services.queue.dispatch(task.queue(), &message).await {
         // Stored is what counts: the reconciler dispatches it once Redis is back.

@@ -1,5 +1,5 @@
-//! Real `tasker api` and `tasker worker` processes for one scenario, with
-//! the signals the scenarios send them.
+//! Real `tasker api` and `tasker worker` processes, with the signals tests
+//! send them.
 
 use std::fs::File;
 use std::net::TcpListener;
@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use crate::support::{PATIENCE, TestEnv, eventually};
+use super::{PATIENCE, TestEnv, eventually};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_tasker");
 
@@ -34,6 +34,11 @@ impl Process {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// Everything the process has printed so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     pub fn signal(&self, signal: &str) {
@@ -119,27 +124,30 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    pub async fn start(env: &TestEnv, name: &str, llm_url: &str, client: &reqwest::Client) -> Self {
-        let logs = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("fault-logs");
-        std::fs::create_dir_all(&logs).expect("log dir");
-        let base = vec![
+    /// Starts the API and `workers` workers on `env`'s database and key
+    /// prefix, with `extra` environment on top of the test defaults, and
+    /// waits until all are ready. Logs go to `process-logs/<name>-*.log`
+    /// under Cargo's temporary directory for tests.
+    pub async fn start(
+        env: &TestEnv,
+        name: &str,
+        workers: usize,
+        extra: &[(&str, String)],
+        client: &reqwest::Client,
+    ) -> Self {
+        let logs = log_dir();
+        let base = [
             ("TASKER_DATABASE__URL", env.database_url()),
             ("TASKER_DATABASE__ACQUIRE_TIMEOUT_SECONDS", "2".into()),
-            ("TASKER_REDIS__URL", crate::support::REDIS_URL.into()),
+            ("TASKER_REDIS__URL", super::REDIS_URL.into()),
             ("TASKER_REDIS__KEY_PREFIX", env.prefix.clone()),
-            ("TASKER_WORKER__LEASE_SECONDS", "2".into()),
             ("TASKER_WORKER__RECONCILE_INTERVAL_SECONDS", "1".into()),
-            ("TASKER_WORKER__SHUTDOWN_GRACE_SECONDS", "1".into()),
-            ("TASKER_WORKER__CONCURRENCY", "16".into()),
-            ("TASKER_LLM__BASE_URL", llm_url.into()),
-            ("TASKER_LLM__API_KEY", "fault-suite".into()),
             ("TASKER_LOG__LEVEL", "warn".into()),
-            // The recovery probe runs on a queue of its own.
-            ("TASKER_TASK_QUEUES__FILE_HASH", "probe".into()),
         ];
-        let with = |extra: Vec<(&str, String)>| -> Vec<(String, String)> {
+        let with = |own: (&str, String)| -> Vec<(String, String)> {
             base.iter()
                 .chain(extra.iter())
+                .chain(std::iter::once(&own))
                 .map(|(k, v)| ((*k).to_owned(), v.clone()))
                 .collect()
         };
@@ -147,19 +155,16 @@ impl Cluster {
         let api = Process::spawn(
             "api",
             api_port,
-            with(vec![(
-                "TASKER_API__LISTEN",
-                format!("127.0.0.1:{api_port}"),
-            )]),
+            with(("TASKER_API__LISTEN", format!("127.0.0.1:{api_port}"))),
             logs.join(format!("{name}-api.log")),
         );
-        let workers = (0..2)
+        let workers = (0..workers)
             .map(|i| {
                 let port = free_port();
                 Process::spawn(
                     "worker",
                     port,
-                    with(vec![("TASKER_WORKER__LISTEN", format!("127.0.0.1:{port}"))]),
+                    with(("TASKER_WORKER__LISTEN", format!("127.0.0.1:{port}"))),
                     logs.join(format!("{name}-worker{i}.log")),
                 )
             })
@@ -194,4 +199,24 @@ impl Cluster {
     }
 }
 
-pub const SETTLE: Duration = Duration::from_millis(300);
+/// Where process logs go.
+pub fn log_dir() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("process-logs");
+    std::fs::create_dir_all(&dir).expect("log dir");
+    dir
+}
+
+/// Runs `tasker` with `args` and only `env`, to completion; returns whether
+/// it succeeded and everything it printed.
+pub fn run_to_end(args: &[&str], env: &[(&str, &str)]) -> (bool, String) {
+    let output = Command::new(BINARY)
+        .args(args)
+        .env_clear()
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .output()
+        .expect("run tasker");
+    let mut printed = String::from_utf8_lossy(&output.stdout).into_owned();
+    printed.push_str(&String::from_utf8_lossy(&output.stderr));
+    (output.status.success(), printed)
+}

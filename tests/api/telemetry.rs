@@ -1,0 +1,254 @@
+//! Logs and traces of real `tasker` processes: request ids and trace
+//! context follow a task from the request into the worker, and secrets
+//! never reach the output.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::routing::post;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+
+use crate::support::processes::{Cluster, run_to_end};
+use crate::support::{TestEnv, eventually};
+
+/// A local OTLP/HTTP receiver (JSON encoding) keeping every span it gets.
+#[derive(Clone, Default)]
+struct Collector {
+    spans: Arc<Mutex<Vec<Span>>>,
+}
+
+#[derive(Clone, Debug)]
+struct Span {
+    component: String,
+    trace_id: String,
+    span_id: String,
+    parent_span_id: String,
+    name: String,
+    route: String,
+}
+
+impl Collector {
+    async fn start(&self) -> String {
+        let collector = self.clone();
+        let app = Router::new().route(
+            "/v1/traces",
+            post(move |body: String| {
+                let collector = collector.clone();
+                async move {
+                    collector.receive(&body);
+                    "{}"
+                }
+            }),
+        );
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        format!("http://{address}")
+    }
+
+    fn receive(&self, body: &str) {
+        let export: Value = serde_json::from_str(body).unwrap_or(Value::Null);
+        let mut spans = self.spans.lock().unwrap();
+        for resource in export["resourceSpans"].as_array().into_iter().flatten() {
+            let component = attribute(&resource["resource"]["attributes"], "tasker.component");
+            for scope in resource["scopeSpans"].as_array().into_iter().flatten() {
+                for span in scope["spans"].as_array().into_iter().flatten() {
+                    let text = |key: &str| span[key].as_str().unwrap_or_default().to_owned();
+                    spans.push(Span {
+                        component: component.clone(),
+                        trace_id: text("traceId"),
+                        span_id: text("spanId"),
+                        parent_span_id: text("parentSpanId"),
+                        name: text("name"),
+                        route: attribute(&span["attributes"], "http.route"),
+                    });
+                }
+            }
+        }
+    }
+
+    fn spans(&self) -> Vec<Span> {
+        self.spans.lock().unwrap().clone()
+    }
+}
+
+fn attribute(attributes: &Value, key: &str) -> String {
+    attributes
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|a| a["key"] == key)
+        .and_then(|a| a["value"]["stringValue"].as_str())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+const TRACE_ID: &str = "0af7651916cd43dd8448eb211c80319c";
+const CALLER_SPAN: &str = "b7ad6b7169203331";
+
+#[tokio::test]
+async fn one_trace_runs_from_the_request_through_the_queue_into_the_worker() {
+    let collector = Collector::default();
+    let endpoint = collector.start().await;
+    let env = TestEnv::new().await;
+    let client = reqwest::Client::new();
+    let settings = [
+        ("TASKER_OTEL__ENDPOINT", endpoint),
+        ("TASKER_OTEL__PROTOCOL", "http/json".to_owned()),
+        ("TASKER_LOG__LEVEL", "info".to_owned()),
+    ];
+    let mut cluster = Cluster::start(&env, "traces", 1, &settings, &client).await;
+    let response = client
+        .post(cluster.api.url("/run-task"))
+        .header("traceparent", format!("00-{TRACE_ID}-{CALLER_SPAN}-01"))
+        .json(&json!({"task_name": "sum", "a": 1, "b": 2}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    let id = response.json::<Value>().await.unwrap()["task_uuid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let url = cluster.api.url(&format!("/tasks/{id}"));
+    eventually(|| async {
+        let task: Value = client.get(&url).send().await.ok()?.json().await.ok()?;
+        (task["status"] == "completed").then_some(())
+    })
+    .await;
+
+    // A clean shutdown flushes the spans still batched.
+    for process in std::iter::once(&mut cluster.api).chain(cluster.workers.iter_mut()) {
+        process.signal("TERM");
+        process.wait_exit().await;
+    }
+    let spans = collector.spans();
+    let trace: Vec<&Span> = spans.iter().filter(|s| s.trace_id == TRACE_ID).collect();
+    let request = trace
+        .iter()
+        .find(|s| s.name == "POST" && s.route == "/run-task")
+        .unwrap_or_else(|| panic!("no request span in {trace:#?}"));
+    assert_eq!(request.component, "api");
+    assert_eq!(
+        request.parent_span_id, CALLER_SPAN,
+        "the caller's span is the parent"
+    );
+    let run = trace
+        .iter()
+        .find(|s| s.name == "run task")
+        .unwrap_or_else(|| panic!("no worker span in {trace:#?}"));
+    assert_eq!(run.component, "worker");
+    let by_id: HashMap<&str, &Span> = trace.iter().map(|s| (s.span_id.as_str(), *s)).collect();
+    let parent = by_id
+        .get(run.parent_span_id.as_str())
+        .expect("the worker span's parent is in the trace");
+    assert_eq!(parent.component, "api");
+    for name in ["insert_task", "dispatch", "claim", "complete"] {
+        assert!(
+            trace.iter().any(|s| s.name == name),
+            "no `{name}` span in {trace:#?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_request_id_is_on_every_worker_line_about_the_task() {
+    let env = TestEnv::new().await;
+    let client = reqwest::Client::new();
+    let settings = [
+        ("TASKER_LOG__LEVEL", "info".to_owned()),
+        ("TASKER_LOG__FORMAT", "json".to_owned()),
+    ];
+    let cluster = Cluster::start(&env, "request-id", 1, &settings, &client).await;
+    let response = client
+        .post(cluster.api.url("/run-task"))
+        .header("x-request-id", "order-7-attempt-1")
+        .json(&json!({"task_name": "sum", "a": 1, "b": 2}))
+        .send()
+        .await
+        .unwrap();
+    let id = response.json::<Value>().await.unwrap()["task_uuid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let worker = &cluster.workers[0];
+    let lines = eventually(|| async {
+        let lines: Vec<Value> = worker
+            .log()
+            .lines()
+            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+            .filter(|line| line["task_id"] == id.as_str())
+            .collect();
+        lines
+            .iter()
+            .any(|l| l["message"] == "task completed")
+            .then_some(lines)
+    })
+    .await;
+    assert!(lines.len() >= 2, "{lines:#?}");
+    for line in &lines {
+        assert_eq!(line["request_id"], "order-7-attempt-1", "{line}");
+        assert_eq!(line["task_name"], "sum", "{line}");
+        assert_eq!(line["attempt"], 1, "{line}");
+        for field in ["timestamp", "level", "message", "target"] {
+            assert!(line.get(field).is_some(), "{field} missing: {line}");
+        }
+    }
+    let completed = lines
+        .iter()
+        .find(|l| l["message"] == "task completed")
+        .unwrap();
+    assert!(completed["duration_ms"].is_u64(), "{completed}");
+    let api_lines: Vec<Value> = cluster
+        .api
+        .log()
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|line| line["request_id"] == "order-7-attempt-1")
+        .collect();
+    assert!(
+        api_lines.iter().any(|l| l["message"] == "request finished"
+            && l["http.response.status_code"] == 202
+            && l["http.route"] == "/run-task"),
+        "{api_lines:#?}"
+    );
+}
+
+#[tokio::test]
+async fn secrets_never_reach_the_logs() {
+    let env = [
+        (
+            "TASKER_DATABASE__URL",
+            "postgres://tasker:hunter2-db-secret@127.0.0.1:9/tasker",
+        ),
+        ("TASKER_REDIS__URL", "redis://:redis-secret-pw@127.0.0.1:9"),
+        ("TASKER_LLM__API_KEY", "sk-ant-never-print-me"),
+        ("TASKER_LOG__LEVEL", "debug"),
+    ];
+    for format in ["json", "text"] {
+        let env: Vec<_> = env
+            .iter()
+            .copied()
+            .chain([("TASKER_LOG__FORMAT", format)])
+            .collect();
+        let (succeeded, printed) = run_to_end(&["migrate"], &env);
+        assert!(!succeeded, "migrate cannot reach 127.0.0.1:9");
+        assert!(printed.contains("configuration loaded"), "{printed}");
+        assert!(
+            printed.contains("127.0.0.1:9"),
+            "hosts stay visible: {printed}"
+        );
+        for secret in [
+            "hunter2-db-secret",
+            "redis-secret-pw",
+            "sk-ant-never-print-me",
+        ] {
+            assert!(
+                !printed.contains(secret),
+                "{secret} printed in {format} logs:\n{printed}"
+            );
+        }
+    }
+}
