@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 use tasker::config::Secret;
 
 use crate::support::proxy::FaultProxy;
-use crate::support::{REDIS_HOST, TestApp, TestEnv};
+use crate::support::{REDIS_HOST, TestApp, TestEnv, eventually, metric};
 
 #[tokio::test]
 async fn health_and_ready_report_the_dependencies() {
@@ -203,4 +203,35 @@ async fn on_shutdown_the_api_finishes_requests_in_flight_and_takes_no_new_ones()
         body["error"]["message"].as_str().unwrap().contains("redis"),
         "{body}"
     );
+}
+
+#[tokio::test]
+async fn queue_depth_and_oldest_age_are_exposed_for_autoscaling() {
+    let queue = format!("depth-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let own = queue.clone();
+    let mut app =
+        TestApp::spawn_with(move |c| _ = c.task_queues.insert("sum".into(), own), false).await;
+    for i in 0..3 {
+        app.submit(json!({"task_name": "sum", "a": i, "b": 1}))
+            .await;
+    }
+    let depth = format!("tasker_queue_depth{{queue=\"{queue}\"}}");
+    let age = format!("tasker_queue_oldest_age_seconds{{queue=\"{queue}\"}}");
+    let page = app.metrics().await;
+    assert_eq!(metric(&page, &depth), Some(3.0), "{page}");
+    let oldest = metric(&page, &age).unwrap();
+    assert!((0.0..60.0).contains(&oldest), "{oldest}");
+    for series in [
+        "tasker_db_pool_connections{state=\"max\"}",
+        "tasker_redis_pool_connections{state=\"idle\"}",
+    ] {
+        assert!(metric(&page, series).is_some(), "{series} missing");
+    }
+
+    app.start_worker().await;
+    eventually(|| async {
+        let page = app.worker_metrics().await;
+        (metric(&page, &depth) == Some(0.0) && metric(&page, &age) == Some(0.0)).then_some(())
+    })
+    .await;
 }

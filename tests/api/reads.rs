@@ -97,6 +97,14 @@ async fn terminal_results_are_served_from_the_cache_and_refilled_after_a_miss() 
     assert_eq!(miss.json::<Value>().await.unwrap(), done);
     let again = app.get_output(id).await;
     assert_eq!(again.headers()["x-tasker-cache"], "hit");
+    let page = app.metrics().await;
+    for result in ["hit", "miss"] {
+        let series = format!("tasker_cache_requests_total{{result=\"{result}\"}}");
+        assert!(
+            crate::support::metric(&page, &series) >= Some(1.0),
+            "{series}: {page}"
+        );
+    }
 }
 
 #[tokio::test]

@@ -262,6 +262,28 @@ impl TestApp {
         format!("http://{}{path}", self.address)
     }
 
+    /// The API's `/metrics` page.
+    pub async fn metrics(&self) -> String {
+        let response = self
+            .client
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .expect("GET /metrics");
+        response.text().await.expect("metrics text")
+    }
+
+    /// The last started worker's `/metrics` page.
+    pub async fn worker_metrics(&self) -> String {
+        let response = self
+            .client
+            .get(self.worker_url("/metrics"))
+            .send()
+            .await
+            .expect("GET /metrics");
+        response.text().await.expect("metrics text")
+    }
+
     pub fn worker_url(&self, path: &str) -> String {
         format!(
             "http://{}{path}",
@@ -329,6 +351,18 @@ impl Drop for TestApp {
         }
         self.shutdown.trigger();
     }
+}
+
+/// The value of the sample `series` (name and labels exactly as exposed,
+/// e.g. `tasker_queue_depth{queue="default"}`) in a Prometheus text page.
+pub fn metric(page: &str, series: &str) -> Option<f64> {
+    page.lines().find_map(|line| {
+        line.strip_prefix(series)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
 }
 
 /// Polls `check` until it returns `Some`, failing the test after [`PATIENCE`].

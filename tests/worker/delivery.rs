@@ -217,4 +217,10 @@ async fn tasks_in_redis_flushed_away_are_dispatched_again_once() {
         let task = app.wait_terminal(id).await;
         assert_eq!(task["attempts"], 1);
     }
+    let page = app.worker_metrics().await;
+    let lost = crate::support::metric(
+        &page,
+        "tasker_tasks_recovered_total{reason=\"dispatch_lost\"}",
+    );
+    assert!(lost >= Some(20.0), "{page}");
 }

@@ -9,7 +9,7 @@ use tasker::domain::NewTask;
 use uuid::Uuid;
 
 use crate::support::fake_llm::{FakeLlm, Reply};
-use crate::support::{TestApp, eventually};
+use crate::support::{TestApp, eventually, metric};
 
 fn with_llm(llm: &FakeLlm, lease_seconds: u64, grace_seconds: u64) -> impl FnOnce(&mut Config) {
     let base_url = llm.base_url();
@@ -70,6 +70,12 @@ async fn a_task_whose_worker_died_is_recovered_and_run_again() {
     assert_eq!(done["status"], "completed");
     assert_eq!(done["attempts"], 2);
     assert_eq!(done["task_output"], json!({"result": 2}));
+    let page = app.worker_metrics().await;
+    let recovered = metric(
+        &page,
+        "tasker_tasks_recovered_total{reason=\"lease_expired\"}",
+    );
+    assert!(recovered >= Some(1.0), "{page}");
 }
 
 #[tokio::test]
