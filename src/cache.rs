@@ -48,17 +48,28 @@ impl Cache {
         Ok(cached.map(|json| serde_json::from_str(&json)).transpose()?)
     }
 
-    /// Caches a terminal record for `cache.ttl_seconds`; others are ignored.
+    /// Caches a terminal record for `cache.ttl_seconds` and announces it to
+    /// long-polling readers, in one round trip; other records are ignored.
     #[tracing::instrument(skip_all, fields(task_id = %record.id))]
     pub async fn put(&self, record: &TaskRecord) -> Result<(), CacheError> {
         if !record.status.is_terminal() {
             return Ok(());
         }
         let json = serde_json::to_string(record)?;
-        let key = self.keys.result(record.id);
+        let mut pipe = redis::pipe();
+        pipe.cmd("SET")
+            .arg(self.keys.result(record.id))
+            .arg(json)
+            .arg("EX")
+            .arg(self.ttl_seconds)
+            .ignore()
+            .cmd("PUBLISH")
+            .arg(self.keys.finished_channel())
+            .arg(record.id.to_string())
+            .ignore();
         bounded(self.timeout, async {
             let mut conn = self.pool.get().await?;
-            conn.set_ex::<_, _, ()>(key, json, self.ttl_seconds).await?;
+            pipe.query_async::<()>(&mut conn).await?;
             Ok::<_, RedisError>(())
         })
         .await?;

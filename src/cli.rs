@@ -12,6 +12,7 @@ use crate::services::Services;
 use crate::shutdown::Shutdown;
 use crate::store::Store;
 use crate::telemetry::logs;
+use crate::watch::TaskWatch;
 use crate::worker::Worker;
 
 /// Tasker: asynchronous task execution. Submit tasks over REST, run them on
@@ -178,7 +179,9 @@ async fn run_api(services: Services, config: &Config, shutdown: Shutdown) -> any
         .await
         .with_context(|| format!("cannot listen on api.listen = {}", config.api.listen))?;
     tracing::info!(address = %config.api.listen, "api listening");
-    let router = crate::http::router(services, &config.api);
+    let channel = services.queue.keys().finished_channel();
+    let watch = TaskWatch::start(config.redis.url.expose(), channel).context("redis.url")?;
+    let router = crate::http::router(services, &config.api, watch);
     let served = crate::http::serve(listener, router, shutdown.clone()).await;
     // The API stopping for any reason stops a `dev` worker too.
     shutdown.trigger();

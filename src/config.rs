@@ -42,6 +42,7 @@ pub struct Config {
     pub log: LogConfig,
     pub llm: LlmConfig,
     pub otel: OtelConfig,
+    pub retention: RetentionConfig,
     /// Overrides of the queue a task type runs on: task name → queue name.
     pub task_queues: BTreeMap<String, String>,
 }
@@ -96,6 +97,10 @@ pub struct ApiConfig {
     pub max_body_bytes: usize,
     /// How long an `Idempotency-Key` keeps mapping to its task.
     pub idempotency_window_seconds: u64,
+    /// Upper bound on `wait` of a long-polling read.
+    pub max_wait_seconds: u64,
+    /// Most tasks one `POST /run-tasks` may carry.
+    pub max_batch_size: usize,
 }
 
 impl Default for ApiConfig {
@@ -104,6 +109,8 @@ impl Default for ApiConfig {
             listen: SocketAddr::from(([0, 0, 0, 0], 8000)),
             max_body_bytes: 1024 * 1024,
             idempotency_window_seconds: 24 * 3600,
+            max_wait_seconds: 30,
+            max_batch_size: 100,
         }
     }
 }
@@ -191,6 +198,36 @@ impl Default for LlmConfig {
             timeout_seconds: 60,
             default_max_tokens: 1024,
         }
+    }
+}
+
+/// How long finished tasks are kept.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetentionConfig {
+    /// Finished tasks older than this many days are deleted; 0 keeps them.
+    pub days: u32,
+    /// How often each worker deletes a few batches of them.
+    pub interval_seconds: u64,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        Self {
+            days: 30,
+            interval_seconds: 300,
+        }
+    }
+}
+
+impl RetentionConfig {
+    /// The age past which finished tasks go, or `None` to keep them forever.
+    pub fn max_age(&self) -> Option<Duration> {
+        (self.days > 0).then(|| Duration::from_secs(u64::from(self.days) * 24 * 3600))
+    }
+
+    pub fn interval(&self) -> Duration {
+        Duration::from_secs(self.interval_seconds)
     }
 }
 

@@ -23,4 +23,5 @@ pub mod store;
 pub mod tasks;
 pub mod telemetry;
 pub mod tls;
+pub mod watch;
 pub mod worker;

@@ -80,6 +80,11 @@ impl Keys {
         format!("{}:delayed:{queue}", self.prefix)
     }
 
+    /// Pub/sub channel announcing the id of every task that finishes.
+    pub fn finished_channel(&self) -> String {
+        format!("{}:finished", self.prefix)
+    }
+
     /// Cached terminal result of one task.
     pub fn result(&self, id: Uuid) -> String {
         format!("{}:result:{id}", self.prefix)

@@ -20,19 +20,24 @@ use crate::config::ApiConfig;
 use crate::services::Services;
 use crate::shutdown::Shutdown;
 use crate::telemetry::metrics;
+use crate::watch::TaskWatch;
 
 /// What every handler can reach: cheap handles only.
 #[derive(Clone)]
 pub struct AppState {
     pub(crate) services: Services,
+    watch: TaskWatch,
     idempotency_window: std::time::Duration,
+    max_wait: std::time::Duration,
+    max_batch_size: usize,
     metrics: Option<PrometheusHandle>,
     openapi_json: Arc<String>,
     docs_html: Arc<String>,
 }
 
-/// The whole API as a router, ready to serve or to call in tests.
-pub fn router(services: Services, config: &ApiConfig) -> Router {
+/// The whole API as a router, ready to serve or to call in tests. `watch`
+/// wakes long-polling reads when their task finishes.
+pub fn router(services: Services, config: &ApiConfig, watch: TaskWatch) -> Router {
     let document = openapi::document(&services.registry);
     let openapi_json = serde_json::to_string_pretty(&document).unwrap_or_default();
     let docs_html = utoipa_scalar::Scalar::new(document)
@@ -40,7 +45,10 @@ pub fn router(services: Services, config: &ApiConfig) -> Router {
         .to_html();
     let state = AppState {
         services,
+        watch,
         idempotency_window: config.idempotency_window(),
+        max_wait: std::time::Duration::from_secs(config.max_wait_seconds),
+        max_batch_size: config.max_batch_size,
         metrics: metrics::install(),
         openapi_json: Arc::new(openapi_json),
         docs_html: Arc::new(docs_html),

@@ -12,10 +12,13 @@ use utoipa::openapi::{ContentBuilder, Ref, RefOr, Required};
 
 use super::error::{ErrorDetail, ErrorResponse};
 use super::routes::{
-    __path_create_task, __path_get_task, __path_get_task_output, __path_health,
-    __path_metrics_text, __path_openapi_json, __path_ready,
+    __path_create_task, __path_create_tasks, __path_get_task, __path_get_task_output,
+    __path_health, __path_list_tasks, __path_metrics_text, __path_openapi_json, __path_ready,
 };
-use super::schemas::{HealthResponse, ReadyResponse, RunTaskResponse, TaskResponse};
+use super::schemas::{
+    HealthResponse, ListTasksResponse, ReadyResponse, RunTaskResponse, RunTasksResponse,
+    TaskResponse,
+};
 use crate::domain::TaskStatus;
 use crate::health::{DependencyState, Readiness};
 use crate::tasks::{RegisteredTask, Registry};
@@ -28,9 +31,12 @@ const REQUEST_SCHEMA: &str = "RunTaskRequest";
         title = "Tasker",
         description = "Asynchronous task execution: submit a task, get its id at once, poll for the result."
     ),
-    paths(create_task, get_task_output, get_task, health, ready, metrics_text, openapi_json),
+    paths(
+        create_task, create_tasks, get_task_output, get_task, list_tasks, health, ready,
+        metrics_text, openapi_json
+    ),
     components(schemas(
-        RunTaskResponse, TaskResponse, TaskStatus, ErrorResponse, ErrorDetail,
+        RunTaskResponse, RunTasksResponse, ListTasksResponse, TaskResponse, TaskStatus, ErrorResponse, ErrorDetail,
         HealthResponse, ReadyResponse, Readiness, DependencyState
     )),
     tags(
@@ -69,6 +75,7 @@ pub fn document(registry: &Registry) -> utoipa::openapi::OpenApi {
         .schemas
         .insert(REQUEST_SCHEMA.to_owned(), union.into());
     set_run_task_body(&mut doc, registry);
+    set_run_tasks_body(&mut doc, registry);
     doc
 }
 
@@ -127,6 +134,37 @@ fn set_run_task_body(doc: &mut utoipa::openapi::OpenApi, registry: &Registry) {
         .paths
         .paths
         .get_mut("/run-task")
+        .and_then(|item| item.post.as_mut())
+    {
+        operation.request_body = Some(RefOr::T(body));
+    }
+}
+
+/// The batch body: `{"tasks": [RunTaskRequest, …]}`.
+fn set_run_tasks_body(doc: &mut utoipa::openapi::OpenApi, registry: &Registry) {
+    let tasks = utoipa::openapi::schema::ArrayBuilder::new()
+        .items(Ref::from_schema_name(REQUEST_SCHEMA))
+        .min_items(Some(1));
+    let schema = ObjectBuilder::new()
+        .property("tasks", tasks)
+        .required("tasks")
+        .description(Some(
+            "Up to `api.max_batch_size` tasks, each shaped like the body of `POST /run-task`.",
+        ));
+    let example: Vec<serde_json::Value> = registry.iter().map(|task| task.example()).collect();
+    let content = ContentBuilder::new()
+        .schema(Some(schema))
+        .example(Some(serde_json::json!({ "tasks": example })))
+        .build();
+    let body = RequestBodyBuilder::new()
+        .description(Some("The tasks to run, all or none."))
+        .content("application/json", content)
+        .required(Some(Required::True))
+        .build();
+    if let Some(operation) = doc
+        .paths
+        .paths
+        .get_mut("/run-tasks")
         .and_then(|item| item.post.as_mut())
     {
         operation.request_body = Some(RefOr::T(body));

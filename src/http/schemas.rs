@@ -16,6 +16,20 @@ pub struct RunTaskResponse {
     pub task_uuid: Uuid,
 }
 
+/// Answer to an accepted batch: the ids in the order the tasks were given.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct RunTasksResponse {
+    pub task_uuids: Vec<Uuid>,
+}
+
+/// One page of tasks, newest first.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ListTasksResponse {
+    pub tasks: Vec<TaskResponse>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
 /// A task and, once it has finished, its result.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[schema(example = json!({

@@ -38,6 +38,11 @@ impl Message {
     }
 }
 
+/// Every queue key expires after a week without a write: nothing Tasker
+/// writes to Redis lives forever. A queue idle that long holds nothing that
+/// PostgreSQL does not also know, and the reconciler re-dispatches it.
+const QUEUE_KEY_TTL_SECONDS: u64 = 7 * 24 * 3600;
+
 /// Moves due retries into the ready set. Atomic, so concurrent promoters in
 /// several workers never move one message twice.
 const PROMOTE_SCRIPT: &str = r"
@@ -47,6 +52,7 @@ for _, member in ipairs(due) do
 end
 if #due > 0 then
   redis.call('ZREM', KEYS[1], unpack(due))
+  redis.call('EXPIRE', KEYS[2], ARGV[3])
 end
 return #due
 ";
@@ -97,12 +103,21 @@ impl Queue {
     ) -> Result<u64, RedisError> {
         let score = now_millis();
         let mut pipe = redis::pipe();
+        let mut keys = std::collections::BTreeSet::new();
         for (queue, message) in messages {
+            let key = self.keys.ready(queue);
             pipe.cmd("ZADD")
-                .arg(self.keys.ready(queue))
+                .arg(&key)
                 .arg("NX")
                 .arg(score)
                 .arg(message.encode());
+            keys.insert(key);
+        }
+        for key in keys {
+            pipe.cmd("EXPIRE")
+                .arg(key)
+                .arg(QUEUE_KEY_TTL_SECONDS)
+                .ignore();
         }
         let added: Vec<u64> = bounded(self.timeout, async {
             let mut conn = self.pool.get().await?;
@@ -120,11 +135,16 @@ impl Queue {
         message: &Message,
         due: SystemTime,
     ) -> Result<(), RedisError> {
+        let key = self.keys.delayed(queue);
         let mut pipe = redis::pipe();
         pipe.cmd("ZADD")
-            .arg(self.keys.delayed(queue))
+            .arg(&key)
             .arg(millis_since_epoch(due))
             .arg(message.encode())
+            .ignore()
+            .cmd("EXPIRE")
+            .arg(&key)
+            .arg(QUEUE_KEY_TTL_SECONDS)
             .ignore();
         self.run_pipeline(pipe).await
     }
@@ -136,7 +156,8 @@ impl Queue {
             .key(self.keys.delayed(queue))
             .key(self.keys.ready(queue))
             .arg(now_millis())
-            .arg(limit);
+            .arg(limit)
+            .arg(QUEUE_KEY_TTL_SECONDS);
         bounded(self.timeout, async {
             let mut conn = self.pool.get().await?;
             Ok::<_, RedisError>(invocation.invoke_async(&mut conn).await?)

@@ -37,6 +37,7 @@ macro_rules! record_columns {
 
 mod idempotency;
 mod leases;
+mod listing;
 mod tasks;
 
 use std::future::Future;
@@ -51,6 +52,7 @@ use crate::config::DatabaseConfig;
 
 pub use idempotency::Submission;
 pub use leases::{Lease, Recovered};
+pub use listing::TaskFilter;
 pub use tasks::DispatchCandidate;
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations");

@@ -7,6 +7,7 @@ mod heartbeat;
 mod inflight;
 mod probes;
 mod reconciler;
+mod retention;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -37,6 +38,7 @@ const PROMOTE_BATCH: usize = 500;
 pub struct Worker {
     services: Services,
     config: WorkerConfig,
+    retention: crate::config::RetentionConfig,
     queues: Vec<String>,
     redis_url: String,
     redis_timeout: Duration,
@@ -67,6 +69,7 @@ impl Worker {
         Ok(Self {
             services,
             config: config.worker.clone(),
+            retention: config.retention.clone(),
             queues,
             redis_url: config.redis.url.expose().to_owned(),
             redis_timeout: config.redis.timeout(),
@@ -88,6 +91,7 @@ impl Worker {
         loops.spawn(probes::serve(listener, self.clone(), shutdown.clone()));
         loops.spawn(self.clone().promote_loop(shutdown.clone()));
         loops.spawn(reconciler::run(self.clone(), shutdown.clone()));
+        loops.spawn(retention::run(self.clone(), shutdown.clone()));
         // Leases are renewed until the last attempt is finished or handed back.
         let drained = Shutdown::new();
         let heartbeat = tokio::spawn(heartbeat::run(self.clone(), drained.clone()));

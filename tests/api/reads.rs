@@ -135,21 +135,42 @@ async fn the_cache_ttl_follows_configuration() {
 }
 
 #[tokio::test]
-async fn every_redis_key_starts_with_the_prefix() {
+async fn every_redis_key_starts_with_the_prefix_and_expires() {
     let app = TestApp::spawn().await;
     let id = app
         .submit(json!({"task_name": "sum", "a": 1, "b": 1}))
         .await;
     app.wait_terminal(id).await;
+    // A key of every kind: a queued message (on a queue no worker takes
+    // from, so it stays) and a waiting retry too.
+    let queued = tasker::queue::Message {
+        task_id: uuid::Uuid::new_v4(),
+        request_id: None,
+        traceparent: None,
+    };
+    app.services
+        .queue
+        .dispatch("unconsumed", &queued)
+        .await
+        .unwrap();
+    let due = std::time::SystemTime::now() + std::time::Duration::from_secs(3600);
+    app.services
+        .queue
+        .schedule("llm", &queued, due)
+        .await
+        .unwrap();
     let keys = app.env.redis_keys().await;
-    assert!(!keys.is_empty());
+    assert!(keys.len() >= 3, "{keys:?}");
     let mut redis = app.env.redis().await;
     let all: Vec<String> = redis.keys("*").await.unwrap();
     let mentioning: Vec<_> = all.iter().filter(|k| k.contains(&id.to_string())).collect();
+    let prefix = format!("{}:", app.env.prefix);
     assert!(
-        mentioning
-            .iter()
-            .all(|k| k.starts_with(&format!("{}:", app.env.prefix))),
+        mentioning.iter().all(|k| k.starts_with(&prefix)),
         "{mentioning:?}"
     );
+    for key in &keys {
+        let ttl: i64 = redis.ttl(key).await.unwrap();
+        assert!(ttl > 0, "{key} has no expiry ({ttl})");
+    }
 }

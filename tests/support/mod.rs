@@ -212,7 +212,9 @@ impl TestApp {
             .await
             .expect("bind api");
         let address = listener.local_addr().expect("api address");
-        let router = tasker::http::router(services.clone(), &env.config.api);
+        let channel = services.queue.keys().finished_channel();
+        let watch = tasker::watch::TaskWatch::start(REDIS_URL, channel).expect("watch");
+        let router = tasker::http::router(services.clone(), &env.config.api, watch);
         tokio::spawn(tasker::http::serve(listener, router, shutdown.clone()));
         let mut app = Self {
             env,

@@ -1,7 +1,8 @@
 //! Route table.
 
 mod ops;
-pub(super) mod tasks;
+mod read;
+mod submit;
 
 use axum::Router;
 use axum::routing::{get, post};
@@ -10,13 +11,16 @@ use super::AppState;
 use super::error::ApiError;
 
 pub(super) use ops::{__path_health, __path_metrics_text, __path_openapi_json, __path_ready};
-pub(super) use tasks::{__path_create_task, __path_get_task, __path_get_task_output};
+pub(super) use read::{__path_get_task, __path_get_task_output, __path_list_tasks};
+pub(super) use submit::{__path_create_task, __path_create_tasks};
 
 pub(super) fn router() -> Router<AppState> {
     Router::new()
-        .route("/run-task", post(tasks::create_task))
-        .route("/get-task-output", get(tasks::get_task_output))
-        .route("/tasks/{task_uuid}", get(tasks::get_task))
+        .route("/run-task", post(submit::create_task))
+        .route("/run-tasks", post(submit::create_tasks))
+        .route("/get-task-output", get(read::get_task_output))
+        .route("/tasks", get(read::list_tasks))
+        .route("/tasks/{task_uuid}", get(read::get_task))
         .route("/health", get(ops::health))
         .route("/ready", get(ops::ready))
         .route("/metrics", get(ops::metrics_text))

@@ -1,0 +1,116 @@
+//! Reading many tasks at once, writing many at once, and deleting old ones.
+
+use std::time::Duration;
+
+use uuid::Uuid;
+
+use super::tasks::RecordRow;
+use super::{Result, Store};
+use crate::domain::{NewTask, TaskRecord, TaskStatus};
+
+/// Which tasks to list: newest first, after an optional cursor.
+#[derive(Debug, Clone, Default)]
+pub struct TaskFilter {
+    pub status: Option<TaskStatus>,
+    pub task_name: Option<String>,
+    /// Only tasks older than this one (the last of the previous page).
+    pub before: Option<Uuid>,
+    pub limit: i64,
+}
+
+impl Store {
+    /// Tasks matching `filter`, newest first. Ids are UUIDv7, so id order is
+    /// creation order and the keyset is the id alone, served by the primary
+    /// key or the `(status, id)` / `(task_name, id)` indexes.
+    #[tracing::instrument(skip_all)]
+    pub async fn list_tasks(&self, filter: &TaskFilter) -> Result<Vec<TaskRecord>> {
+        let rows: Vec<RecordRow> = self
+            .bounded(
+                sqlx::query_as(concat!(
+                    "SELECT ",
+                    record_columns!(),
+                    " FROM tasks WHERE ($1::varchar IS NULL OR status = $1) \
+                     AND ($2::varchar IS NULL OR task_name = $2) \
+                     AND ($3::uuid IS NULL OR id < $3) ORDER BY id DESC LIMIT $4"
+                ))
+                .bind(filter.status.map(TaskStatus::as_str))
+                .bind(filter.task_name.as_deref())
+                .bind(filter.before)
+                .bind(filter.limit)
+                .fetch_all(&self.pool),
+            )
+            .await?;
+        rows.into_iter().map(TaskRecord::try_from).collect()
+    }
+
+    /// Stores several tasks in one statement: all of them or none.
+    #[tracing::instrument(skip_all, fields(count = tasks.len()))]
+    pub async fn insert_tasks(&self, tasks: &[NewTask]) -> Result<Vec<TaskRecord>> {
+        let mut ids = Vec::with_capacity(tasks.len());
+        let mut names = Vec::with_capacity(tasks.len());
+        let mut parameters = Vec::with_capacity(tasks.len());
+        let mut queues = Vec::with_capacity(tasks.len());
+        let mut max_attempts = Vec::with_capacity(tasks.len());
+        let mut request_ids = Vec::with_capacity(tasks.len());
+        let mut trace_contexts = Vec::with_capacity(tasks.len());
+        for task in tasks {
+            ids.push(task.id);
+            names.push(task.task_name.as_str());
+            parameters.push(sqlx::types::Json(&task.parameters));
+            queues.push(task.queue.as_str());
+            max_attempts.push(task.max_attempts);
+            request_ids.push(task.request_id.as_deref());
+            trace_contexts.push(task.trace_context.as_deref());
+        }
+        let rows: Vec<RecordRow> = self
+            .bounded(
+                sqlx::query_as(concat!(
+                    "INSERT INTO tasks (id, task_name, task_parameters, queue, max_attempts, \
+                     request_id, trace_context, dispatched_at) \
+                     SELECT id, task_name, task_parameters, queue, max_attempts, request_id, \
+                     trace_context, now() FROM unnest($1::uuid[], $2::varchar[], $3::jsonb[], \
+                     $4::varchar[], $5::int4[], $6::varchar[], $7::varchar[]) \
+                     AS t(id, task_name, task_parameters, queue, max_attempts, request_id, \
+                     trace_context) RETURNING ",
+                    record_columns!()
+                ))
+                .bind(ids)
+                .bind(names)
+                .bind(parameters)
+                .bind(queues)
+                .bind(max_attempts)
+                .bind(request_ids)
+                .bind(trace_contexts)
+                .fetch_all(&self.pool),
+            )
+            .await?;
+        let mut records: Vec<TaskRecord> = rows
+            .into_iter()
+            .map(TaskRecord::try_from)
+            .collect::<Result<_>>()?;
+        // RETURNING order is not guaranteed; answer in submission order.
+        let position = |id: &Uuid| tasks.iter().position(|t| t.id == *id);
+        records.sort_by_key(|r| position(&r.id));
+        Ok(records)
+    }
+
+    /// Deletes up to `limit` finished tasks older than `age`; returns how
+    /// many. Safe to run from several workers at once (`SKIP LOCKED`).
+    #[tracing::instrument(skip_all)]
+    pub async fn purge_finished(&self, age: Duration, limit: i64) -> Result<u64> {
+        let done = self
+            .bounded(
+                sqlx::query(
+                    "DELETE FROM tasks WHERE id IN ( \
+                       SELECT id FROM tasks WHERE status IN ('completed', 'failed') \
+                       AND completed_at < now() - make_interval(secs => $1) \
+                       LIMIT $2 FOR UPDATE SKIP LOCKED)",
+                )
+                .bind(age.as_secs_f64())
+                .bind(limit)
+                .execute(&self.pool),
+            )
+            .await?;
+        Ok(done.rows_affected())
+    }
+}

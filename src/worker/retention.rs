@@ -1,0 +1,46 @@
+//! Retention: every worker deletes finished tasks older than
+//! `retention.days`, a small batch at a time so no statement holds many
+//! locks or runs long. `SKIP LOCKED` lets several workers share the work.
+
+use super::Worker;
+use crate::shutdown::Shutdown;
+use crate::telemetry::logs::error_chain;
+
+const BATCH: i64 = 1_000;
+/// Batches per pass, so one pass never runs long; the next pass goes on.
+const MAX_BATCHES: usize = 20;
+
+pub(super) async fn run(worker: Worker, shutdown: Shutdown) {
+    let Some(max_age) = worker.retention.max_age() else {
+        return;
+    };
+    let mut ticker = tokio::time::interval(worker.retention.interval());
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            () = shutdown.wait() => return,
+        }
+        let mut deleted = 0;
+        for _ in 0..MAX_BATCHES {
+            match worker.services.store.purge_finished(max_age, BATCH).await {
+                Ok(count) => {
+                    deleted += count;
+                    if count < BATCH as u64 {
+                        break;
+                    }
+                }
+                Err(err) => {
+                    tracing::warn!(error = %error_chain(&err), "retention pass failed");
+                    break;
+                }
+            }
+            if shutdown.is_triggered() {
+                return;
+            }
+        }
+        if deleted > 0 {
+            tracing::info!(deleted, "deleted finished tasks past retention");
+        }
+    }
+}
