@@ -38,6 +38,9 @@ enum Command {
     Migrate,
     /// Local development: apply migrations, then run the API and a worker in one process.
     Dev,
+    /// Print the effective configuration (secrets redacted) and exit; fails,
+    /// naming the key, when it is invalid.
+    Config,
     /// GET a URL and exit 0 on a 2xx answer: a health check for images without curl.
     Probe {
         /// e.g. http://127.0.0.1:8000/ready
@@ -58,6 +61,10 @@ pub fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Command::Config = &cli.command {
+        println!("{config:#?}");
+        return ExitCode::SUCCESS;
+    }
     let (default_format, component) = match &cli.command {
         Command::Dev => (LogFormat::Text, "dev"),
         Command::Api => (LogFormat::Json, "api"),
@@ -108,8 +115,8 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         Command::Migrate => migrate(&services, &config).await,
         Command::Api => run_api(services, &config, shutdown).await,
         Command::Worker => run_worker(services, &config, shutdown).await,
-        // Answered before configuration is loaded.
-        Command::Probe { .. } => Ok(()),
+        // Answered before the runtime starts.
+        Command::Probe { .. } | Command::Config => Ok(()),
         Command::Dev => {
             migrate(&services, &config).await?;
             let api = run_api(services.clone(), &config, shutdown.clone());
@@ -210,7 +217,7 @@ mod tests {
     #[test]
     fn help_explains_every_subcommand() {
         let help = Cli::command().render_long_help().to_string();
-        for name in ["api", "worker", "migrate", "dev", "probe"] {
+        for name in ["api", "worker", "migrate", "dev", "config", "probe"] {
             assert!(help.contains(name), "{name} missing from help:\n{help}");
         }
     }
