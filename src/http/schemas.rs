@@ -18,12 +18,14 @@ pub struct RunTaskResponse {
 
 /// Answer to an accepted batch: the ids in the order the tasks were given.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(example = json!({"task_uuids": ["0193a6c2-7b1e-7c3a-9f64-2b1d8e4c5a10", "0193a6c2-7b1e-7c3a-9f64-2b1d8e4c5a11"]}))]
 pub struct RunTasksResponse {
     pub task_uuids: Vec<Uuid>,
 }
 
 /// One page of tasks, newest first.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(example = json!({"tasks": [], "next_cursor": null}))]
 pub struct ListTasksResponse {
     pub tasks: Vec<TaskResponse>,
     /// Pass as `cursor` for the next page; null on the last page.

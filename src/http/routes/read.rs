@@ -58,9 +58,12 @@ pub(crate) struct WaitQuery {
     responses(
         (status = 200, description = "The task", body = TaskResponse,
             headers(("X-Tasker-Cache" = String, description = "hit, miss or bypass"))),
-        (status = 404, description = "No task has this id", body = ErrorResponse),
-        (status = 422, description = "Missing or malformed task_uuid, or a malformed wait", body = ErrorResponse),
-        (status = 503, description = "PostgreSQL is unavailable", body = ErrorResponse),
+        (status = 404, description = "No task has this id", body = ErrorResponse,
+            example = json!({"error": {"code": "not_found", "message": "no task with id 0193a6c2-7b1e-7c3a-9f64-2b1d8e4c5a10", "details": null}})),
+        (status = 422, description = "Missing or malformed task_uuid, or a malformed wait", body = ErrorResponse,
+            example = json!({"error": {"code": "validation_failed", "message": "invalid field `task_uuid`: not a valid UUID: invalid character: found `x` at 1", "details": {"field": "task_uuid"}}})),
+        (status = 503, description = "PostgreSQL is unavailable", body = ErrorResponse,
+            example = json!({"error": {"code": "service_unavailable", "message": "postgres is unavailable; try again shortly", "details": {"dependency": "postgres"}}})),
     )
 )]
 pub(crate) async fn get_task_output(
@@ -86,9 +89,12 @@ pub(crate) async fn get_task_output(
     responses(
         (status = 200, description = "The task", body = TaskResponse,
             headers(("X-Tasker-Cache" = String, description = "hit, miss or bypass"))),
-        (status = 404, description = "No task has this id", body = ErrorResponse),
-        (status = 422, description = "Malformed task_uuid or wait", body = ErrorResponse),
-        (status = 503, description = "PostgreSQL is unavailable", body = ErrorResponse),
+        (status = 404, description = "No task has this id", body = ErrorResponse,
+            example = json!({"error": {"code": "not_found", "message": "no task with id 0193a6c2-7b1e-7c3a-9f64-2b1d8e4c5a10", "details": null}})),
+        (status = 422, description = "Malformed task_uuid or wait", body = ErrorResponse,
+            example = json!({"error": {"code": "validation_failed", "message": "invalid field `task_uuid`: not a valid UUID: invalid character: found `x` at 1", "details": {"field": "task_uuid"}}})),
+        (status = 503, description = "PostgreSQL is unavailable", body = ErrorResponse,
+            example = json!({"error": {"code": "service_unavailable", "message": "postgres is unavailable; try again shortly", "details": {"dependency": "postgres"}}})),
     )
 )]
 pub(crate) async fn get_task(
@@ -198,8 +204,10 @@ pub(crate) struct ListQuery {
     params(ListQuery),
     responses(
         (status = 200, description = "One page of tasks", body = ListTasksResponse),
-        (status = 422, description = "Invalid status, limit or cursor", body = ErrorResponse),
-        (status = 503, description = "PostgreSQL is unavailable", body = ErrorResponse),
+        (status = 422, description = "Invalid status, limit or cursor", body = ErrorResponse,
+            example = json!({"error": {"code": "validation_failed", "message": "invalid field `limit`: must be between 1 and 200", "details": {"field": "limit"}}})),
+        (status = 503, description = "PostgreSQL is unavailable", body = ErrorResponse,
+            example = json!({"error": {"code": "service_unavailable", "message": "postgres is unavailable; try again shortly", "details": {"dependency": "postgres"}}})),
     )
 )]
 pub(crate) async fn list_tasks(

@@ -38,11 +38,16 @@ use crate::telemetry::traces;
                 ("Location" = String, description = "URL of the task resource"),
                 ("Idempotent-Replayed" = String, description = "`true` when an earlier request with the same Idempotency-Key created the task"),
             )),
-        (status = 400, description = "Malformed JSON", body = ErrorResponse),
-        (status = 413, description = "Body larger than `api.max_body_bytes`", body = ErrorResponse),
-        (status = 409, description = "Idempotency-Key reused with a different request", body = ErrorResponse),
-        (status = 422, description = "Unknown `task_name`, invalid parameter or malformed Idempotency-Key", body = ErrorResponse),
-        (status = 503, description = "PostgreSQL is unavailable", body = ErrorResponse),
+        (status = 400, description = "Malformed JSON", body = ErrorResponse,
+            example = json!({"error": {"code": "invalid_json", "message": "malformed JSON: EOF while parsing an object at line 1 column 25", "details": null}})),
+        (status = 413, description = "Body larger than `api.max_body_bytes`", body = ErrorResponse,
+            example = json!({"error": {"code": "payload_too_large", "message": "request body is larger than the limit of 1048576 bytes", "details": {"limit_bytes": 1048576}}})),
+        (status = 409, description = "Idempotency-Key reused with a different request", body = ErrorResponse,
+            example = json!({"error": {"code": "idempotency_key_reused", "message": "Idempotency-Key `order-1234` was already used with a different request", "details": null}})),
+        (status = 422, description = "Unknown `task_name`, invalid parameter or malformed Idempotency-Key", body = ErrorResponse,
+            example = json!({"error": {"code": "unknown_task_name", "message": "unknown task_name `divide`; valid names: file_hash, query_llm, sum", "details": {"field": "task_name", "valid_task_names": ["file_hash", "query_llm", "sum"]}}})),
+        (status = 503, description = "PostgreSQL is unavailable", body = ErrorResponse,
+            example = json!({"error": {"code": "service_unavailable", "message": "postgres is unavailable; try again shortly", "details": {"dependency": "postgres"}}})),
     )
 )]
 pub(crate) async fn create_task(
@@ -134,10 +139,14 @@ fn new_task(task: &RegisteredTask, parameters: Value, request_id: &str) -> NewTa
     params(("X-Request-ID" = Option<String>, Header, description = "Correlation id; generated when absent, echoed in the response")),
     responses(
         (status = 202, description = "Accepted: every task is stored and queued", body = RunTasksResponse),
-        (status = 400, description = "Malformed JSON", body = ErrorResponse),
-        (status = 413, description = "Body larger than `api.max_body_bytes`", body = ErrorResponse),
-        (status = 422, description = "An invalid item (`details.index` says which), an empty list, or more than `api.max_batch_size` tasks", body = ErrorResponse),
-        (status = 503, description = "PostgreSQL is unavailable", body = ErrorResponse),
+        (status = 400, description = "Malformed JSON", body = ErrorResponse,
+            example = json!({"error": {"code": "invalid_json", "message": "malformed JSON: EOF while parsing an object at line 1 column 25", "details": null}})),
+        (status = 413, description = "Body larger than `api.max_body_bytes`", body = ErrorResponse,
+            example = json!({"error": {"code": "payload_too_large", "message": "request body is larger than the limit of 1048576 bytes", "details": {"limit_bytes": 1048576}}})),
+        (status = 422, description = "An invalid item (`details.index` says which), an empty list, or more than `api.max_batch_size` tasks", body = ErrorResponse,
+            example = json!({"error": {"code": "validation_failed", "message": "tasks[1]: invalid field `a`: invalid type: string \"one\", expected a JSON number", "details": {"index": 1, "field": "a"}}})),
+        (status = 503, description = "PostgreSQL is unavailable", body = ErrorResponse,
+            example = json!({"error": {"code": "service_unavailable", "message": "postgres is unavailable; try again shortly", "details": {"dependency": "postgres"}}})),
     )
 )]
 pub(crate) async fn create_tasks(
