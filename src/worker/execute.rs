@@ -58,10 +58,13 @@ impl Worker {
             }
             Err(err) => {
                 tracing::warn!(error = %error_chain(&err), "cannot claim task");
+                // Unreachable database: put the message back and pause. Any
+                // other failure would recur at once, so leave the task to the
+                // reconciler's next re-dispatch rather than spin on it.
                 if err.is_unavailable() {
                     self.database_up.store(false, Ordering::Relaxed);
+                    self.requeue(&queue, &message).await;
                 }
-                self.requeue(&queue, &message).await;
                 return;
             }
         };

@@ -19,6 +19,9 @@ use crate::telemetry::logs::error_chain;
 use crate::telemetry::metrics as m;
 
 const BATCH: i64 = 500;
+/// Batches per pass, so a pass under a large backlog stays short; tasks not
+/// reached wait for the next pass.
+const MAX_BATCHES: usize = 10;
 
 pub(super) async fn run(worker: Worker, shutdown: Shutdown) {
     let interval = worker.config.reconcile_interval();
@@ -54,7 +57,7 @@ fn quiet_period(interval: Duration) -> Duration {
 
 async fn recover_expired_leases(worker: &Worker) -> Result<(), String> {
     let services = &worker.services;
-    loop {
+    for _ in 0..MAX_BATCHES {
         let recovered = services
             .store
             .recover_expired_leases(BATCH)
@@ -87,10 +90,11 @@ async fn recover_expired_leases(worker: &Worker) -> Result<(), String> {
             return Ok(());
         }
     }
+    Ok(())
 }
 
 async fn redispatch_lost(worker: &Worker, quiet: Duration) -> Result<(), String> {
-    loop {
+    for _ in 0..MAX_BATCHES {
         let candidates = worker
             .services
             .store
@@ -129,4 +133,5 @@ async fn redispatch_lost(worker: &Worker, quiet: Duration) -> Result<(), String>
             return Ok(());
         }
     }
+    Ok(())
 }
