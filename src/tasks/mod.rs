@@ -98,6 +98,14 @@ pub struct RetryPolicy {
 }
 
 impl RetryPolicy {
+    /// For task types whose own errors are never worth a retry: the
+    /// attempts left cover a lost worker.
+    pub const FEW_QUICK: RetryPolicy = RetryPolicy {
+        max_attempts: 3,
+        base_delay: Duration::from_millis(200),
+        max_delay: Duration::from_secs(5),
+    };
+
     /// Delay before the attempt after `attempt`: exponential backoff with full
     /// jitter, so retries from many tasks spread out instead of arriving together.
     pub fn backoff(&self, attempt: u32) -> Duration {

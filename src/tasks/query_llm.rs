@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 
 use super::{FieldError, RetryPolicy, Task, TaskError};
 use crate::config::{LlmConfig, Secret};
+use crate::telemetry::logs::error_chain;
 
 const ANTHROPIC_VERSION: &str = "2023-06-01";
 /// Upper bound on `max_tokens`, well above what current models accept.
@@ -227,17 +228,6 @@ fn truncate(text: &str, max: usize) -> String {
         Some((cut, _)) => format!("{}…", &text[..cut]),
         None => text.to_owned(),
     }
-}
-
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut message = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        message.push_str(": ");
-        message.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    message
 }
 
 #[cfg(test)]

@@ -35,11 +35,7 @@ impl Task for Sum {
     }
 
     fn retry_policy(&self) -> RetryPolicy {
-        RetryPolicy {
-            max_attempts: 3,
-            base_delay: Duration::from_millis(200),
-            max_delay: Duration::from_secs(5),
-        }
+        RetryPolicy::FEW_QUICK
     }
 
     fn timeout(&self) -> Duration {
