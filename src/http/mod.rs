@@ -28,22 +28,17 @@ pub struct AppState {
     idempotency_window: std::time::Duration,
     metrics: Option<PrometheusHandle>,
     openapi_json: Arc<String>,
-    docs_html: Arc<String>,
 }
 
 /// The whole API as a router, ready to serve or to call in tests.
 pub fn router(services: Services, config: &ApiConfig) -> Router {
     let document = openapi::document(&services.registry);
     let openapi_json = serde_json::to_string_pretty(&document).unwrap_or_default();
-    let docs_html = utoipa_scalar::Scalar::new(document)
-        .title("Tasker API")
-        .to_html();
     let state = AppState {
         services,
         idempotency_window: config.idempotency_window(),
         metrics: metrics::install(),
         openapi_json: Arc::new(openapi_json),
-        docs_html: Arc::new(docs_html),
     };
     routes::router()
         .route_layer(axum::middleware::from_fn(middleware::record_route))
