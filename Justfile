@@ -22,6 +22,10 @@ lint:
 fmt:
     cargo fmt --all
 
+# Rewrite docs/openapi.json from the code (commit it with the API change)
+openapi:
+    UPDATE_OPENAPI=1 cargo test --test api contract
+
 # Load benchmark against a running instance
 bench *ARGS:
     bash scripts/bench.sh {{ARGS}}
