@@ -26,6 +26,10 @@ fmt:
 openapi:
     UPDATE_OPENAPI=1 cargo test --test api contract
 
+# /docs renders in headless Chromium with no network but localhost
+docs-check:
+    .ci/docs-check
+
 # Load benchmark against a running instance
 bench *ARGS:
     bash scripts/bench.sh {{ARGS}}
