@@ -30,6 +30,10 @@ openapi:
 docs-check:
     .ci/docs-check
 
+# Schemathesis against a running `tasker dev`: the API keeps its OpenAPI contract
+contract-check:
+    .ci/contract-check
+
 # Load benchmark against a running instance
 bench *ARGS:
     bash scripts/bench.sh {{ARGS}}
