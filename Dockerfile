@@ -28,10 +28,12 @@ RUN mkdir src \
            target/release/deps/tasker-* target/release/deps/libtasker-* \
            target/release/.fingerprint/tasker-*
 
-# The real sources. Migrations are embedded at compile time
-# (`sqlx::migrate!("./migrations")`), so they are part of the build context.
+# The real sources. Migrations and the docs page's script are embedded at
+# compile time (`sqlx::migrate!("./migrations")`, `include_bytes!` of
+# assets/scalar), so they are part of the build context.
 COPY src ./src
 COPY migrations ./migrations
+COPY assets ./assets
 RUN cargo build --release --locked \
  && install -D -m 0755 target/release/tasker /out/tasker \
  && /out/tasker --version

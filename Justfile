@@ -22,6 +22,18 @@ lint:
 fmt:
     cargo fmt --all
 
+# Rewrite docs/openapi.json from the code (commit it with the API change)
+openapi:
+    UPDATE_OPENAPI=1 cargo test --test api contract
+
+# /docs renders in headless Chromium with no network but localhost
+docs-check:
+    .ci/docs-check
+
+# Schemathesis against a running `tasker dev`: the API keeps its OpenAPI contract
+contract-check:
+    .ci/contract-check
+
 # Load benchmark against a running instance
 bench *ARGS:
     bash scripts/bench.sh {{ARGS}}

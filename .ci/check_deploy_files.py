@@ -9,7 +9,7 @@ needed for. Run from the repository root:
   observability profile, and the files it mounts;
 - deploy/prometheus/prometheus.yml: scrapes the API and every worker replica;
 - Dockerfile: multi-stage, pinned base images (no `latest`), a numeric
-  non-root USER, the entrypoint, migrations in the build stage;
+  non-root USER, the entrypoint, migrations and assets in the build stage;
 - the Grafana dashboard: valid JSON, a datasource variable, PromQL that parses
   and uses only the metrics Tasker exports; the chart's copy byte-identical;
 - charts/tasker/README.md documents every value of values.yaml.
@@ -185,6 +185,7 @@ def check_dockerfile() -> None:
         ('ENTRYPOINT ["/usr/local/bin/tasker"]', "the entrypoint is the tasker binary"),
         ('CMD ["api"]', "the default command is api"),
         ("COPY migrations", "migrations are embedded at compile time, so the build stage needs them"),
+        ("COPY assets", "the docs page's script (assets/scalar) is embedded at compile time"),
         ("--locked", "the build must use Cargo.lock (--locked)"),
         ("EXPOSE 8000 8001", "the API and worker ports are exposed"),
         ("org.opencontainers.image.", "OCI labels"),

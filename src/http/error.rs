@@ -26,7 +26,7 @@ pub struct ErrorDetail {
     /// Human-readable explanation.
     pub message: String,
     /// Structured context (the invalid field, the valid names, …), or null.
-    #[schema(value_type = Object)]
+    #[schema(value_type = Object, nullable)]
     pub details: Value,
 }
 

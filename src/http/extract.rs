@@ -33,9 +33,42 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
         if bytes.is_empty() {
             return Err(ApiError::InvalidJson("the request body is empty".into()));
         }
-        serde_json::from_slice(&bytes)
-            .map(JsonBody)
-            .map_err(|err| ApiError::InvalidJson(err.to_string()))
+        let value: Value =
+            serde_json::from_slice(&bytes).map_err(|err| ApiError::InvalidJson(err.to_string()))?;
+        if let Some(field) = string_with_nul(&value, "") {
+            return Err(ApiError::validation(
+                &field,
+                "must not contain the NUL character (U+0000)",
+            ));
+        }
+        Ok(JsonBody(value))
+    }
+}
+
+/// The path (`a.b[2]`; `body` for the whole body) of the first string that
+/// contains U+0000, as a key or a value. PostgreSQL can store U+0000 in
+/// neither `text` nor `jsonb`, so such a body is refused here, as a client
+/// error, instead of failing when it is stored.
+fn string_with_nul(value: &Value, path: &str) -> Option<String> {
+    let here = || (if path.is_empty() { "body" } else { path }).to_owned();
+    match value {
+        Value::String(text) => text.contains('\0').then(here),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(index, item)| string_with_nul(item, &format!("{path}[{index}]"))),
+        Value::Object(map) => map.iter().find_map(|(key, item)| {
+            let inner = if path.is_empty() {
+                key.clone()
+            } else {
+                format!("{path}.{key}")
+            };
+            if key.contains('\0') {
+                return Some(inner);
+            }
+            string_with_nul(item, &inner)
+        }),
+        Value::Null | Value::Bool(_) | Value::Number(_) => None,
     }
 }
 
@@ -68,6 +101,26 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestId {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn strings_with_nul_are_found_by_path() {
+        use serde_json::json;
+        let find = |value: Value| string_with_nul(&value, "");
+        assert_eq!(
+            find(json!({"task_name": "sum", "a": 1, "b": [true, null, "x"]})),
+            None
+        );
+        assert_eq!(
+            find(json!({"content": "a\u{0}b"})).as_deref(),
+            Some("content")
+        );
+        assert_eq!(
+            find(json!({"a": {"b": ["x", "\u{0}"]}})).as_deref(),
+            Some("a.b[1]")
+        );
+        assert_eq!(find(json!({"k\u{0}": 1})).as_deref(), Some("k\u{0}"));
+        assert_eq!(find(json!("\u{0}")).as_deref(), Some("body"));
+    }
 
     #[test]
     fn a_malformed_uuid_names_the_parameter() {

@@ -32,17 +32,13 @@ pub struct AppState {
     max_batch_size: usize,
     metrics: Option<PrometheusHandle>,
     openapi_json: Arc<String>,
-    docs_html: Arc<String>,
 }
 
 /// The whole API as a router, ready to serve or to call in tests. `watch`
 /// wakes long-polling reads when their task finishes.
 pub fn router(services: Services, config: &ApiConfig, watch: TaskWatch) -> Router {
-    let document = openapi::document(&services.registry);
+    let document = openapi::document(&services.registry, config);
     let openapi_json = serde_json::to_string_pretty(&document).unwrap_or_default();
-    let docs_html = utoipa_scalar::Scalar::new(document)
-        .title("Tasker API")
-        .to_html();
     let state = AppState {
         services,
         watch,
@@ -51,7 +47,6 @@ pub fn router(services: Services, config: &ApiConfig, watch: TaskWatch) -> Route
         max_batch_size: config.max_batch_size,
         metrics: metrics::install(),
         openapi_json: Arc::new(openapi_json),
-        docs_html: Arc::new(docs_html),
     };
     routes::router()
         .route_layer(axum::middleware::from_fn(middleware::record_route))

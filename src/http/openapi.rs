@@ -1,13 +1,17 @@
 //! The OpenAPI document. Paths come from the handlers' annotations; the
 //! request body of `POST /run-task` is built from the task registry, a
 //! `oneOf` with a discriminator on `task_name`, so it never drifts from the
-//! task types that exist.
+//! task types that exist. Its strings carry the rule the HTTP layer applies
+//! to every request body: no U+0000.
 
 use std::collections::BTreeMap;
 
 use utoipa::OpenApi;
+use utoipa::openapi::link::LinkBuilder;
 use utoipa::openapi::request_body::RequestBodyBuilder;
-use utoipa::openapi::schema::{Discriminator, ObjectBuilder, OneOfBuilder, Schema, Type};
+use utoipa::openapi::schema::{
+    ArrayItems, Discriminator, ObjectBuilder, OneOfBuilder, Schema, SchemaType, Type,
+};
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, Required};
 
 use super::error::{ErrorDetail, ErrorResponse};
@@ -19,11 +23,16 @@ use super::schemas::{
     HealthResponse, ListTasksResponse, ReadyResponse, RunTaskResponse, RunTasksResponse,
     TaskResponse,
 };
+use crate::config::ApiConfig;
 use crate::domain::TaskStatus;
 use crate::health::{DependencyState, Readiness};
 use crate::tasks::{RegisteredTask, Registry};
 
 const REQUEST_SCHEMA: &str = "RunTaskRequest";
+
+/// Request bodies with U+0000 in a string are refused (PostgreSQL cannot
+/// store it; see `extract::JsonBody`), so their string schemas say so.
+const NO_NUL_PATTERN: &str = "^[^\\u0000]*$";
 
 #[derive(OpenApi)]
 #[openapi(
@@ -46,15 +55,17 @@ const REQUEST_SCHEMA: &str = "RunTaskRequest";
 )]
 struct ApiDoc;
 
-/// The complete document for the task types in `registry`.
-pub fn document(registry: &Registry) -> utoipa::openapi::OpenApi {
+/// The complete document for the task types in `registry` and the limits
+/// in `api`.
+pub fn document(registry: &Registry, api: &ApiConfig) -> utoipa::openapi::OpenApi {
     let mut doc = ApiDoc::openapi();
     let components = doc.components.get_or_insert_with(Default::default);
     let mut union = OneOfBuilder::new();
     let mut mapping = BTreeMap::new();
     for task in registry.iter() {
         let name = schema_name(task.name());
-        for (referenced, schema) in task.referenced_schemas() {
+        for (referenced, mut schema) in task.referenced_schemas() {
+            forbid_nul(&mut schema);
             components.schemas.insert(referenced, schema);
         }
         components.schemas.insert(name.clone(), task_schema(task));
@@ -75,7 +86,8 @@ pub fn document(registry: &Registry) -> utoipa::openapi::OpenApi {
         .schemas
         .insert(REQUEST_SCHEMA.to_owned(), union.into());
     set_run_task_body(&mut doc, registry);
-    set_run_tasks_body(&mut doc, registry);
+    set_run_tasks_body(&mut doc, registry, api.max_batch_size);
+    link_submission_to_reads(&mut doc);
     doc
 }
 
@@ -109,9 +121,35 @@ fn task_schema(task: &RegisteredTask) -> RefOr<Schema> {
             object.required.insert(0, "task_name".into());
             object.description = Some(task.description().to_owned());
             object.examples = vec![task.example()];
-            RefOr::T(Schema::Object(object))
+            let mut schema = RefOr::T(Schema::Object(object));
+            forbid_nul(&mut schema);
+            schema
         }
         other => other,
+    }
+}
+
+/// Adds [`NO_NUL_PATTERN`] to every free-form string in `schema`: enums
+/// and strings that already have a pattern are left alone.
+fn forbid_nul(schema: &mut RefOr<Schema>) {
+    match schema {
+        RefOr::T(Schema::Object(object)) => {
+            let is_string = match &object.schema_type {
+                SchemaType::Type(kind) => *kind == Type::String,
+                SchemaType::Array(kinds) => kinds.contains(&Type::String),
+                SchemaType::AnyValue => false,
+            };
+            if is_string && object.enum_values.is_none() && object.pattern.is_none() {
+                object.pattern = Some(NO_NUL_PATTERN.to_owned());
+            }
+            object.properties.values_mut().for_each(forbid_nul);
+        }
+        RefOr::T(Schema::Array(array)) => {
+            if let ArrayItems::RefOrSchema(items) = &mut array.items {
+                forbid_nul(items);
+            }
+        }
+        _ => {}
     }
 }
 
@@ -141,13 +179,17 @@ fn set_run_task_body(doc: &mut utoipa::openapi::OpenApi, registry: &Registry) {
 }
 
 /// The batch body: `{"tasks": [RunTaskRequest, …]}`.
-fn set_run_tasks_body(doc: &mut utoipa::openapi::OpenApi, registry: &Registry) {
+fn set_run_tasks_body(doc: &mut utoipa::openapi::OpenApi, registry: &Registry, max: usize) {
     let tasks = utoipa::openapi::schema::ArrayBuilder::new()
         .items(Ref::from_schema_name(REQUEST_SCHEMA))
-        .min_items(Some(1));
+        .min_items(Some(1))
+        .max_items(Some(max));
     let schema = ObjectBuilder::new()
         .property("tasks", tasks)
         .required("tasks")
+        .additional_properties(Some(
+            utoipa::openapi::schema::AdditionalProperties::FreeForm(false),
+        ))
         .description(Some(
             "Up to `api.max_batch_size` tasks, each shaped like the body of `POST /run-task`.",
         ));
@@ -171,9 +213,104 @@ fn set_run_tasks_body(doc: &mut utoipa::openapi::OpenApi, registry: &Registry) {
     }
 }
 
+/// Links from the `202` of `POST /run-task` to the two reads of the task, so
+/// clients (and stateful API testers) know where `task_uuid` goes next.
+fn link_submission_to_reads(doc: &mut utoipa::openapi::OpenApi) {
+    let accepted = doc
+        .paths
+        .paths
+        .get_mut("/run-task")
+        .and_then(|item| item.post.as_mut())
+        .and_then(|operation| operation.responses.responses.get_mut("202"));
+    let Some(RefOr::T(accepted)) = accepted else {
+        return;
+    };
+    for (name, operation_id, description) in [
+        (
+            "GetTask",
+            "get_task",
+            "`GET /tasks/{task_uuid}` with the new task's id",
+        ),
+        (
+            "GetTaskOutput",
+            "get_task_output",
+            "`GET /get-task-output?task_uuid=` with the new task's id",
+        ),
+    ] {
+        let link = LinkBuilder::new()
+            .operation_id(operation_id)
+            .parameter("task_uuid", "$response.body#/task_uuid")
+            .description(description)
+            .build();
+        accepted.links.insert(name.to_owned(), RefOr::T(link));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn free_form_request_strings_forbid_nul() {
+        let Ok(registry) = Registry::new(&crate::config::Config::default()) else {
+            panic!("the default registry builds");
+        };
+        let doc = serde_json::to_value(document(&registry, &crate::config::Config::default().api))
+            .unwrap_or_default();
+        let schemas = &doc["components"]["schemas"];
+        assert_eq!(
+            schemas["FileHashTask"]["properties"]["content"]["pattern"],
+            NO_NUL_PATTERN
+        );
+        // A task type may give a string a pattern of its own; it must then
+        // exclude U+0000 itself, since that pattern is kept as it is.
+        for task in registry.iter() {
+            let name = schema_name(task.name());
+            let properties = schemas[&name]["properties"].as_object().cloned();
+            for (property, schema) in properties.unwrap_or_default() {
+                let is_string = schema["type"] == "string"
+                    || schema["type"]
+                        .as_array()
+                        .is_some_and(|t| t.contains(&"string".into()));
+                if is_string && schema["enum"].is_null() {
+                    let pattern = schema["pattern"].as_str().unwrap_or_default();
+                    assert!(
+                        pattern.contains("\\u0000"),
+                        "{name}.{property}: {pattern:?}"
+                    );
+                }
+            }
+        }
+        assert!(schemas["SumTask"]["properties"]["task_name"]["pattern"].is_null());
+        assert!(schemas["Algorithm"]["pattern"].is_null(), "enums need none");
+        assert!(schemas["TaskResponse"]["properties"]["error"]["pattern"].is_null());
+    }
+
+    #[test]
+    fn the_submission_links_to_operations_that_exist() {
+        let Ok(registry) = Registry::new(&crate::config::Config::default()) else {
+            panic!("the default registry builds");
+        };
+        let doc = serde_json::to_value(document(&registry, &crate::config::Config::default().api))
+            .unwrap_or_default();
+        let links = &doc["paths"]["/run-task"]["post"]["responses"]["202"]["links"];
+        let links = links.as_object().cloned().unwrap_or_default();
+        assert_eq!(links.len(), 2, "{links:?}");
+        let operation_ids: Vec<&str> = doc["paths"]
+            .as_object()
+            .into_iter()
+            .flat_map(|paths| paths.values())
+            .filter_map(|item| item["get"]["operationId"].as_str())
+            .collect();
+        for link in links.values() {
+            let target = link["operationId"].as_str().unwrap_or_default();
+            assert!(
+                operation_ids.contains(&target),
+                "{target} in {operation_ids:?}"
+            );
+            assert_eq!(link["parameters"]["task_uuid"], "$response.body#/task_uuid");
+        }
+    }
 
     #[test]
     fn schema_names_are_pascal_case() {

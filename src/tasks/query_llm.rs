@@ -31,12 +31,46 @@ pub struct QueryLlm {
 #[serde(deny_unknown_fields)]
 pub struct QueryLlmParams {
     /// The user message sent to the model.
-    #[schema(example = "Say hello in French.", min_length = 1)]
+    #[schema(
+        example = "Say hello in French.",
+        min_length = 1,
+        pattern = r"^[^\u0000]*[^\u0000\t-\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000][^\u0000]*$"
+    )]
     pub prompt: String,
     /// Upper bound on the reply's length, in tokens (default from `llm.default_max_tokens`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "whole_number"
+    )]
     #[schema(minimum = 1, maximum = 128000)]
     pub max_tokens: Option<u32>,
+}
+
+/// A whole number, also when written with a zero fraction (`64.0`): JSON
+/// Schema's `integer` allows that form, so the contract does too.
+fn whole_number<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<u32>, D::Error> {
+    use serde::de::Error;
+    let Some(number) = Option::<serde_json::Number>::deserialize(deserializer)? else {
+        return Ok(None);
+    };
+    let whole = match (number.as_u64(), number.as_f64()) {
+        (Some(n), _) => Some(n),
+        (None, Some(f)) if f.fract() == 0.0 && (0.0..=u64::MAX as f64).contains(&f) => {
+            Some(f as u64)
+        }
+        _ => None,
+    };
+    whole
+        .and_then(|n| u32::try_from(n).ok())
+        .map(Some)
+        .ok_or_else(|| {
+            D::Error::custom(format!(
+                "expected a whole number from 1 to {MAX_TOKENS_LIMIT}, got {number}"
+            ))
+        })
 }
 
 #[derive(Debug, Deserialize)]
@@ -250,6 +284,23 @@ mod tests {
         assert!(matches!(&err, TaskError::Fatal(m) if m.contains("max_tokens too large")));
         let err = status_error(StatusCode::UNAUTHORIZED, "nope", None);
         assert!(matches!(&err, TaskError::Fatal(m) if m.contains("401")));
+    }
+
+    #[test]
+    fn max_tokens_accepts_whole_numbers_in_either_form() {
+        let parse = |v: Value| serde_json::from_value::<QueryLlmParams>(v).map(|p| p.max_tokens);
+        assert_eq!(
+            parse(json!({"prompt": "p", "max_tokens": 64})).ok(),
+            Some(Some(64))
+        );
+        assert_eq!(
+            parse(json!({"prompt": "p", "max_tokens": 64.0})).ok(),
+            Some(Some(64))
+        );
+        assert_eq!(parse(json!({"prompt": "p"})).ok(), Some(None));
+        assert!(parse(json!({"prompt": "p", "max_tokens": 64.5})).is_err());
+        assert!(parse(json!({"prompt": "p", "max_tokens": -1})).is_err());
+        assert!(parse(json!({"prompt": "p", "max_tokens": "64"})).is_err());
     }
 
     #[test]

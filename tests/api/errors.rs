@@ -103,6 +103,35 @@ async fn malformed_json_is_a_json_error() {
 }
 
 #[tokio::test]
+async fn a_nul_character_in_any_string_is_refused_by_name_not_a_500() {
+    let app = TestApp::spawn_api_only().await;
+    let cases = [
+        (
+            json!({"task_name": "file_hash", "content": "a\u{0}b"}),
+            "content",
+        ),
+        (
+            json!({"task_name": "query_llm", "prompt": "\u{0}"}),
+            "prompt",
+        ),
+        (
+            json!({"task_name": "sum", "a": 1, "b": 2, "\u{0}": 3}),
+            "\u{0}",
+        ),
+    ];
+    for (body, field) in cases {
+        let error = error_of(app.post_task(body.clone()).await, 422).await;
+        assert_eq!(error["code"], "validation_failed", "for {body}");
+        assert_eq!(error["details"]["field"], field, "for {body}");
+        assert!(
+            error["message"].as_str().unwrap().contains("U+0000"),
+            "for {body}: {error}"
+        );
+    }
+    assert_eq!(stored_tasks(&app).await, 0);
+}
+
+#[tokio::test]
 async fn a_body_over_the_limit_is_413() {
     let app = TestApp::spawn_with(|c| c.api.max_body_bytes = 4096, false).await;
     let content = "x".repeat(5000);

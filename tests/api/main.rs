@@ -5,6 +5,7 @@
 mod support;
 
 mod client;
+mod contract;
 mod errors;
 mod idempotency;
 mod operations;

@@ -1,4 +1,4 @@
-//! Probes, metrics, the OpenAPI document and the docs page.
+//! Probes, metrics, the OpenAPI document and the docs page with its script.
 
 use serde_json::{Value, json};
 
@@ -158,7 +158,7 @@ async fn openapi_describes_the_task_union_and_every_error() {
 }
 
 #[tokio::test]
-async fn the_docs_page_embeds_the_document() {
+async fn the_docs_page_loads_the_document_and_its_script_from_the_service() {
     let app = TestApp::spawn_api_only().await;
     let response = app.client.get(app.url("/docs")).send().await.unwrap();
     assert_eq!(response.status(), 200);
@@ -169,8 +169,64 @@ async fn the_docs_page_embeds_the_document() {
             .starts_with("text/html")
     );
     let html = response.text().await.unwrap();
-    assert!(html.contains("RunTaskRequest"), "the spec is inlined");
-    assert!(html.to_lowercase().contains("scalar"));
+    assert!(html.contains(r#"url: "openapi.json""#), "{html}");
+    assert!(!html.contains("https://"), "nothing from a CDN: {html}");
+    let script = html
+        .split(r#"<script src=""#)
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("the page loads a script");
+    assert!(script.starts_with("docs/scalar.js?v="), "{script}");
+
+    // Relative to /docs, as a browser resolves it.
+    let response = app
+        .client
+        .get(app.url(&format!("/{script}")))
+        .header("accept-encoding", "gzip, deflate, br")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let headers = response.headers().clone();
+    assert_eq!(headers["content-encoding"], "gzip");
+    assert_eq!(headers["vary"], "accept-encoding");
+    assert!(
+        headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/javascript")
+    );
+    let cache = headers["cache-control"].to_str().unwrap();
+    assert!(cache.contains("max-age=31536000"), "{cache}");
+    let gzipped = response.bytes().await.unwrap();
+    assert_eq!(&gzipped[..2], &[0x1f, 0x8b], "gzip magic number");
+
+    let mut plain = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&gzipped[..]), &mut plain)
+        .unwrap();
+    let scalar = String::from_utf8(plain).unwrap();
+    assert!(scalar.contains("createApiReference"));
+}
+
+#[tokio::test]
+async fn the_docs_script_is_sent_uncompressed_to_clients_without_gzip() {
+    let app = TestApp::spawn_api_only().await;
+    for accept_encoding in [None, Some("identity"), Some("br, gzip;q=0")] {
+        let mut request = app.client.get(app.url("/docs/scalar.js"));
+        if let Some(value) = accept_encoding {
+            request = request.header("accept-encoding", value);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), 200, "{accept_encoding:?}");
+        assert!(
+            response.headers().get("content-encoding").is_none(),
+            "{accept_encoding:?}"
+        );
+        assert_eq!(response.headers()["vary"], "accept-encoding");
+        let script = response.text().await.unwrap();
+        assert!(script.starts_with("(function(){"), "{accept_encoding:?}");
+        assert!(script.contains("createApiReference"));
+    }
 }
 
 #[tokio::test]

@@ -108,3 +108,21 @@ async fn many_tasks_all_finish_with_bounded_concurrency() {
         assert_eq!(task["task_output"]["result"], i + 1);
     }
 }
+
+#[tokio::test]
+async fn extreme_floats_survive_the_round_trip_through_postgres() {
+    // JSONB stores f64::MAX as a 309-digit integer; it must read back.
+    let app = TestApp::spawn().await;
+    let id = app
+        .submit(json!({"task_name": "sum", "a": f64::MAX, "b": -1.0}))
+        .await;
+    let tiny = app
+        .submit(json!({"task_name": "sum", "a": 5e-324, "b": 0.0}))
+        .await;
+    let task = app.wait_terminal(id).await;
+    assert_eq!(task["status"], "completed", "{task}");
+    assert_eq!(task["attempts"], 1);
+    assert_eq!(task["task_output"]["result"].as_f64(), Some(f64::MAX - 1.0));
+    let task = app.wait_terminal(tiny).await;
+    assert_eq!(task["task_output"]["result"].as_f64(), Some(5e-324));
+}

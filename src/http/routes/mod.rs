@@ -1,5 +1,6 @@
 //! Route table.
 
+mod docs;
 mod ops;
 mod read;
 mod submit;
@@ -25,7 +26,8 @@ pub(super) fn router() -> Router<AppState> {
         .route("/ready", get(ops::ready))
         .route("/metrics", get(ops::metrics_text))
         .route("/openapi.json", get(ops::openapi_json))
-        .route("/docs", get(ops::docs))
+        .route("/docs", get(docs::docs))
+        .route(docs::SCRIPT_ROUTE, get(docs::scalar_js))
 }
 
 pub(super) async fn not_found() -> ApiError {

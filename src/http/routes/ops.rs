@@ -1,9 +1,9 @@
-//! Endpoints for operators: probes, metrics, the OpenAPI document, the docs page.
+//! Endpoints for operators: probes, metrics and the OpenAPI document.
 
 use axum::Json;
 use axum::extract::State;
 use axum::http::header;
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 
 use crate::health::Readiness;
 use crate::http::AppState;
@@ -64,9 +64,4 @@ pub(crate) async fn openapi_json(State(state): State<AppState>) -> Response {
         state.openapi_json.as_str().to_owned(),
     )
         .into_response()
-}
-
-/// Interactive API documentation (Scalar).
-pub(crate) async fn docs(State(state): State<AppState>) -> Html<String> {
-    Html(state.docs_html.as_str().to_owned())
 }

@@ -31,12 +31,13 @@ const MAX_LIST_LIMIT: i64 = 200;
 #[into_params(parameter_in = Query)]
 pub(crate) struct OutputQuery {
     /// The id `POST /run-task` returned.
+    #[param(value_type = Uuid, required = true)]
     task_uuid: Option<String>,
-    /// Alias of `task_uuid`.
+    /// Alias of `task_uuid` for older clients, read only when `task_uuid` is absent.
     taskuuid: Option<String>,
     /// Seconds to wait for the task to finish before answering (capped by
     /// `api.max_wait_seconds`); the answer comes the moment it finishes.
-    #[param(minimum = 0, example = 10)]
+    #[param(value_type = Option<f64>, minimum = 0, example = 10)]
     wait: Option<String>,
 }
 
@@ -45,7 +46,7 @@ pub(crate) struct OutputQuery {
 pub(crate) struct WaitQuery {
     /// Seconds to wait for the task to finish before answering (capped by
     /// `api.max_wait_seconds`); the answer comes the moment it finishes.
-    #[param(minimum = 0, example = 10)]
+    #[param(value_type = Option<f64>, minimum = 0, example = 10)]
     wait: Option<String>,
 }
 
@@ -85,7 +86,7 @@ pub(crate) async fn get_task_output(
     get,
     path = "/tasks/{task_uuid}",
     tag = "tasks",
-    params(("task_uuid" = String, Path, description = "The id `POST /run-task` returned"), WaitQuery),
+    params(("task_uuid" = Uuid, Path, description = "The id `POST /run-task` returned"), WaitQuery),
     responses(
         (status = 200, description = "The task", body = TaskResponse,
             headers(("X-Tasker-Cache" = String, description = "hit, miss or bypass"))),
@@ -135,9 +136,9 @@ async fn read_task(state: &AppState, id: Uuid, wait: Duration) -> Result<Respons
     if found.0.status.is_terminal() {
         return Ok(into_response(found));
     }
-    if tokio::time::timeout(wait, waiter.finished()).await.is_err() {
-        return Ok(into_response(found));
-    }
+    // Woken or not, read once more: an announcement missed while Redis was
+    // unreachable only makes the answer late, never stale.
+    let _ = tokio::time::timeout(wait, waiter.finished()).await;
     lookup(state, id).await.map(into_response)
 }
 
@@ -185,11 +186,13 @@ pub(crate) struct ListQuery {
     /// Only tasks in this status.
     status: Option<TaskStatus>,
     /// Only tasks of this type.
+    #[param(pattern = "^[^\\u0000]*$")]
     task_name: Option<String>,
     /// Page size, 1 to 200 (default 50).
     #[param(minimum = 1, maximum = 200)]
     limit: Option<i64>,
     /// `next_cursor` of the previous page.
+    #[param(pattern = "^01[0-9a-f]{32}$")]
     cursor: Option<String>,
 }
 
@@ -221,6 +224,13 @@ pub(crate) async fn list_tasks(
             "limit",
             format!("must be between 1 and {MAX_LIST_LIMIT}"),
         ));
+    }
+    if query
+        .task_name
+        .as_deref()
+        .is_some_and(|name| name.contains('\0'))
+    {
+        return Err(ApiError::validation("task_name", "must not contain U+0000"));
     }
     let before = query.cursor.as_deref().map(decode_cursor).transpose()?;
     let filter = TaskFilter {

@@ -30,7 +30,7 @@ use crate::telemetry::traces;
     tag = "tasks",
     params(
         ("X-Request-ID" = Option<String>, Header, description = "Correlation id; generated when absent, echoed in the response"),
-        ("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: the same key and body return the same task within `api.idempotency_window_seconds`"),
+        ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = "^[!-~]([ !-~]*[!-~])?$", description = "Makes retries safe: the same key and body return the same task within `api.idempotency_window_seconds`. 1 to 255 visible ASCII characters"),
     ),
     responses(
         (status = 202, description = "Accepted: the task is stored and queued", body = RunTaskResponse,
@@ -196,7 +196,16 @@ pub(crate) async fn create_tasks(
 /// The `tasks` array of a batch, checked for shape and size.
 fn batch_items(body: Value, max: usize) -> Result<Vec<Value>, ApiError> {
     let items = match body {
-        Value::Object(mut fields) => fields.remove("tasks"),
+        Value::Object(mut fields) => {
+            let items = fields.remove("tasks");
+            if let Some(unknown) = fields.keys().next() {
+                return Err(ApiError::validation(
+                    unknown,
+                    "is not a field of a batch (only `tasks`)",
+                ));
+            }
+            items
+        }
         _ => None,
     };
     let Some(Value::Array(items)) = items else {

@@ -1,0 +1,135 @@
+# shellcheck shell=bash
+# Sourced by .ci/docs-check and .ci/contract-check: runs `tasker dev` on free
+# 127.0.0.1 ports with a database and a Redis key prefix of its own, and
+# removes all three on exit. Needs PostgreSQL on 127.0.0.1:5432 (user
+# postgres, trust) and Redis on 127.0.0.1:6379, as the test suite does.
+#
+#   dev_server_start NAME   build if needed, start, wait for /ready;
+#                           sets DEV_URL (http://127.0.0.1:PORT); the
+#                           service logs to DEV_LOG (default: a temp file)
+#   dev_server_stop         SIGTERM, wait, drop the database and the keys
+#                           (also run on exit, whatever the exit status)
+#
+# TASKER_BIN names a prebuilt binary; otherwise target/debug/tasker is built.
+
+PG_ADMIN_URL=${PG_ADMIN_URL:-postgres://postgres@127.0.0.1:5432/postgres}
+REDIS_HOST=${REDIS_HOST:-127.0.0.1}
+REDIS_PORT=${REDIS_PORT:-6379}
+
+DEV_PID=""
+DEV_DB=""
+DEV_PREFIX=""
+DEV_LOG=""
+DEV_URL=""
+DEV_TMP=$(mktemp -d "${TMPDIR:-/tmp}/tasker-check.XXXXXX")
+
+log() { printf '\n==> %s\n' "$*"; }
+die() { printf '\nFAILED: %s\n' "$*" >&2; exit 1; }
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# A port nobody listens on now. Another process could take it before tasker
+# binds it; tasker then exits at once and dev_server_start says so.
+free_port() {
+  local port
+  for _ in $(seq 1 50); do
+    port=$((20000 + RANDOM % 40000))
+    port_open "$port" || { echo "$port"; return 0; }
+  done
+  die "no free port found"
+}
+
+tasker_bin() {
+  if [[ -n ${TASKER_BIN:-} ]]; then
+    [[ -x $TASKER_BIN ]] || die "TASKER_BIN=$TASKER_BIN is not an executable"
+    echo "$TASKER_BIN"
+    return
+  fi
+  cargo build --quiet --bin tasker >&2 || die "cargo build failed"
+  echo "${CARGO_TARGET_DIR:-target}/debug/tasker"
+}
+
+dev_server_start() {
+  local name=$1 bin api_port worker_port
+  bin=$(tasker_bin)
+  api_port=$(free_port)
+  worker_port=$(free_port)
+  [[ $api_port != "$worker_port" ]] || worker_port=$(free_port)
+  local suffix
+  suffix="$(date +%s)_$$_${RANDOM}"
+  DEV_DB="tasker_${name//-/_}_${suffix}"
+  DEV_PREFIX="tasker-${name}-${suffix}"
+  DEV_LOG=${DEV_LOG:-$DEV_TMP/tasker.log}
+  DEV_URL="http://127.0.0.1:$api_port"
+
+  log "starting tasker dev on $DEV_URL (database $DEV_DB, Redis prefix $DEV_PREFIX)"
+  # Only this service's settings: no configuration file, no LLM key (a
+  # query_llm task fails at once instead of calling out), no trace export,
+  # and short waiting reads, so no answer nears a client's time limit.
+  env -u TASKER_CONFIG -u TASKER_LLM__API_KEY -u TASKER_LLM__API_KEY_FILE \
+      -u TASKER_OTEL__ENDPOINT -u OTEL_EXPORTER_OTLP_ENDPOINT \
+    TASKER_DATABASE__URL="postgres://postgres@127.0.0.1:5432/$DEV_DB" \
+    TASKER_REDIS__URL="redis://$REDIS_HOST:$REDIS_PORT" \
+    TASKER_REDIS__KEY_PREFIX="$DEV_PREFIX" \
+    TASKER_API__LISTEN="127.0.0.1:$api_port" \
+    TASKER_WORKER__LISTEN="127.0.0.1:$worker_port" \
+    TASKER_LLM__BASE_URL="http://127.0.0.1:9" \
+    TASKER_API__MAX_WAIT_SECONDS="${DEV_MAX_WAIT_SECONDS:-2}" \
+    TASKER_LOG__LEVEL="info,sqlx=warn" \
+    "$bin" dev >"$DEV_LOG" 2>&1 &
+  DEV_PID=$!
+
+  for _ in $(seq 1 120); do
+    if ! kill -0 "$DEV_PID" 2>/dev/null; then
+      DEV_PID=""
+      tail -n 30 "$DEV_LOG" >&2
+      die "tasker dev exited before it was ready (log above)"
+    fi
+    if "$bin" probe "$DEV_URL/ready" 2>/dev/null; then
+      echo "ready"
+      return 0
+    fi
+    sleep 0.5
+  done
+  tail -n 30 "$DEV_LOG" >&2
+  "$bin" probe "$DEV_URL/ready" || true
+  die "tasker dev did not become ready within 60 s (its log above)"
+}
+
+dev_server_stop() {
+  if [[ -n $DEV_PID ]]; then
+    kill -TERM "$DEV_PID" 2>/dev/null || true
+    # The worker's shutdown grace is 20 s; give it a little more.
+    for _ in $(seq 1 50); do
+      kill -0 "$DEV_PID" 2>/dev/null || break
+      sleep 0.5
+    done
+    kill -KILL "$DEV_PID" 2>/dev/null || true
+    wait "$DEV_PID" 2>/dev/null || true
+    DEV_PID=""
+  fi
+  if [[ -n $DEV_DB ]]; then
+    if command -v psql >/dev/null; then
+      psql -q "$PG_ADMIN_URL" -c "DROP DATABASE IF EXISTS \"$DEV_DB\" WITH (FORCE)" >/dev/null \
+        || echo "warning: could not drop database $DEV_DB" >&2
+    else
+      echo "warning: psql not found; drop database $DEV_DB by hand" >&2
+    fi
+    DEV_DB=""
+  fi
+  if [[ -n $DEV_PREFIX ]]; then
+    if command -v redis-cli >/dev/null; then
+      redis-cli -h "$REDIS_HOST" -p "$REDIS_PORT" --scan --pattern "$DEV_PREFIX:*" \
+        | xargs -r redis-cli -h "$REDIS_HOST" -p "$REDIS_PORT" del >/dev/null \
+        || echo "warning: could not delete the Redis keys $DEV_PREFIX:*" >&2
+    else
+      echo "warning: redis-cli not found; delete the Redis keys $DEV_PREFIX:* by hand" >&2
+    fi
+    DEV_PREFIX=""
+  fi
+  rm -rf "$DEV_TMP"
+}
+
+trap dev_server_stop EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
