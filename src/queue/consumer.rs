@@ -83,6 +83,12 @@ impl Consumer {
             .map_or_else(|| key.to_owned(), |(_, queue)| queue.clone())
     }
 
+    /// Connects now if not yet connected, so readiness can be reported
+    /// before the first blocking pop returns.
+    pub async fn connect(&mut self) -> Result<(), RedisError> {
+        self.connection().await.map(drop)
+    }
+
     /// The consumer's connection (a cheap handle), made on first use.
     async fn connection(&mut self) -> Result<MultiplexedConnection, RedisError> {
         if self.connection.is_none() {

@@ -127,9 +127,16 @@ impl Worker {
                 self.wait_for_database(&shutdown).await;
                 continue;
             }
-            match consumer.next().await {
-                Ok(Some(Popped::Message { queue, message })) => {
+            // Connected and about to pop: this worker is taking tasks.
+            let popped = match consumer.connect().await {
+                Ok(()) => {
                     self.consuming.store(true, Ordering::Relaxed);
+                    consumer.next().await
+                }
+                Err(err) => Err(err),
+            };
+            match popped {
+                Ok(Some(Popped::Message { queue, message })) => {
                     backoff.reset();
                     let worker = self.clone();
                     in_flight.spawn(async move {
@@ -140,10 +147,7 @@ impl Worker {
                 Ok(Some(Popped::Garbage { queue, raw })) => {
                     tracing::warn!(queue, raw, "dropped an undecodable queue message");
                 }
-                Ok(None) => {
-                    self.consuming.store(true, Ordering::Relaxed);
-                    backoff.reset();
-                }
+                Ok(None) => backoff.reset(),
                 Err(err) => {
                     self.consuming.store(false, Ordering::Relaxed);
                     let wait = backoff.next();
