@@ -262,7 +262,10 @@ async fn probe(api: &str, client: &reqwest::Client) -> Uuid {
 async fn redis_connection() -> redis::aio::MultiplexedConnection {
     let client = redis::Client::open(crate::support::REDIS_URL).expect("redis");
     client
-        .get_multiplexed_async_connection()
+        .get_multiplexed_async_connection_with_config(
+            &redis::AsyncConnectionConfig::new()
+                .set_response_timeout(Some(Duration::from_secs(30))),
+        )
         .await
         .expect("redis connection")
 }

@@ -129,10 +129,14 @@ impl TestEnv {
             .expect("test pool")
     }
 
+    /// A Redis connection for assertions, patient enough for whole-server
+    /// scans on a busy machine.
     pub async fn redis(&self) -> redis::aio::MultiplexedConnection {
+        let config =
+            redis::AsyncConnectionConfig::new().set_response_timeout(Some(Duration::from_secs(20)));
         redis::Client::open(REDIS_URL)
             .expect("redis client")
-            .get_multiplexed_async_connection()
+            .get_multiplexed_async_connection_with_config(&config)
             .await
             .expect("redis connection")
     }
@@ -162,7 +166,12 @@ impl Drop for TestEnv {
                     let _ = admin.execute(sqlx::AssertSqlSafe(sql)).await;
                 }
                 if let Ok(client) = redis::Client::open(REDIS_URL)
-                    && let Ok(mut conn) = client.get_multiplexed_async_connection().await
+                    && let Ok(mut conn) = client
+                        .get_multiplexed_async_connection_with_config(
+                            &redis::AsyncConnectionConfig::new()
+                                .set_response_timeout(Some(Duration::from_secs(20))),
+                        )
+                        .await
                 {
                     let keys: Vec<String> =
                         conn.keys(format!("{prefix}:*")).await.unwrap_or_default();
