@@ -22,7 +22,7 @@ lint:
 fmt:
     cargo fmt --all
 
-# Load benchmark against a running instance
+# Benchmark: release api and worker against local PostgreSQL and Redis; report in target/bench/report.md
 bench *ARGS:
     bash scripts/bench.sh {{ARGS}}
 
