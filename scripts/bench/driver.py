@@ -409,11 +409,36 @@ def percentile(sorted_values, pct):
     return sorted_values[rank]
 
 
+def wrk_corrected(latencies, seconds, connections):
+    """wrk's correction for coordinated omission (stats_correct in wrk 4):
+    a response slower than twice the expected interval between requests of
+    one connection also counts the requests that connection could not send
+    meanwhile, at latencies one interval apart. Applied to pgbench's
+    latencies so that its percentiles compare with wrk's."""
+    if not latencies or seconds <= 0:
+        return latencies
+    expected = int(seconds * 1e6 / (len(latencies) / connections))
+    if expected <= 0:
+        return latencies
+    corrected = list(latencies)
+    for value in latencies:
+        if value >= 2 * expected:
+            m = value - expected
+            while m > expected:
+                corrected.append(m)
+                m -= expected
+    corrected.sort()
+    return corrected
+
+
 def cmd_pgbench(args):
     workdir = tempfile.mkdtemp(prefix="pgbench-")
+    pids = named_pids(args.rss)
     try:
         argv = list(args.command) + ["-l", "--log-prefix", os.path.join(workdir, "tx")]
+        before = cpu_snapshot(pids)
         proc = subprocess.run(argv, capture_output=True, text=True, check=False)
+        after = cpu_snapshot(pids)
         if args.log:
             with open(args.log, "a", encoding="utf-8") as handle:
                 handle.write("$ " + " ".join(argv) + "\n" + proc.stdout + proc.stderr + "\n")
@@ -434,14 +459,22 @@ def cmd_pgbench(args):
                         failed += 1
         latencies.sort()
         processed = re.search(r"number of transactions actually processed: (\d+)", proc.stdout)
+        clients = re.search(r"number of clients: (\d+)", proc.stdout)
+        duration = re.search(r"duration: (\d+) s", proc.stdout)
+        corrected = wrk_corrected(latencies, float(duration.group(1)) if duration else 0.0,
+                                  int(clients.group(1)) if clients else 1)
         record = {
             "kind": "pgbench",
             "rps": float(match.group(1)),
             "requests": int(processed.group(1)) if processed else len(latencies),
-            "p50_ms": percentile(latencies, 50) / 1000,
-            "p90_ms": percentile(latencies, 90) / 1000,
-            "p99_ms": percentile(latencies, 99) / 1000,
+            "p50_ms": percentile(corrected, 50) / 1000,
+            "p90_ms": percentile(corrected, 90) / 1000,
+            "p99_ms": percentile(corrected, 99) / 1000,
+            "raw_p50_ms": percentile(latencies, 50) / 1000,
+            "raw_p99_ms": percentile(latencies, 99) / 1000,
+            "max_ms": (latencies[-1] / 1000) if latencies else 0.0,
             "errors": failed,
+            "cpu": cpu_delta(before, after),
         }
         record.update(extra_fields(args.field))
         append(args.out, record)

@@ -169,7 +169,12 @@ def write(results, meta, out, profile=None, perf_summary=None):
     e2e_main = results.select(phase="e2e", set="main")
     e2e_rate = median([r["tasks_per_s"] for r in e2e_main if r.get("finished")])
     reads32 = median(results.values("rps", phase="read", clients=32))
-    api_rss = max([v for v in results.values("api_peak_rss_kb") if v] or [0]) or None
+    # The target applies to the headline workload; the cost curve's 512
+    # clients are shown in the (a) table.
+    headline = [r.get("api_peak_rss_kb") for r in results.records
+                if r.get("phase") in ("e2e", "read")
+                or (r.get("phase") == "submit" and r.get("clients") in (32, 256))]
+    api_rss = max([v for v in headline if v] or [0]) or None
     worker_rss = max([v for v in results.values("worker_peak_rss_kb") if v] or [0]) or None
     ready = {p: median(results.values("ready_ms", kind="startup", process=p))
              for p in ("api", "worker")}
@@ -191,7 +196,7 @@ def write(results, meta, out, profile=None, perf_summary=None):
         f"{verdict(ok(reads32, lambda v: v >= TARGET_READ))} |")
     add(f"| p99 submit ≤ {TARGET_SUBMIT_P99_MS} ms at 32 clients | {ms(p99_32)} | "
         f"{verdict(ok(p99_32, lambda v: v <= TARGET_SUBMIT_P99_MS))} |")
-    add(f"| api peak RSS ≤ {TARGET_RSS_MB} MB | {mb(api_rss)} | "
+    add(f"| api peak RSS ≤ {TARGET_RSS_MB} MB (up to 256 clients) | {mb(api_rss)} | "
         f"{verdict(ok(api_rss, lambda v: v <= TARGET_RSS_MB * 1024))} |")
     add(f"| worker peak RSS ≤ {TARGET_RSS_MB} MB | {mb(worker_rss)} | "
         f"{verdict(ok(worker_rss, lambda v: v <= TARGET_RSS_MB * 1024))} |")
@@ -203,9 +208,14 @@ def write(results, meta, out, profile=None, perf_summary=None):
     # --- (a) submit ------------------------------------------------------------
     add("## (a) `POST /run-task` (sum), api alone")
     add("")
-    add("| clients | Tasker req/s | p50 | p99 | pgbench tx/s | pgbench p99 | "
-        "req/s ÷ pgbench | p99 ÷ pgbench p99 | errors |")
-    add("|---|---|---|---|---|---|---|---|---|")
+    add("Latency percentiles are wrk's, which include its correction for coordinated "
+        "omission (a stalled request also counts the requests its connection could not "
+        "send meanwhile); pgbench's are corrected the same way from its per-transaction "
+        "log. *max* is the slowest single request, uncorrected.")
+    add("")
+    add("| clients | Tasker req/s | p50 | p99 | max | pgbench tx/s | pgbench p99 | pgbench max | "
+        "req/s ÷ pgbench | p99 ÷ pgbench p99 | api peak RSS | errors |")
+    add("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for c in results.clients("submit"):
         rps = results.values("rps", phase="submit", clients=c)
         p99 = results.values("p99_ms", phase="submit", clients=c)
@@ -214,11 +224,14 @@ def write(results, meta, out, profile=None, perf_summary=None):
         errors = sum(v or 0 for v in results.values("errors", phase="submit", clients=c))
         add(f"| {c} | {spread(rps, num)} | "
             f"{spread(results.values('p50_ms', phase='submit', clients=c), ms)} | "
-            f"{spread(results.values('p99_ms', phase='submit', clients=c), ms)} | "
+            f"{spread(p99, ms)} | "
+            f"{spread(results.values('max_ms', phase='submit', clients=c), ms)} | "
             f"{spread(pg_rps, num)}{pg_label} | "
             f"{spread(results.values('p99_ms', phase='pgbench', clients=c), ms)} | "
+            f"{spread(results.values('max_ms', phase='pgbench', clients=c), ms)} | "
             f"{ratio_text(ratio(median(rps), pg.get(c)))} | "
             f"{ratio_text(ratio(median(p99), pg_p99.get(c)))} | "
+            f"{spread(results.values('api_peak_rss_kb', phase='submit', clients=c), mb)} | "
             f"{errors} |")
     add("")
 
@@ -295,13 +308,18 @@ def write(results, meta, out, profile=None, perf_summary=None):
     add("")
     add("Seconds of CPU per second of run (2.00 = both cores busy). PostgreSQL and Redis "
         "are counted machine-wide; *other* is everything else on the machine (the kernel's "
-        "softirq work, and any other user of the machine).")
+        "softirq work, and any other user of the machine). For pgbench, *load tool* is "
+        "pgbench itself.")
     add("")
     add("| run | api | worker | postgres | redis | load tool | other | whole machine |")
     add("|---|---|---|---|---|---|---|---|")
     for c in results.clients("submit"):
         add(cpu_share_row(f"POST, {c} clients", results.select(phase="submit", clients=c),
                           "seconds"))
+    for c in results.clients("pgbench"):
+        rows = [dict(r, seconds=float(meta.get("duration_s", 0) or 0))
+                for r in results.select(phase="pgbench", clients=c)]
+        add(cpu_share_row(f"pgbench, {c} clients", rows, "seconds"))
     for label, set_name, n in sets:
         add(cpu_share_row(f"end to end, {label}", results.select(phase="e2e", n=n, set=set_name),
                           "seconds"))
