@@ -34,7 +34,7 @@ docs-check:
 contract-check:
     .ci/contract-check
 
-# Load benchmark against a running instance
+# Benchmark: release api and worker against local PostgreSQL and Redis; report in target/bench/report.md
 bench *ARGS:
     bash scripts/bench.sh {{ARGS}}
 
