@@ -463,6 +463,9 @@ main() {
     --meta pg_settings="$(sql "$PG_URL/postgres" "SELECT string_agg(name || '=' || setting, ', ' ORDER BY name) FROM pg_settings WHERE name IN ('max_connections', 'shared_buffers', 'synchronous_commit', 'fsync', 'wal_level')")" \
     --meta redis="$(redis INFO server | sed -n 's/^redis_version:\([^[:space:]]*\).*/\1/p')" \
     --meta wrk="$(wrk -v 2>&1 | head -n 1 | awk '{print $2}')"
+  log "long-poll: 1,000 concurrent waiters"
+  API=$API API_PID=$API_PID DB_URL=$DB_URL bash "$HELPERS/waiters.sh" 1000 "$DURATION" \
+    >>"$OUT_DIR/report.md" || echo "waiters measurement failed"
   echo
   cat "$OUT_DIR/report.md"
   echo
