@@ -9,10 +9,6 @@ use tasker::config::Secret;
 use crate::support::fake_llm::{FakeLlm, Reply};
 use crate::support::{TestApp, eventually};
 
-async fn get(app: &TestApp, path: &str) -> reqwest::Response {
-    app.client.get(app.url(path)).send().await.unwrap()
-}
-
 #[tokio::test]
 async fn a_waiting_read_answers_the_moment_the_task_finishes() {
     let llm = FakeLlm::start(vec![Reply::ok("done").slow(Duration::from_millis(1200))]).await;
@@ -29,7 +25,7 @@ async fn a_waiting_read_answers_the_moment_the_task_finishes() {
         .submit(json!({"task_name": "query_llm", "prompt": "hi"}))
         .await;
     let started = Instant::now();
-    let response = get(&app, &format!("/tasks/{id}?wait=20")).await;
+    let response = app.get(&format!("/tasks/{id}?wait=20")).await;
     let waited = started.elapsed();
     assert_eq!(response.status(), 200);
     let task: Value = response.json().await.unwrap();
@@ -45,7 +41,8 @@ async fn a_waiting_read_answers_the_moment_the_task_finishes() {
 
     // Finished already: no wait at all, on either endpoint.
     let started = Instant::now();
-    let again: Value = get(&app, &format!("/get-task-output?task_uuid={id}&wait=20"))
+    let again: Value = app
+        .get(&format!("/get-task-output?task_uuid={id}&wait=20"))
         .await
         .json()
         .await
@@ -92,7 +89,8 @@ async fn a_wait_ends_at_its_deadline_and_is_capped_by_configuration() {
         .submit(json!({"task_name": "sum", "a": 1, "b": 2}))
         .await;
     let started = Instant::now();
-    let task: Value = get(&app, &format!("/tasks/{id}?wait=60"))
+    let task: Value = app
+        .get(&format!("/tasks/{id}?wait=60"))
         .await
         .json()
         .await
@@ -104,18 +102,14 @@ async fn a_wait_ends_at_its_deadline_and_is_capped_by_configuration() {
         "{waited:?}"
     );
     let started = Instant::now();
-    let task: Value = get(&app, &format!("/tasks/{id}"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let task: Value = app.get(&format!("/tasks/{id}")).await.json().await.unwrap();
     assert_eq!(task["status"], "pending");
     assert!(
         started.elapsed() < Duration::from_millis(500),
         "no wait without `wait`"
     );
     for bad in ["-1", "soon"] {
-        let response = get(&app, &format!("/tasks/{id}?wait={bad}")).await;
+        let response = app.get(&format!("/tasks/{id}?wait={bad}")).await;
         assert_eq!(response.status(), 422);
         let body: Value = response.json().await.unwrap();
         assert_eq!(body["error"]["details"]["field"], "wait");
@@ -138,7 +132,7 @@ async fn tasks_are_listed_newest_first_page_by_page() {
     let mut path = "/tasks?limit=3".to_owned();
     let mut pages = 0;
     loop {
-        let page: Value = get(&app, &path).await.json().await.unwrap();
+        let page: Value = app.get_json(&path).await;
         let tasks = page["tasks"].as_array().unwrap();
         assert!(tasks.len() <= 3);
         seen.extend(
@@ -157,7 +151,8 @@ async fn tasks_are_listed_newest_first_page_by_page() {
     assert_eq!(seen, newest_first);
     assert_eq!(pages, 3);
 
-    let hashes: Value = get(&app, "/tasks?task_name=file_hash&status=pending")
+    let hashes: Value = app
+        .get("/tasks?task_name=file_hash&status=pending")
         .await
         .json()
         .await
@@ -169,7 +164,8 @@ async fn tasks_are_listed_newest_first_page_by_page() {
         .map(|t| t["task_name"].as_str().unwrap())
         .collect();
     assert_eq!(names, vec!["file_hash"; 3]);
-    let none: Value = get(&app, "/tasks?status=completed")
+    let none: Value = app
+        .get("/tasks?status=completed")
         .await
         .json()
         .await
@@ -182,12 +178,12 @@ async fn tasks_are_listed_newest_first_page_by_page() {
         ("limit=201", "limit"),
         ("cursor=abc", "cursor"),
     ] {
-        let response = get(&app, &format!("/tasks?{bad}")).await;
+        let response = app.get(&format!("/tasks?{bad}")).await;
         assert_eq!(response.status(), 422, "{bad}");
         let body: Value = response.json().await.unwrap();
         assert_eq!(body["error"]["details"]["field"], field, "{bad}");
     }
-    assert_eq!(get(&app, "/tasks?status=done").await.status(), 422);
+    assert_eq!(app.get("/tasks?status=done").await.status(), 422);
 }
 
 #[tokio::test]

@@ -70,15 +70,7 @@ fn the_committed_openapi_document_matches_the_code() {
 async fn the_api_serves_the_same_document() {
     let expected: Value = serde_json::from_str(&generated()).expect("json");
     let app = TestApp::spawn_api_only().await;
-    let served: Value = app
-        .client
-        .get(app.url("/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let served: Value = app.get_json("/openapi.json").await;
     assert_eq!(served, expected);
 }
 

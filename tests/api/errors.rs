@@ -169,7 +169,7 @@ async fn unknown_and_malformed_task_ids_are_json_errors() {
         format!("/tasks/{unknown}"),
         format!("/get-task-output?task_uuid={unknown}"),
     ] {
-        let error = error_of(app.client.get(app.url(&path)).send().await.unwrap(), 404).await;
+        let error = error_of(app.get(&path).await, 404).await;
         assert_eq!(error["code"], "not_found", "{path}");
     }
     for path in [
@@ -177,7 +177,7 @@ async fn unknown_and_malformed_task_ids_are_json_errors() {
         "/get-task-output?task_uuid=12345",
         "/get-task-output",
     ] {
-        let error = error_of(app.client.get(app.url(path)).send().await.unwrap(), 422).await;
+        let error = error_of(app.get(path).await, 422).await;
         assert_eq!(error["details"]["field"], "task_uuid", "{path}");
     }
 }
@@ -185,12 +185,8 @@ async fn unknown_and_malformed_task_ids_are_json_errors() {
 #[tokio::test]
 async fn unknown_routes_and_methods_are_json_errors() {
     let app = TestApp::spawn_api_only().await;
-    let error = error_of(app.client.get(app.url("/nope")).send().await.unwrap(), 404).await;
+    let error = error_of(app.get("/nope").await, 404).await;
     assert_eq!(error["code"], "not_found");
-    let error = error_of(
-        app.client.get(app.url("/run-task")).send().await.unwrap(),
-        405,
-    )
-    .await;
+    let error = error_of(app.get("/run-task").await, 405).await;
     assert_eq!(error["code"], "method_not_allowed");
 }

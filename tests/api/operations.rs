@@ -10,17 +10,9 @@ use crate::support::{REDIS_HOST, TestApp, TestEnv, eventually, metric};
 #[tokio::test]
 async fn health_and_ready_report_the_dependencies() {
     let app = TestApp::spawn_api_only().await;
-    let health: Value = app
-        .client
-        .get(app.url("/health"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let health: Value = app.get_json("/health").await;
     assert_eq!(health, json!({"status": "ok"}));
-    let ready = app.client.get(app.url("/ready")).send().await.unwrap();
+    let ready = app.get("/ready").await;
     assert_eq!(ready.status(), 200);
     let ready: Value = ready.json().await.unwrap();
     assert_eq!(ready["checks"]["postgres"]["status"], "ok");
@@ -92,15 +84,7 @@ async fn the_worker_port_serves_its_own_probes() {
 #[tokio::test]
 async fn openapi_describes_the_task_union_and_every_error() {
     let app = TestApp::spawn_api_only().await;
-    let doc: Value = app
-        .client
-        .get(app.url("/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc: Value = app.get_json("/openapi.json").await;
     let schemas = &doc["components"]["schemas"];
     let union = &schemas["RunTaskRequest"];
     assert_eq!(union["discriminator"]["propertyName"], "task_name");
@@ -160,7 +144,7 @@ async fn openapi_describes_the_task_union_and_every_error() {
 #[tokio::test]
 async fn the_docs_page_loads_the_document_and_its_script_from_the_service() {
     let app = TestApp::spawn_api_only().await;
-    let response = app.client.get(app.url("/docs")).send().await.unwrap();
+    let response = app.get("/docs").await;
     assert_eq!(response.status(), 200);
     assert!(
         response.headers()["content-type"]

@@ -40,7 +40,7 @@ async fn postgres_down_gives_fast_503s_and_the_service_recovers() {
     assert_eq!(response.status(), 503);
     assert!(started.elapsed() < FAST);
 
-    let ready = app.client.get(app.url("/ready")).send().await.unwrap();
+    let ready = app.get("/ready").await;
     assert_eq!(ready.status(), 503);
     let body: Value = ready.json().await.unwrap();
     assert!(
@@ -68,7 +68,7 @@ async fn postgres_down_gives_fast_503s_and_the_service_recovers() {
         (response.status() == 202).then_some(())
     })
     .await;
-    let ready = app.client.get(app.url("/ready")).send().await.unwrap();
+    let ready = app.get("/ready").await;
     assert_eq!(ready.status(), 200);
     let id = app
         .submit(json!({"task_name": "sum", "a": 3, "b": 4}))
@@ -95,7 +95,7 @@ async fn redis_down_still_accepts_tasks_and_reads_fall_back_to_postgres() {
     assert_eq!(read.headers()["x-tasker-cache"], "bypass");
     assert_eq!(read.json::<Value>().await.unwrap(), finished);
 
-    let ready = app.client.get(app.url("/ready")).send().await.unwrap();
+    let ready = app.get("/ready").await;
     assert_eq!(ready.status(), 503);
     let body: Value = ready.json().await.unwrap();
     assert!(
@@ -116,7 +116,7 @@ async fn redis_down_still_accepts_tasks_and_reads_fall_back_to_postgres() {
     let result = app.wait_terminal(accepted).await;
     assert_eq!(result["status"], "completed");
     assert_eq!(result["task_output"]["result"], 11);
-    let ready = app.client.get(app.url("/ready")).send().await.unwrap();
+    let ready = app.get("/ready").await;
     assert_eq!(ready.status(), 200);
 }
 
@@ -138,7 +138,7 @@ async fn a_postgres_that_stops_answering_gives_503s_not_hangs() {
     assert_eq!(response.status(), 503);
     assert!(started.elapsed() < FAST, "took {:?}", started.elapsed());
     let started = Instant::now();
-    let ready = app.client.get(app.url("/ready")).send().await.unwrap();
+    let ready = app.get("/ready").await;
     assert_eq!(ready.status(), 503);
     assert!(started.elapsed() < FAST, "took {:?}", started.elapsed());
 }

@@ -17,15 +17,7 @@ async fn a_submission_is_stored_pending_with_a_location() {
     let id = body["task_uuid"].as_str().unwrap();
     assert_eq!(location, format!("/tasks/{id}"));
 
-    let by_path: Value = app
-        .client
-        .get(app.url(&location))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let by_path: Value = app.get_json(&location).await;
     assert_eq!(by_path["task_uuid"], id);
     assert_eq!(by_path["task_name"], "sum");
     assert_eq!(by_path["status"], "pending");
@@ -35,14 +27,8 @@ async fn a_submission_is_stored_pending_with_a_location() {
         assert!(by_path[field].is_null(), "{field}: {by_path}");
     }
     let by_alias: Value = app
-        .client
-        .get(app.url(&format!("/get-task-output?taskuuid={id}")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .get_json(&format!("/get-task-output?taskuuid={id}"))
+        .await;
     assert_eq!(by_alias, by_path);
 }
 
@@ -67,7 +53,7 @@ async fn the_request_id_is_echoed_and_stored() {
         .await
         .unwrap();
     assert_eq!(stored.as_deref(), Some("req-abc-123"));
-    let generated = app.client.get(app.url("/health")).send().await.unwrap();
+    let generated = app.get("/health").await;
     assert_eq!(generated.headers()["x-request-id"].len(), 36);
 }
 

@@ -273,6 +273,16 @@ impl TestApp {
         format!("http://{}{path}", self.address)
     }
 
+    /// GET a path of the API.
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client.get(self.url(path)).send().await.expect("GET")
+    }
+
+    /// GET a path of the API and read the JSON body.
+    pub async fn get_json(&self, path: &str) -> Value {
+        self.get(path).await.json().await.expect("JSON body")
+    }
+
     /// The API's `/metrics` page.
     pub async fn metrics(&self) -> String {
         let response = self
