@@ -251,7 +251,7 @@ start_worker() {
 # --- measurements ---------------------------------------------------------------
 
 measure_startup() {
-  log "(e) start to /ready, $RUNS runs each"
+  log "(e) start to /ready: api and worker, $RUNS run(s) each"
   local run ports port
   for ((run = 1; run <= RUNS; run++)); do
     idle_gate

@@ -560,6 +560,8 @@ def cmd_e2e(args):
     pids = named_pids(args.rss)
     reset_peak_rss(pids)
     baseline = prometheus_sum(args.worker_metrics, "tasker_tasks_completed_total")
+    redispatched = prometheus_labelled(args.worker_metrics, "tasker_tasks_recovered_total",
+                                       'reason="dispatch_lost"')
     before = cpu_snapshot(pids)
     start_wall = time.time()
     start = time.monotonic()
@@ -571,6 +573,8 @@ def cmd_e2e(args):
                                     start + args.timeout)
     seen = time.monotonic()
     after = cpu_snapshot(pids)
+    redispatched = prometheus_labelled(args.worker_metrics, "tasker_tasks_recovered_total",
+                                       'reason="dispatch_lost"') - redispatched
     summary = task_summary(args.db)
     if not finished:
         print(f"e2e: only {done:.0f} of {args.n} tasks finished within {args.timeout}s",
@@ -590,6 +594,7 @@ def cmd_e2e(args):
         "http_errors": sum(parsed[k] for k in ("connect_errors", "read_errors",
                                                 "write_errors", "status_errors", "timeouts")),
         "cpu": cpu_delta(before, after),
+        "redispatched": redispatched,
     }
     record.update({k: v for k, v in summary.items()
                    if k not in ("first_created", "last_completed")})

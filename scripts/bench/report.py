@@ -100,8 +100,11 @@ def e2e_sets(results):
     return labels
 
 
-def cpu_share_row(name, records, duration_key):
-    """Average cores used by each component during the runs."""
+def cpu_share_row(name, records, duration_key, pgbench=False):
+    """Average cores used by each component during the runs. pgbench's
+    backends start and exit within the run, so /proc cannot see them
+    afterwards: for pgbench, PostgreSQL is what the machine used beyond
+    pgbench itself and Redis, and *other* cannot be told apart."""
     parts = ("api", "worker", "postgres", "redis", "load_tool", "other", "machine_busy")
     cells = []
     for part in parts:
@@ -112,6 +115,8 @@ def cpu_share_row(name, records, duration_key):
             if "machine_busy" in cpu:
                 cpu["other"] = cpu["machine_busy"] - sum(
                     cpu.get(k, 0.0) for k in parts[:5])
+                if pgbench:
+                    cpu["postgres"] = cpu["postgres"] + cpu.pop("other")
             if part in cpu and seconds:
                 values.append(cpu[part] / seconds)
         cells.append(spread(values, lambda v: f"{v:.2f}") if values else "–")
@@ -242,9 +247,13 @@ def write(results, meta, out, profile=None, perf_summary=None):
         "the time runs from the first request to the last `completed_at` in PostgreSQL. "
         "The ratio compares tasks/s with pgbench's INSERT rate at 32 clients.")
     add("")
+    add("*Re-dispatched* counts tasks the worker's reconciler sent again because they "
+        "had waited in the queue longer than its quiet period (10 s), or because their "
+        "message was lost (Redis flushed by someone else during the run).")
+    add("")
     add("| tasks | time | tasks/s | ÷ pgbench | submit phase | submit req/s | submit p99 | "
-        "queue wait p50 | submit→done p99 | failed / unfinished runs |")
-    add("|---|---|---|---|---|---|---|---|---|---|")
+        "queue wait p50 | submit→done p99 | re-dispatched | failed / unfinished runs |")
+    add("|---|---|---|---|---|---|---|---|---|---|---|")
     sets = e2e_sets(results)
     for label, set_name, n in sets:
         rows = results.select(phase="e2e", n=n, set=set_name)
@@ -259,6 +268,7 @@ def write(results, meta, out, profile=None, perf_summary=None):
             f"{spread([r['submit_p99_ms'] for r in done], ms)} | "
             f"{spread([r['queue_wait_p50_ms'] for r in done], ms)} | "
             f"{spread([r['submit_to_done_p99_ms'] for r in done], ms)} | "
+            f"{spread([r.get('redispatched') for r in done], num)} | "
             f"{failed} / {unfinished} |")
     add("")
 
@@ -309,7 +319,8 @@ def write(results, meta, out, profile=None, perf_summary=None):
     add("Seconds of CPU per second of run (2.00 = both cores busy). PostgreSQL and Redis "
         "are counted machine-wide; *other* is everything else on the machine (the kernel's "
         "softirq work, and any other user of the machine). For pgbench, *load tool* is "
-        "pgbench itself.")
+        "pgbench itself and *postgres* is the rest of the machine (its backends exit "
+        "before they can be read), so it includes whatever else ran.")
     add("")
     add("| run | api | worker | postgres | redis | load tool | other | whole machine |")
     add("|---|---|---|---|---|---|---|---|")
@@ -319,7 +330,7 @@ def write(results, meta, out, profile=None, perf_summary=None):
     for c in results.clients("pgbench"):
         rows = [dict(r, seconds=float(meta.get("duration_s", 0) or 0))
                 for r in results.select(phase="pgbench", clients=c)]
-        add(cpu_share_row(f"pgbench, {c} clients", rows, "seconds"))
+        add(cpu_share_row(f"pgbench, {c} clients", rows, "seconds", pgbench=True))
     for label, set_name, n in sets:
         add(cpu_share_row(f"end to end, {label}", results.select(phase="e2e", n=n, set=set_name),
                           "seconds"))

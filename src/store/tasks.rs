@@ -1,5 +1,10 @@
 //! Statements on the `tasks` table. Every state change is a conditional
 //! UPDATE, so duplicates and stale workers can never overwrite a result.
+//!
+//! Statements on one task test its status as `(status = …) IS TRUE`, a form
+//! no status index can serve, so the row is always found by primary key.
+//! With a plain `status = 'pending'`, statistics gathered while the queue was
+//! empty make the planner walk a status index and filter every pending task.
 
 use std::time::Duration;
 
@@ -123,7 +128,7 @@ impl Store {
                     "UPDATE tasks SET status = 'running', attempts = attempts + 1, \
                      started_at = now(), updated_at = now(), \
                      lease_expires_at = now() + make_interval(secs => $2) \
-                     WHERE id = $1 AND status = 'pending' \
+                     WHERE id = $1 AND (status = 'pending') IS TRUE \
                      RETURNING id, task_name, task_parameters, attempts, max_attempts, \
                      created_at, request_id, trace_context",
                 )
@@ -156,7 +161,7 @@ impl Store {
         let sql = concat!(
             "UPDATE tasks SET status = 'completed', task_output = $3, error = NULL, \
              completed_at = now(), updated_at = now(), lease_expires_at = NULL \
-             WHERE id = $1 AND status = 'running' AND attempts = $2 RETURNING ",
+             WHERE id = $1 AND (status = 'running') IS TRUE AND attempts = $2 RETURNING ",
             record_columns!(),
             ""
         );
@@ -170,7 +175,7 @@ impl Store {
         let sql = concat!(
             "UPDATE tasks SET status = 'failed', error = $3, \
              completed_at = now(), updated_at = now(), lease_expires_at = NULL \
-             WHERE id = $1 AND status = 'running' AND attempts = $2 RETURNING ",
+             WHERE id = $1 AND (status = 'running') IS TRUE AND attempts = $2 RETURNING ",
             record_columns!(),
             ""
         );
@@ -193,7 +198,7 @@ impl Store {
             "UPDATE tasks SET status = 'pending', error = $3, updated_at = now(), \
              lease_expires_at = NULL, run_after = now() + make_interval(secs => $4), \
              dispatched_at = now() + make_interval(secs => $4) \
-             WHERE id = $1 AND status = 'running' AND attempts = $2 RETURNING ",
+             WHERE id = $1 AND (status = 'running') IS TRUE AND attempts = $2 RETURNING ",
             record_columns!(),
             ""
         );
