@@ -4,7 +4,6 @@
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use tasker::config::Secret;
 
 use crate::support::fake_llm::{FakeLlm, Reply};
 use crate::support::{TestApp, eventually};
@@ -12,15 +11,7 @@ use crate::support::{TestApp, eventually};
 #[tokio::test]
 async fn a_waiting_read_answers_the_moment_the_task_finishes() {
     let llm = FakeLlm::start(vec![Reply::ok("done").slow(Duration::from_millis(1200))]).await;
-    let base_url = llm.base_url();
-    let app = TestApp::spawn_with(
-        move |c| {
-            c.llm.base_url = base_url;
-            c.llm.api_key = Some(Secret::new("k"));
-        },
-        true,
-    )
-    .await;
+    let app = TestApp::spawn_with(|c| llm.configure(c), true).await;
     let id = app
         .submit(json!({"task_name": "query_llm", "prompt": "hi"}))
         .await;
@@ -54,15 +45,7 @@ async fn a_waiting_read_answers_the_moment_the_task_finishes() {
 #[tokio::test]
 async fn many_waiters_are_all_woken_by_one_finish() {
     let llm = FakeLlm::start(vec![Reply::ok("done").slow(Duration::from_millis(1500))]).await;
-    let base_url = llm.base_url();
-    let app = TestApp::spawn_with(
-        move |c| {
-            c.llm.base_url = base_url;
-            c.llm.api_key = Some(Secret::new("k"));
-        },
-        true,
-    )
-    .await;
+    let app = TestApp::spawn_with(|c| llm.configure(c), true).await;
     let id = app
         .submit(json!({"task_name": "query_llm", "prompt": "hi"}))
         .await;

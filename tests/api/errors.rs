@@ -21,14 +21,6 @@ async fn error_of(response: reqwest::Response, status: u16) -> Value {
     body["error"].clone()
 }
 
-async fn stored_tasks(app: &TestApp) -> i64 {
-    let pool = app.env.pool().await;
-    sqlx::query_scalar("SELECT count(*) FROM tasks")
-        .fetch_one(&pool)
-        .await
-        .unwrap()
-}
-
 #[tokio::test]
 async fn unknown_task_name_is_rejected_with_valid_names() {
     let app = TestApp::spawn_api_only().await;
@@ -43,7 +35,7 @@ async fn unknown_task_name_is_rejected_with_valid_names() {
         json!(["file_hash", "query_llm", "sum"])
     );
     assert!(error["message"].as_str().unwrap().contains("sum"));
-    assert_eq!(stored_tasks(&app).await, 0);
+    assert_eq!(app.count_tasks().await, 0);
 }
 
 #[tokio::test]
@@ -74,7 +66,7 @@ async fn missing_or_mistyped_fields_are_named() {
             "for {body}: {error}"
         );
     }
-    assert_eq!(stored_tasks(&app).await, 0);
+    assert_eq!(app.count_tasks().await, 0);
 }
 
 #[tokio::test]
@@ -99,7 +91,7 @@ async fn malformed_json_is_a_json_error() {
         let error = error_of(response, 400).await;
         assert_eq!(error["code"], "invalid_json", "for {body:?}");
     }
-    assert_eq!(stored_tasks(&app).await, 0);
+    assert_eq!(app.count_tasks().await, 0);
 }
 
 #[tokio::test]
@@ -128,7 +120,7 @@ async fn a_nul_character_in_any_string_is_refused_by_name_not_a_500() {
             "for {body}: {error}"
         );
     }
-    assert_eq!(stored_tasks(&app).await, 0);
+    assert_eq!(app.count_tasks().await, 0);
 }
 
 #[tokio::test]

@@ -21,14 +21,6 @@ async fn task_uuid(response: reqwest::Response) -> String {
     body["task_uuid"].as_str().unwrap().to_owned()
 }
 
-async fn count_tasks(app: &TestApp) -> i64 {
-    let pool = app.env.pool().await;
-    sqlx::query_scalar("SELECT count(*) FROM tasks")
-        .fetch_one(&pool)
-        .await
-        .unwrap()
-}
-
 #[tokio::test]
 async fn the_same_key_and_body_return_the_same_task_even_after_it_finished() {
     let app = TestApp::spawn().await;
@@ -47,7 +39,7 @@ async fn the_same_key_and_body_return_the_same_task_even_after_it_finished() {
     assert_eq!(again.headers()["idempotent-replayed"], "true");
     assert_eq!(again.headers()["location"], format!("/tasks/{id}"));
     assert_eq!(task_uuid(again).await, id);
-    assert_eq!(count_tasks(&app).await, 1);
+    assert_eq!(app.count_tasks().await, 1);
 }
 
 #[tokio::test]
@@ -64,7 +56,7 @@ async fn the_same_key_with_another_body_is_a_conflict() {
             .unwrap()
             .contains("different request")
     );
-    assert_eq!(count_tasks(&app).await, 1);
+    assert_eq!(app.count_tasks().await, 1);
 }
 
 #[tokio::test]
@@ -86,7 +78,7 @@ async fn concurrent_requests_with_one_key_create_one_task() {
         ids.insert(task_uuid(request.await.unwrap().unwrap()).await);
     }
     assert_eq!(ids.len(), 1);
-    assert_eq!(count_tasks(&app).await, 1);
+    assert_eq!(app.count_tasks().await, 1);
 }
 
 #[tokio::test]
@@ -128,5 +120,5 @@ async fn a_malformed_key_is_rejected() {
     assert_eq!(response.status(), 422);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["error"]["details"]["field"], "Idempotency-Key");
-    assert_eq!(count_tasks(&app).await, 0);
+    assert_eq!(app.count_tasks().await, 0);
 }

@@ -48,29 +48,11 @@ async fn the_worker_port_serves_its_own_probes() {
         .submit(json!({"task_name": "sum", "a": 1, "b": 1}))
         .await;
     app.wait_terminal(id).await;
-    let health = app
-        .client
-        .get(app.worker_url("/health"))
-        .send()
-        .await
-        .unwrap();
+    let health = app.worker_get("/health").await;
     assert_eq!(health.status(), 200);
-    let ready = app
-        .client
-        .get(app.worker_url("/ready"))
-        .send()
-        .await
-        .unwrap();
+    let ready = app.worker_get("/ready").await;
     assert_eq!(ready.status(), 200);
-    let metrics = app
-        .client
-        .get(app.worker_url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.worker_get("/metrics").await.text().await.unwrap();
     assert!(
         metrics.contains("tasker_tasks_completed_total{"),
         "{metrics}"

@@ -111,6 +111,12 @@ impl FakeLlm {
         format!("http://{}", self.address)
     }
 
+    /// Points `config` at this server, with an API key.
+    pub fn configure(&self, config: &mut tasker::config::Config) {
+        config.llm.base_url = self.base_url();
+        config.llm.api_key = Some(tasker::config::Secret::new("sk-test"));
+    }
+
     pub fn received(&self) -> Vec<Received> {
         self.script.received.lock().expect("lock").clone()
     }

@@ -283,6 +283,24 @@ impl TestApp {
         self.get(path).await.json().await.expect("JSON body")
     }
 
+    /// GET a path of the last started worker's probe port.
+    pub async fn worker_get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(self.worker_url(path))
+            .send()
+            .await
+            .expect("GET")
+    }
+
+    /// Tasks stored in this test's database.
+    pub async fn count_tasks(&self) -> i64 {
+        let pool = self.env.pool().await;
+        sqlx::query_scalar("SELECT count(*) FROM tasks")
+            .fetch_one(&pool)
+            .await
+            .expect("count tasks")
+    }
+
     /// The API's `/metrics` page.
     pub async fn metrics(&self) -> String {
         let response = self

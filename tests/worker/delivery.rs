@@ -27,15 +27,7 @@ fn new_task(name: &str, params: serde_json::Value) -> NewTask {
 #[tokio::test]
 async fn the_same_task_delivered_twice_runs_once() {
     let llm = FakeLlm::start(vec![Reply::ok("once")]).await;
-    let base_url = llm.base_url();
-    let mut app = TestApp::spawn_with(
-        move |c| {
-            c.llm.base_url = base_url;
-            c.llm.api_key = Some(tasker::config::Secret::new("k"));
-        },
-        false,
-    )
-    .await;
+    let mut app = TestApp::spawn_with(|c| llm.configure(c), false).await;
     let id = app
         .submit(json!({"task_name": "query_llm", "prompt": "hi"}))
         .await;

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use serde_json::json;
-use tasker::config::{Config, Secret};
+use tasker::config::Config;
 use tasker::domain::NewTask;
 use uuid::Uuid;
 
@@ -12,10 +12,8 @@ use crate::support::fake_llm::{FakeLlm, Reply};
 use crate::support::{TestApp, eventually, metric};
 
 fn with_llm(llm: &FakeLlm, lease_seconds: u64, grace_seconds: u64) -> impl FnOnce(&mut Config) {
-    let base_url = llm.base_url();
     move |c: &mut Config| {
-        c.llm.base_url = base_url;
-        c.llm.api_key = Some(Secret::new("k"));
+        llm.configure(c);
         c.worker.lease_seconds = lease_seconds;
         c.worker.shutdown_grace_seconds = grace_seconds;
     }

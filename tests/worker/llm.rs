@@ -9,11 +9,10 @@ use crate::support::TestApp;
 use crate::support::fake_llm::{FakeLlm, Reply};
 
 async fn app_with(llm: &FakeLlm, key: Option<&str>, timeout_seconds: u64) -> TestApp {
-    let base_url = llm.base_url();
     let key = key.map(Secret::new);
     TestApp::spawn_with(
-        move |c| {
-            c.llm.base_url = base_url;
+        |c| {
+            llm.configure(c);
             c.llm.api_key = key;
             c.llm.model = "claude-test".into();
             c.llm.timeout_seconds = timeout_seconds;
