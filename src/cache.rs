@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use deadpool_redis::Pool;
+use crate::redis_pool::Pool;
 use redis::AsyncCommands;
 use uuid::Uuid;
 
@@ -52,24 +52,33 @@ impl Cache {
     /// long-polling readers, in one round trip; other records are ignored.
     #[tracing::instrument(skip_all, fields(task_id = %record.id))]
     pub async fn put(&self, record: &TaskRecord) -> Result<(), CacheError> {
-        if !record.status.is_terminal() {
+        self.put_many(std::slice::from_ref(record)).await
+    }
+
+    /// [`Cache::put`] for several records, in one round trip.
+    pub async fn put_many(&self, records: &[TaskRecord]) -> Result<(), CacheError> {
+        let mut pipe = redis::pipe();
+        let mut any = false;
+        for record in records.iter().filter(|r| r.status.is_terminal()) {
+            let json = serde_json::to_string(record)?;
+            pipe.cmd("SET")
+                .arg(self.keys.result(record.id))
+                .arg(json)
+                .arg("EX")
+                .arg(self.ttl_seconds)
+                .ignore()
+                .cmd("PUBLISH")
+                .arg(self.keys.finished_channel())
+                .arg(record.id.to_string())
+                .ignore();
+            any = true;
+        }
+        if !any {
             return Ok(());
         }
-        let json = serde_json::to_string(record)?;
-        let mut pipe = redis::pipe();
-        pipe.cmd("SET")
-            .arg(self.keys.result(record.id))
-            .arg(json)
-            .arg("EX")
-            .arg(self.ttl_seconds)
-            .ignore()
-            .cmd("PUBLISH")
-            .arg(self.keys.finished_channel())
-            .arg(record.id.to_string())
-            .ignore();
         bounded(self.timeout, async {
             let mut conn = self.pool.get().await?;
-            pipe.query_async::<()>(&mut conn).await?;
+            pipe.query_async::<()>(&mut *conn).await?;
             Ok::<_, RedisError>(())
         })
         .await?;

@@ -9,12 +9,14 @@
 //! ```
 //! `http` and `worker` never import each other; only `store` speaks SQL.
 
+pub mod batching;
 pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod health;
 pub mod http;
+pub mod intake;
 pub mod queue;
 pub mod redis_pool;
 pub mod services;

@@ -2,17 +2,21 @@
 
 use std::time::Duration;
 
-use deadpool_redis::{Manager, Pool, Runtime};
-use redis::AsyncConnectionConfig;
+use deadpool::managed::{self, Metrics, RecycleResult};
+use redis::aio::{ConnectionLike, MultiplexedConnection};
+use redis::{AsyncConnectionConfig, Cmd, Pipeline, RedisFuture, Value};
 use uuid::Uuid;
 
 use crate::config::RedisConfig;
+
+/// Pool of multiplexed Redis connections.
+pub type Pool = managed::Pool<Manager>;
 
 /// What went wrong talking to Redis.
 #[derive(Debug, thiserror::Error)]
 pub enum RedisError {
     #[error("cannot get a Redis connection")]
-    Pool(#[from] deadpool_redis::PoolError),
+    Pool(#[from] managed::PoolError<redis::RedisError>),
     #[error("Redis command failed")]
     Command(#[from] redis::RedisError),
     #[error("Redis did not answer within {0:?}")]
@@ -30,16 +34,100 @@ pub fn connect(config: &RedisConfig) -> Result<Pool, RedisError> {
     let connection = AsyncConnectionConfig::new()
         .set_connection_timeout(Some(timeout))
         .set_response_timeout(Some(timeout));
-    let manager =
-        Manager::new_with_config(config.url.expose(), connection).map_err(RedisError::Config)?;
-    Pool::builder(manager)
+    let connector = deadpool_redis::Manager::new_with_config(config.url.expose(), connection)
+        .map_err(RedisError::Config)?;
+    Pool::builder(Manager { connector })
         .max_size(config.pool_size)
-        .runtime(Runtime::Tokio1)
+        .runtime(deadpool::Runtime::Tokio1)
         .wait_timeout(Some(timeout))
         .create_timeout(Some(timeout))
         .recycle_timeout(Some(timeout))
         .build()
         .map_err(|err| RedisError::Build(err.to_string()))
+}
+
+/// Makes connections with deadpool-redis, but recycles them without a round
+/// trip: deadpool-redis sends `UNWATCH` + `PING` on every checkout, which
+/// doubles the round trips of a one-command checkout. Tasker never uses
+/// `WATCH`, and a connection that failed is marked and replaced instead.
+pub struct Manager {
+    connector: deadpool_redis::Manager,
+}
+
+impl managed::Manager for Manager {
+    type Type = Connection;
+    type Error = redis::RedisError;
+
+    async fn create(&self) -> Result<Connection, redis::RedisError> {
+        let inner = managed::Manager::create(&self.connector).await?;
+        Ok(Connection {
+            inner,
+            broken: false,
+        })
+    }
+
+    async fn recycle(
+        &self,
+        connection: &mut Connection,
+        _: &Metrics,
+    ) -> RecycleResult<redis::RedisError> {
+        if connection.broken {
+            return Err(managed::RecycleError::message(
+                "connection failed during its last use",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A pooled connection that remembers whether a command on it failed in a
+/// way that may have left it unusable (I/O error, dropped, timed out).
+pub struct Connection {
+    inner: MultiplexedConnection,
+    broken: bool,
+}
+
+impl Connection {
+    fn note<T>(&mut self, result: &redis::RedisResult<T>) {
+        if let Err(err) = result
+            && (err.is_unrecoverable_error()
+                || err.is_io_error()
+                || err.is_timeout()
+                || err.is_connection_dropped())
+        {
+            self.broken = true;
+        }
+    }
+}
+
+impl ConnectionLike for Connection {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        Box::pin(async move {
+            let result = self.inner.req_packed_command(cmd).await;
+            self.note(&result);
+            result
+        })
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        Box::pin(async move {
+            let result = self
+                .inner
+                .req_packed_commands(pipeline, offset, count)
+                .await;
+            self.note(&result);
+            result
+        })
+    }
+
+    fn get_db(&self) -> i64 {
+        self.inner.get_db()
+    }
 }
 
 /// Runs one Redis call under `timeout`.

@@ -17,6 +17,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 
 use crate::config::ApiConfig;
+use crate::intake::Intake;
 use crate::services::Services;
 use crate::shutdown::Shutdown;
 use crate::telemetry::metrics;
@@ -26,6 +27,7 @@ use crate::watch::TaskWatch;
 #[derive(Clone)]
 pub struct AppState {
     pub(crate) services: Services,
+    intake: Intake,
     watch: TaskWatch,
     idempotency_window: std::time::Duration,
     max_wait: std::time::Duration,
@@ -39,8 +41,16 @@ pub struct AppState {
 pub fn router(services: Services, config: &ApiConfig, watch: TaskWatch) -> Router {
     let document = openapi::document(&services.registry, config);
     let openapi_json = serde_json::to_string_pretty(&document).unwrap_or_default();
+    // Half the database pool for group-committed submissions; the rest
+    // stays free for reads.
+    let intake = Intake::new(
+        services.store.clone(),
+        services.queue.clone(),
+        services.store.max_connections() / 2,
+    );
     let state = AppState {
         services,
+        intake,
         watch,
         idempotency_window: config.idempotency_window(),
         max_wait: std::time::Duration::from_secs(config.max_wait_seconds),

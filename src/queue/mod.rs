@@ -7,7 +7,7 @@ mod consumer;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use deadpool_redis::Pool;
+use crate::redis_pool::Pool;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -121,7 +121,7 @@ impl Queue {
         }
         let added: Vec<u64> = bounded(self.timeout, async {
             let mut conn = self.pool.get().await?;
-            Ok::<_, RedisError>(pipe.query_async(&mut conn).await?)
+            Ok::<_, RedisError>(pipe.query_async(&mut *conn).await?)
         })
         .await?;
         Ok(added.iter().sum())
@@ -160,7 +160,7 @@ impl Queue {
             .arg(QUEUE_KEY_TTL_SECONDS);
         bounded(self.timeout, async {
             let mut conn = self.pool.get().await?;
-            Ok::<_, RedisError>(invocation.invoke_async(&mut conn).await?)
+            Ok::<_, RedisError>(invocation.invoke_async(&mut *conn).await?)
         })
         .await
     }
@@ -176,7 +176,7 @@ impl Queue {
         }
         let replies: Vec<redis::Value> = bounded(self.timeout, async {
             let mut conn = self.pool.get().await?;
-            Ok::<_, RedisError>(pipe.query_async(&mut conn).await?)
+            Ok::<_, RedisError>(pipe.query_async(&mut *conn).await?)
         })
         .await?;
         let now = now_millis();
@@ -213,7 +213,7 @@ impl Queue {
         let key = self.keys.ready(queue);
         bounded(self.timeout, async {
             let mut conn = self.pool.get().await?;
-            Ok::<_, RedisError>(redis::cmd("ZCARD").arg(key).query_async(&mut conn).await?)
+            Ok::<_, RedisError>(redis::cmd("ZCARD").arg(key).query_async(&mut *conn).await?)
         })
         .await
     }
@@ -227,7 +227,7 @@ impl Queue {
                 redis::cmd("CONFIG")
                     .arg("GET")
                     .arg("maxmemory-policy")
-                    .query_async(&mut conn)
+                    .query_async(&mut *conn)
                     .await?,
             )
         })
@@ -240,7 +240,7 @@ impl Queue {
         bounded(self.timeout, async {
             let mut conn = self.pool.get().await?;
             redis::cmd("PING")
-                .query_async::<()>(&mut conn)
+                .query_async::<()>(&mut *conn)
                 .await
                 .map_err(RedisError::from)
         })
@@ -250,7 +250,7 @@ impl Queue {
     async fn run_pipeline(&self, pipe: redis::Pipeline) -> Result<(), RedisError> {
         bounded(self.timeout, async {
             let mut conn = self.pool.get().await?;
-            pipe.query_async::<()>(&mut conn).await?;
+            pipe.query_async::<()>(&mut *conn).await?;
             Ok::<_, RedisError>(())
         })
         .await

@@ -43,9 +43,10 @@ impl Store {
         rows.into_iter().map(TaskRecord::try_from).collect()
     }
 
-    /// Stores several tasks in one statement: all of them or none.
+    /// Stores several tasks in one statement: all of them or none. Returns
+    /// how many rows were written.
     #[tracing::instrument(skip_all, fields(count = tasks.len()))]
-    pub async fn insert_tasks(&self, tasks: &[NewTask]) -> Result<Vec<TaskRecord>> {
+    pub async fn insert_tasks(&self, tasks: &[NewTask]) -> Result<u64> {
         let mut ids = Vec::with_capacity(tasks.len());
         let mut names = Vec::with_capacity(tasks.len());
         let mut parameters = Vec::with_capacity(tasks.len());
@@ -62,18 +63,17 @@ impl Store {
             request_ids.push(task.request_id.as_deref());
             trace_contexts.push(task.trace_context.as_deref());
         }
-        let rows: Vec<RecordRow> = self
+        let written = self
             .bounded(
-                sqlx::query_as(concat!(
+                sqlx::query(
                     "INSERT INTO tasks (id, task_name, task_parameters, queue, max_attempts, \
                      request_id, trace_context, dispatched_at) \
                      SELECT id, task_name, task_parameters, queue, max_attempts, request_id, \
                      trace_context, now() FROM unnest($1::uuid[], $2::varchar[], $3::jsonb[], \
                      $4::varchar[], $5::int4[], $6::varchar[], $7::varchar[]) \
                      AS t(id, task_name, task_parameters, queue, max_attempts, request_id, \
-                     trace_context) RETURNING ",
-                    record_columns!()
-                ))
+                     trace_context)",
+                )
                 .bind(ids)
                 .bind(names)
                 .bind(parameters)
@@ -81,17 +81,10 @@ impl Store {
                 .bind(max_attempts)
                 .bind(request_ids)
                 .bind(trace_contexts)
-                .fetch_all(&self.pool),
+                .execute(&self.pool),
             )
             .await?;
-        let mut records: Vec<TaskRecord> = rows
-            .into_iter()
-            .map(TaskRecord::try_from)
-            .collect::<Result<_>>()?;
-        // RETURNING order is not guaranteed; answer in submission order.
-        let position = |id: &Uuid| tasks.iter().position(|t| t.id == *id);
-        records.sort_by_key(|r| position(&r.id));
-        Ok(records)
+        Ok(written.rows_affected())
     }
 
     /// Deletes up to `limit` finished tasks older than `age`; returns how

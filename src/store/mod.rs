@@ -53,9 +53,12 @@ use crate::config::DatabaseConfig;
 pub use idempotency::Submission;
 pub use leases::{Lease, Recovered};
 pub use listing::TaskFilter;
-pub use tasks::DispatchCandidate;
+pub use tasks::{DispatchCandidate, FinalOutcome, FinalWrite};
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
+
+/// A pooled connection idle this long is pinged before it is used.
+const IDLE_CHECK_AFTER: Duration = Duration::from_secs(1);
 
 /// What went wrong talking to PostgreSQL.
 #[derive(Debug, thiserror::Error)]
@@ -73,12 +76,28 @@ pub enum Error {
     InvalidUrl(#[source] sqlx::Error),
     #[error("stored row is invalid: {0}")]
     Corrupt(String),
+    /// The error of a statement written for several callers at once, as
+    /// each of them sees it.
+    #[error("{detail}")]
+    Shared { unavailable: bool, detail: String },
 }
 
 impl Error {
     /// True when the database is down or overloaded rather than the request bad.
     pub fn is_unavailable(&self) -> bool {
-        matches!(self, Self::Unavailable(_) | Self::TimedOut(_))
+        match self {
+            Self::Unavailable(_) | Self::TimedOut(_) => true,
+            Self::Shared { unavailable, .. } => *unavailable,
+            _ => false,
+        }
+    }
+
+    /// A copy for each caller of a statement written for several.
+    pub fn share(&self) -> Self {
+        Self::Shared {
+            unavailable: self.is_unavailable(),
+            detail: crate::telemetry::logs::error_chain(self),
+        }
     }
 
     fn from_sqlx(err: sqlx::Error) -> Self {
@@ -124,6 +143,19 @@ impl Store {
         let pool = PgPoolOptions::new()
             .max_connections(config.max_connections)
             .acquire_timeout(config.acquire_timeout())
+            // sqlx pings every connection it hands out, a round trip per
+            // statement. It also pings on release, so a connection in
+            // steady use is known good: only one that sat idle (the
+            // server may have restarted meanwhile) is checked first.
+            .test_before_acquire(false)
+            .before_acquire(|connection, meta| {
+                Box::pin(async move {
+                    if meta.idle_for >= IDLE_CHECK_AFTER {
+                        sqlx::Connection::ping(connection).await?;
+                    }
+                    Ok(true)
+                })
+            })
             .connect_lazy_with(options.application_name("tasker"));
         Ok(Self {
             pool,
@@ -163,6 +195,11 @@ impl Store {
     /// Closes every connection; used at shutdown.
     pub async fn close(&self) {
         self.pool.close().await;
+    }
+
+    /// The most connections the pool opens.
+    pub fn max_connections(&self) -> usize {
+        self.pool.options().get_max_connections() as usize
     }
 
     /// Connections of the pool: (open, idle, max), for the pool gauges.

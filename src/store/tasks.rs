@@ -90,6 +90,21 @@ pub(super) async fn insert_row<'e>(
     .await
 }
 
+/// How an attempt ended for good.
+#[derive(Debug, Clone)]
+pub enum FinalOutcome {
+    Completed(Value),
+    Failed(String),
+}
+
+/// The final outcome of one attempt, fenced by its attempt number.
+#[derive(Debug, Clone)]
+pub struct FinalWrite {
+    pub id: Uuid,
+    pub attempt: i32,
+    pub outcome: FinalOutcome,
+}
+
 /// A pending task whose dispatch message may have been lost.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct DispatchCandidate {
@@ -122,31 +137,40 @@ impl Store {
     /// running elsewhere, or unknown): the caller drops its message.
     #[tracing::instrument(skip_all, fields(task_id = %id))]
     pub async fn claim(&self, id: Uuid, lease: Duration) -> Result<Option<ClaimedTask>> {
-        let row: Option<ClaimRow> = self
+        Ok(self.claim_many(&[id], lease).await?.pop())
+    }
+
+    /// [`Store::claim`] for several tasks in one statement. Tasks that are
+    /// not pending are missing from the answer.
+    pub async fn claim_many(&self, ids: &[Uuid], lease: Duration) -> Result<Vec<ClaimedTask>> {
+        let rows: Vec<ClaimRow> = self
             .bounded(
                 sqlx::query_as(
                     "UPDATE tasks SET status = 'running', attempts = attempts + 1, \
                      started_at = now(), updated_at = now(), \
                      lease_expires_at = now() + make_interval(secs => $2) \
-                     WHERE id = $1 AND (status = 'pending') IS TRUE \
+                     WHERE id = ANY($1) AND (status = 'pending') IS TRUE \
                      RETURNING id, task_name, task_parameters, attempts, max_attempts, \
                      created_at, request_id, trace_context",
                 )
-                .bind(id)
+                .bind(ids)
                 .bind(lease.as_secs_f64())
-                .fetch_optional(&self.pool),
+                .fetch_all(&self.pool),
             )
             .await?;
-        Ok(row.map(|row| ClaimedTask {
-            id: row.id,
-            task_name: row.task_name,
-            parameters: row.task_parameters,
-            attempt: row.attempts,
-            max_attempts: row.max_attempts,
-            created_at: row.created_at,
-            request_id: row.request_id,
-            trace_context: row.trace_context,
-        }))
+        Ok(rows
+            .into_iter()
+            .map(|row| ClaimedTask {
+                id: row.id,
+                task_name: row.task_name,
+                parameters: row.task_parameters,
+                attempt: row.attempts,
+                max_attempts: row.max_attempts,
+                created_at: row.created_at,
+                request_id: row.request_id,
+                trace_context: row.trace_context,
+            })
+            .collect())
     }
 
     /// Records success of `attempt`. `None` when the attempt no longer holds
@@ -158,29 +182,75 @@ impl Store {
         attempt: i32,
         output: &Value,
     ) -> Result<Option<TaskRecord>> {
-        let sql = concat!(
-            "UPDATE tasks SET status = 'completed', task_output = $3, error = NULL, \
-             completed_at = now(), updated_at = now(), lease_expires_at = NULL \
-             WHERE id = $1 AND (status = 'running') IS TRUE AND attempts = $2 RETURNING ",
-            record_columns!(),
-            ""
-        );
-        self.finish(sqlx::query_as(sql).bind(id).bind(attempt).bind(output))
-            .await
+        let write = FinalWrite {
+            id,
+            attempt,
+            outcome: FinalOutcome::Completed(output.clone()),
+        };
+        Ok(self.finish_many(&[write]).await?.pop())
     }
 
     /// Records a final failure of `attempt`; `None` as for [`Store::complete`].
     #[tracing::instrument(skip_all, fields(task_id = %id, attempt))]
     pub async fn fail(&self, id: Uuid, attempt: i32, error: &str) -> Result<Option<TaskRecord>> {
+        let write = FinalWrite {
+            id,
+            attempt,
+            outcome: FinalOutcome::Failed(error.to_owned()),
+        };
+        Ok(self.finish_many(&[write]).await?.pop())
+    }
+
+    /// Records the final outcome of several attempts in one statement, each
+    /// fenced by its attempt number. Returns the records written; a write
+    /// whose attempt no longer holds its task is missing from the answer.
+    pub async fn finish_many(&self, writes: &[FinalWrite]) -> Result<Vec<TaskRecord>> {
+        // Rows are locked in id order, as the heartbeat's `id = ANY` locks
+        // them, so two statements on the same rows never deadlock.
+        let mut writes: Vec<&FinalWrite> = writes.iter().collect();
+        writes.sort_by_key(|write| write.id);
+        let mut ids = Vec::with_capacity(writes.len());
+        let mut attempts = Vec::with_capacity(writes.len());
+        let mut statuses = Vec::with_capacity(writes.len());
+        let mut outputs = Vec::with_capacity(writes.len());
+        let mut errors = Vec::with_capacity(writes.len());
+        for write in writes {
+            ids.push(write.id);
+            attempts.push(write.attempt);
+            match &write.outcome {
+                FinalOutcome::Completed(output) => {
+                    statuses.push(TaskStatus::Completed.as_str());
+                    outputs.push(Some(sqlx::types::Json(output)));
+                    errors.push(None);
+                }
+                FinalOutcome::Failed(error) => {
+                    statuses.push(TaskStatus::Failed.as_str());
+                    outputs.push(None);
+                    errors.push(Some(error.as_str()));
+                }
+            }
+        }
         let sql = concat!(
-            "UPDATE tasks SET status = 'failed', error = $3, \
+            "UPDATE tasks AS t SET status = u.status, task_output = u.output, error = u.error, \
              completed_at = now(), updated_at = now(), lease_expires_at = NULL \
-             WHERE id = $1 AND (status = 'running') IS TRUE AND attempts = $2 RETURNING ",
-            record_columns!(),
-            ""
+             FROM unnest($1::uuid[], $2::int4[], $3::varchar[], $4::jsonb[], $5::text[]) \
+             AS u(id, attempt, status, output, error) \
+             WHERE t.id = u.id AND (t.status = 'running') IS TRUE AND t.attempts = u.attempt \
+             RETURNING ",
+            record_columns!("t.")
         );
-        self.finish(sqlx::query_as(sql).bind(id).bind(attempt).bind(error))
-            .await
+        let rows: Vec<RecordRow> = self
+            .bounded(
+                sqlx::query_as(sql)
+                    .bind(ids)
+                    .bind(attempts)
+                    .bind(statuses)
+                    .bind(outputs)
+                    .bind(errors)
+                    .fetch_all(&self.pool),
+            )
+            .await?;
+        rows.into_iter().map(TaskRecord::try_from).collect()
     }
 
     /// Puts the task back to `pending` after a retryable failure of `attempt`,
@@ -202,21 +272,16 @@ impl Store {
             record_columns!(),
             ""
         );
-        self.finish(
-            sqlx::query_as(sql)
-                .bind(id)
-                .bind(attempt)
-                .bind(error)
-                .bind(delay.as_secs_f64()),
-        )
-        .await
-    }
-
-    async fn finish<'q>(
-        &self,
-        query: sqlx::query::QueryAs<'q, sqlx::Postgres, RecordRow, sqlx::postgres::PgArguments>,
-    ) -> Result<Option<TaskRecord>> {
-        let row: Option<RecordRow> = self.bounded(query.fetch_optional(&self.pool)).await?;
+        let row: Option<RecordRow> = self
+            .bounded(
+                sqlx::query_as(sql)
+                    .bind(id)
+                    .bind(attempt)
+                    .bind(error)
+                    .bind(delay.as_secs_f64())
+                    .fetch_optional(&self.pool),
+            )
+            .await?;
         row.map(TaskRecord::try_from).transpose()
     }
 

@@ -12,7 +12,7 @@ use super::inflight::Registration;
 use super::{Backoff, Worker};
 use crate::domain::{ClaimedTask, TaskRecord, TaskStatus};
 use crate::queue::Message;
-use crate::store::{self, Lease};
+use crate::store::{self, FinalOutcome, FinalWrite, Lease};
 use crate::tasks::{RegisteredTask, TaskError};
 use crate::telemetry::logs::error_chain;
 use crate::telemetry::metrics as m;
@@ -45,18 +45,23 @@ impl Worker {
     }
 
     async fn claim_and_run(&self, queue: String, message: Message) {
-        let claimed = match self
-            .services
-            .store
-            .claim(message.task_id, self.config.lease())
-            .await
-        {
-            Ok(Some(claimed)) => claimed,
-            Ok(None) => {
+        let claim = self
+            .claims
+            .submit(message.task_id)
+            .instrument(tracing::info_span!("claim"))
+            .await;
+        let claimed = match claim {
+            Ok(Ok(Some(claimed))) => claimed,
+            Ok(Ok(None)) => {
                 tracing::debug!("task is not pending; message dropped");
                 return;
             }
-            Err(err) => {
+            // The reconciler re-dispatches the task, which is still pending.
+            Err(lost) => {
+                tracing::warn!(error = %lost, "cannot claim task");
+                return;
+            }
+            Ok(Err(err)) => {
                 tracing::warn!(error = %error_chain(&err), "cannot claim task");
                 // Unreachable database: put the message back and pause. Any
                 // other failure would recur at once, so leave the task to the
@@ -146,12 +151,29 @@ impl Worker {
         let (id, attempt) = (claimed.id, claimed.attempt);
         let written = self
             .persist(|| async move {
-                match outcome {
-                    Outcome::Completed(output) => store.complete(id, attempt, output).await,
-                    Outcome::Failed(error) => store.fail(id, attempt, error).await,
+                let outcome = match outcome {
+                    Outcome::Completed(output) => FinalOutcome::Completed(output.clone()),
+                    Outcome::Failed(error) => FinalOutcome::Failed(error.clone()),
                     Outcome::Retry { error, delay } => {
-                        store.schedule_retry(id, attempt, error, *delay).await
+                        return store.schedule_retry(id, attempt, error, *delay).await;
                     }
+                };
+                let write = FinalWrite {
+                    id,
+                    attempt,
+                    outcome,
+                };
+                match self
+                    .outcomes
+                    .submit(write)
+                    .instrument(tracing::info_span!("complete"))
+                    .await
+                {
+                    Ok(written) => written,
+                    Err(lost) => Err(store::Error::Shared {
+                        unavailable: false,
+                        detail: lost.to_string(),
+                    }),
                 }
             })
             .await;
@@ -224,10 +246,6 @@ impl Worker {
                 error = record.error.as_deref().unwrap_or_default(),
                 "task failed"
             ),
-        }
-        if let Err(err) = self.services.cache.put(record).await {
-            // PostgreSQL has the result; readers fall back to it.
-            tracing::warn!(error = %error_chain(&err), "cannot cache the result");
         }
     }
 }

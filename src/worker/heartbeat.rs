@@ -25,9 +25,11 @@ pub(super) async fn run(worker: Worker, stop: Shutdown) {
                     .into_iter()
                     .filter(|lease| !renewed.contains(&lease.task_id))
                     .collect();
-                if !lost.is_empty() {
-                    tracing::warn!(count = lost.len(), "leases lost; stopping those attempts");
-                    worker.in_flight.mark_lost(&lost);
+                // Attempts that ended since `held` was read were not renewed
+                // either; only those still running lost their lease.
+                let stopped = worker.in_flight.mark_lost(&lost);
+                if stopped > 0 {
+                    tracing::warn!(count = stopped, "leases lost; stopping those attempts");
                 }
             }
             // Keep running: if the lease expires meanwhile, the attempt's

@@ -61,17 +61,22 @@ impl InFlight {
         })
     }
 
-    /// Tells the attempts whose lease was not renewed to stop.
-    pub(super) fn mark_lost(&self, lost: &[Lease]) {
+    /// Tells the attempts whose lease was not renewed to stop; returns how
+    /// many were still running (the others finished meanwhile, which is why
+    /// their lease was not renewed).
+    pub(super) fn mark_lost(&self, lost: &[Lease]) -> usize {
         self.with(|entries| {
+            let mut stopped = 0;
             for lease in lost {
                 if let Some(entry) = entries.get(&lease.task_id)
                     && entry.attempt == lease.attempt
                 {
                     entry.lost.notify_one();
+                    stopped += 1;
                 }
             }
-        });
+            stopped
+        })
     }
 
     #[cfg(test)]
@@ -119,11 +124,11 @@ mod tests {
             attempt: 2,
         };
         let registration = table.register(mine);
-        table.mark_lost(&[Lease { attempt: 1, ..mine }]);
+        assert_eq!(table.mark_lost(&[Lease { attempt: 1, ..mine }]), 0);
         let woken =
             tokio::time::timeout(std::time::Duration::from_millis(50), registration.lost()).await;
         assert!(woken.is_err(), "an older attempt's loss is not ours");
-        table.mark_lost(&[mine]);
+        assert_eq!(table.mark_lost(&[mine]), 1);
         let woken =
             tokio::time::timeout(std::time::Duration::from_secs(1), registration.lost()).await;
         assert!(woken.is_ok());

@@ -2,6 +2,7 @@
 //! PostgreSQL, runs it under its timeout, stores the outcome and caches it.
 //! Beside that loop run the retry promoter and the reconciler.
 
+mod batches;
 mod execute;
 mod heartbeat;
 mod inflight;
@@ -48,6 +49,8 @@ pub struct Worker {
     /// pauses until it answers again instead of draining the queue.
     database_up: Arc<AtomicBool>,
     in_flight: InFlight,
+    claims: batches::Claims,
+    outcomes: batches::Outcomes,
 }
 
 impl Worker {
@@ -66,6 +69,10 @@ impl Worker {
                 "invalid configuration: `worker.queues` names `{unknown}`, which no task type uses"
             );
         }
+        let concurrency = config.worker.concurrency;
+        let claims = batches::claims(services.store.clone(), config.worker.lease(), concurrency);
+        let outcomes =
+            batches::outcomes(services.store.clone(), services.cache.clone(), concurrency);
         Ok(Self {
             services,
             config: config.worker.clone(),
@@ -76,6 +83,8 @@ impl Worker {
             consuming: Arc::new(AtomicBool::new(false)),
             database_up: Arc::new(AtomicBool::new(true)),
             in_flight: InFlight::default(),
+            claims,
+            outcomes,
         })
     }
 
@@ -127,27 +136,38 @@ impl Worker {
                 self.wait_for_database(&shutdown).await;
                 continue;
             }
+            // Take as many messages as there are free slots, in one call.
+            let mut slots = vec![permit];
+            while let Ok(permit) = permits.clone().try_acquire_owned() {
+                slots.push(permit);
+            }
             // Connected and about to pop: this worker is taking tasks.
             let popped = match consumer.connect().await {
                 Ok(()) => {
                     self.consuming.store(true, Ordering::Relaxed);
-                    consumer.next().await
+                    consumer.next_batch(slots.len()).await
                 }
                 Err(err) => Err(err),
             };
             match popped {
-                Ok(Some(Popped::Message { queue, message })) => {
+                Ok(popped) => {
                     backoff.reset();
-                    let worker = self.clone();
-                    in_flight.spawn(async move {
-                        worker.execute(queue, message).await;
-                        drop(permit);
-                    });
+                    for item in popped {
+                        match item {
+                            Popped::Message { queue, message } => {
+                                let Some(slot) = slots.pop() else { break };
+                                let worker = self.clone();
+                                in_flight.spawn(async move {
+                                    worker.execute(queue, message).await;
+                                    drop(slot);
+                                });
+                            }
+                            Popped::Garbage { queue, raw } => {
+                                tracing::warn!(queue, raw, "dropped an undecodable queue message");
+                            }
+                        }
+                    }
                 }
-                Ok(Some(Popped::Garbage { queue, raw })) => {
-                    tracing::warn!(queue, raw, "dropped an undecodable queue message");
-                }
-                Ok(None) => backoff.reset(),
                 Err(err) => {
                     self.consuming.store(false, Ordering::Relaxed);
                     let wait = backoff.next();

@@ -145,7 +145,7 @@ async fn one_trace_runs_from_the_request_through_the_queue_into_the_worker() {
         .get(run.parent_span_id.as_str())
         .expect("the worker span's parent is in the trace");
     assert_eq!(parent.component, "api");
-    for name in ["insert_task", "dispatch", "claim", "complete"] {
+    for name in ["store_and_dispatch", "claim", "complete"] {
         assert!(
             trace.iter().any(|s| s.name == name),
             "no `{name}` span in {trace:#?}"

@@ -216,3 +216,179 @@ async fn tasks_in_redis_flushed_away_are_dispatched_again_once() {
     );
     assert!(lost >= Some(20.0), "{page}");
 }
+
+#[tokio::test]
+async fn one_claim_statement_takes_only_the_pending_tasks_of_a_batch() {
+    let app = TestApp::spawn_api_only().await;
+    let store = &app.services.store;
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let task = store
+            .insert_task(&new_task("sum", json!({"a": i, "b": 0})))
+            .await
+            .unwrap();
+        ids.push(task.id);
+    }
+    // One is already running elsewhere; one id names no task at all.
+    let taken = store.claim(ids[0], Duration::from_secs(30)).await.unwrap();
+    assert!(taken.is_some());
+    let mut batch = ids.clone();
+    batch.push(Uuid::now_v7());
+    let claimed = store
+        .claim_many(&batch, Duration::from_secs(30))
+        .await
+        .unwrap();
+    let mut claimed_ids: Vec<Uuid> = claimed.iter().map(|c| c.id).collect();
+    claimed_ids.sort();
+    assert_eq!(claimed_ids, ids[1..].to_vec());
+    assert!(claimed.iter().all(|c| c.attempt == 1));
+    // Claimed once means claimed: a second batch gets nothing.
+    let again = store
+        .claim_many(&ids, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert!(again.is_empty());
+}
+
+#[tokio::test]
+async fn one_outcome_statement_writes_each_attempt_fenced_on_its_own() {
+    use tasker::store::{FinalOutcome, FinalWrite};
+    let app = TestApp::spawn_api_only().await;
+    let store = &app.services.store;
+    let mut claimed = Vec::new();
+    for i in 0..3 {
+        let task = store
+            .insert_task(&new_task("sum", json!({"a": i, "b": 0})))
+            .await
+            .unwrap();
+        claimed.push(
+            store
+                .claim(task.id, Duration::from_secs(30))
+                .await
+                .unwrap()
+                .unwrap(),
+        );
+    }
+    let writes = vec![
+        FinalWrite {
+            id: claimed[0].id,
+            attempt: claimed[0].attempt,
+            outcome: FinalOutcome::Completed(json!({"result": 0})),
+        },
+        FinalWrite {
+            id: claimed[1].id,
+            attempt: claimed[1].attempt,
+            outcome: FinalOutcome::Failed("boom".into()),
+        },
+        // A stale attempt: fenced off, while the others in the statement land.
+        FinalWrite {
+            id: claimed[2].id,
+            attempt: claimed[2].attempt + 1,
+            outcome: FinalOutcome::Completed(json!({"result": "stale"})),
+        },
+    ];
+    let written = store.finish_many(&writes).await.unwrap();
+    assert_eq!(written.len(), 2);
+    let first = store.get_task(claimed[0].id).await.unwrap().unwrap();
+    assert_eq!(first.status.as_str(), "completed");
+    assert_eq!(first.task_output, Some(json!({"result": 0})));
+    assert!(first.error.is_none() && first.completed_at.is_some());
+    let second = store.get_task(claimed[1].id).await.unwrap().unwrap();
+    assert_eq!(second.status.as_str(), "failed");
+    assert_eq!(second.error.as_deref(), Some("boom"));
+    assert!(second.task_output.is_none());
+    let third = store.get_task(claimed[2].id).await.unwrap().unwrap();
+    assert_eq!(
+        third.status.as_str(),
+        "running",
+        "the stale write changed nothing"
+    );
+    // Written once means written: the same statement again writes nothing.
+    assert!(store.finish_many(&writes).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_bad_row_fails_only_its_own_submission_in_a_group_commit() {
+    let app = TestApp::spawn_api_only().await;
+    let intake =
+        tasker::intake::Intake::new(app.services.store.clone(), app.services.queue.clone(), 1);
+    let mut bad = new_task("sum", json!({"a": 1, "b": 1}));
+    // Longer than the column allows: PostgreSQL rejects this row.
+    bad.task_name = "x".repeat(101);
+    let mut tasks: Vec<NewTask> = (0..20)
+        .map(|i| new_task("sum", json!({"a": i, "b": 0})))
+        .collect();
+    tasks.insert(7, bad.clone());
+    let submissions: Vec<_> = tasks
+        .iter()
+        .map(|task| {
+            let (intake, task) = (intake.clone(), task.clone());
+            tokio::spawn(async move { intake.submit(task).await })
+        })
+        .collect();
+    for (task, submission) in tasks.iter().zip(submissions) {
+        let result = submission.await.unwrap();
+        assert_eq!(result.is_ok(), task.id != bad.id, "{result:?}");
+    }
+    let pool = app.env.pool().await;
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM tasks")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(stored, 20);
+    // Every stored task was dispatched; the rejected one was not.
+    assert_eq!(app.services.queue.ready_len("default").await.unwrap(), 20);
+}
+
+#[tokio::test]
+async fn a_worker_pops_a_batch_across_queues_in_one_call() {
+    let app = TestApp::spawn_api_only().await;
+    let keys = app.services.queue.keys().clone();
+    let queues = vec!["default".to_owned(), "llm".to_owned()];
+    for (queue, count) in [("default", 3), ("llm", 4)] {
+        for _ in 0..count {
+            let message = Message {
+                task_id: Uuid::now_v7(),
+                request_id: None,
+                traceparent: None,
+            };
+            app.services.queue.dispatch(queue, &message).await.unwrap();
+        }
+    }
+    let mut consumer = tasker::queue::Consumer::new(
+        tasker_redis_url(&app),
+        &keys,
+        &queues,
+        Duration::from_secs(2),
+        Duration::from_millis(100),
+    )
+    .unwrap();
+    let queue_of = |popped: &tasker::queue::Popped| match popped {
+        tasker::queue::Popped::Message { queue, .. } => queue.clone(),
+        tasker::queue::Popped::Garbage { queue, .. } => queue.clone(),
+    };
+    // The first call starts with `default`, drains it, and fills up from `llm`.
+    let first: Vec<String> = consumer
+        .next_batch(5)
+        .await
+        .unwrap()
+        .iter()
+        .map(queue_of)
+        .collect();
+    assert_eq!(first, ["default", "default", "default", "llm", "llm"]);
+    // The next call starts with `llm`.
+    let second: Vec<String> = consumer
+        .next_batch(5)
+        .await
+        .unwrap()
+        .iter()
+        .map(queue_of)
+        .collect();
+    assert_eq!(second, ["llm", "llm"]);
+    // Empty queues: the call blocks for its block time and returns nothing.
+    assert!(consumer.next_batch(5).await.unwrap().is_empty());
+}
+
+fn tasker_redis_url(app: &TestApp) -> &str {
+    app.env.config.redis.url.expose()
+}

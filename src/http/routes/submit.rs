@@ -13,6 +13,7 @@ use crate::http::error::{ApiError, ErrorResponse};
 use crate::http::extract::{JsonBody, RequestId};
 use crate::http::idempotency;
 use crate::http::schemas::{RunTaskResponse, RunTasksResponse};
+use crate::intake::message_for;
 use crate::queue::Message;
 use crate::store::Submission;
 use crate::tasks::{RegisteredTask, SubmissionError};
@@ -60,8 +61,9 @@ pub(crate) async fn create_task(
     let idempotency_key = idempotency::key(&headers)?;
     let (task, parameters) = services.registry.parse_submission(body)?;
     let new_task = new_task(task, parameters, &request_id);
-    let record = match idempotency_key {
-        None => services.store.insert_task(&new_task).await?,
+    let id = new_task.id;
+    match idempotency_key {
+        None => state.intake.submit(new_task).await?,
         Some(key) => {
             let fingerprint = idempotency::fingerprint(task.name(), &new_task.parameters);
             let submission = services
@@ -69,7 +71,7 @@ pub(crate) async fn create_task(
                 .insert_task_idempotent(&new_task, &key, &fingerprint, state.idempotency_window)
                 .await?;
             match submission {
-                Submission::Created(record) => record,
+                Submission::Created(_) => {}
                 Submission::Replayed(id) => return Ok(accepted(id, true)),
                 Submission::Conflict(_) => {
                     return Err(ApiError::Conflict(format!(
@@ -77,20 +79,16 @@ pub(crate) async fn create_task(
                     )));
                 }
             }
+            let message = message_for(&new_task);
+            if let Err(err) = services.queue.dispatch(task.queue(), &message).await {
+                // Stored is what counts: the reconciler dispatches it once Redis is back.
+                tracing::warn!(task_id = %id, error = %error_chain(&err), "dispatch failed; the reconciler will retry it");
+            }
         }
-    };
-    metrics::counter!(m::TASKS_SUBMITTED, "task_name" => task.name()).increment(1);
-    let message = Message {
-        task_id: record.id,
-        request_id: Some(request_id),
-        traceparent: new_task.trace_context.clone(),
-    };
-    if let Err(err) = services.queue.dispatch(task.queue(), &message).await {
-        // Stored is what counts: the reconciler dispatches it once Redis is back.
-        tracing::warn!(task_id = %record.id, error = %error_chain(&err), "dispatch failed; the reconciler will retry it");
     }
-    tracing::info!(task_id = %record.id, task_name = task.name(), "task accepted");
-    Ok(accepted(record.id, false))
+    metrics::counter!(m::TASKS_SUBMITTED, "task_name" => task.name()).increment(1);
+    tracing::info!(task_id = %id, task_name = task.name(), "task accepted");
+    Ok(accepted(id, false))
 }
 
 /// `202` with the task id and its `Location`.
@@ -164,31 +162,24 @@ pub(crate) async fn create_tasks(
             .map_err(|err| batch_item_error(index, err))?;
         new_tasks.push(new_task(task, parameters, &request_id));
     }
-    let records = services.store.insert_tasks(&new_tasks).await?;
-    let messages: Vec<(String, Message)> = new_tasks
+    services.store.insert_tasks(&new_tasks).await?;
+    let messages: Vec<(&str, Message)> = new_tasks
         .iter()
-        .map(|task| {
-            let message = Message {
-                task_id: task.id,
-                request_id: task.request_id.clone(),
-                traceparent: task.trace_context.clone(),
-            };
-            (task.queue.clone(), message)
-        })
+        .map(|task| (task.queue.as_str(), message_for(task)))
         .collect();
     for task in &new_tasks {
         metrics::counter!(m::TASKS_SUBMITTED, "task_name" => task.task_name.clone()).increment(1);
     }
     if let Err(err) = services
         .queue
-        .dispatch_many(messages.iter().map(|(q, msg)| (q.as_str(), msg)))
+        .dispatch_many(messages.iter().map(|(q, msg)| (*q, msg)))
         .await
     {
-        tracing::warn!(count = records.len(), error = %error_chain(&err), "batch dispatch failed; the reconciler will retry it");
+        tracing::warn!(count = new_tasks.len(), error = %error_chain(&err), "batch dispatch failed; the reconciler will retry it");
     }
-    tracing::info!(count = records.len(), "tasks accepted");
+    tracing::info!(count = new_tasks.len(), "tasks accepted");
     let body = RunTasksResponse {
-        task_uuids: records.iter().map(|r| r.id).collect(),
+        task_uuids: new_tasks.iter().map(|task| task.id).collect(),
     };
     Ok((StatusCode::ACCEPTED, Json(body)).into_response())
 }

@@ -1,0 +1,252 @@
+//! Group commit: callers that arrive while a write is in progress share the
+//! next one. One statement (one transaction, one WAL flush, one round trip)
+//! then serves many callers, and each caller still gets its own answer only
+//! after the write that carries its item has finished.
+//!
+//! Nothing waits on a timer: a caller arriving when fewer than
+//! `max_flushes` writes are running starts one at once, so a lone caller
+//! pays no extra latency; batches form only under load, from the callers
+//! that queued up meanwhile.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use tokio::sync::oneshot;
+
+type Flush<I, O> = dyn Fn(Vec<I>) -> Pin<Box<dyn Future<Output = Vec<O>> + Send>> + Send + Sync;
+
+/// A queue of items written together; cheap to clone.
+pub struct Batcher<I, O> {
+    shared: Arc<Shared<I, O>>,
+}
+
+impl<I, O> Clone for Batcher<I, O> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+struct Shared<I, O> {
+    state: Mutex<State<I, O>>,
+    flush: Box<Flush<I, O>>,
+    max_batch: usize,
+    max_flushes: usize,
+}
+
+struct State<I, O> {
+    waiting: Vec<(I, oneshot::Sender<O>)>,
+    flushing: usize,
+}
+
+/// The write carrying an item ended without an answer for it (it panicked).
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("the batched write carrying this item was lost")]
+pub struct BatchLost;
+
+impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
+    /// `flush` writes one batch (at most `max_batch` items) and returns one
+    /// answer per item, in order; at most `max_flushes` run at once.
+    pub fn new<F, Fut>(max_batch: usize, max_flushes: usize, flush: F) -> Self
+    where
+        F: Fn(Vec<I>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Vec<O>> + Send + 'static,
+    {
+        let flush: Box<Flush<I, O>> = Box::new(move |items| Box::pin(flush(items)));
+        Self {
+            shared: Arc::new(Shared {
+                state: Mutex::new(State {
+                    waiting: Vec::new(),
+                    flushing: 0,
+                }),
+                flush,
+                max_batch: max_batch.max(1),
+                max_flushes: max_flushes.max(1),
+            }),
+        }
+    }
+
+    /// Queues `item` and waits for the write that carries it.
+    ///
+    /// The write runs in a task of its own, so a caller that stops waiting
+    /// (a client that hung up) cancels neither its item nor anyone else's.
+    pub async fn submit(&self, item: I) -> Result<O, BatchLost> {
+        let (answer, answered) = oneshot::channel();
+        let start_flush = self.shared.with(|state| {
+            state.waiting.push((item, answer));
+            let start = state.flushing < self.shared.max_flushes;
+            if start {
+                state.flushing += 1;
+            }
+            start
+        });
+        if start_flush {
+            tokio::spawn(flush_until_empty(self.shared.clone()));
+        }
+        answered.await.map_err(|_| BatchLost)
+    }
+}
+
+impl<I, O> Shared<I, O> {
+    fn with<T>(&self, f: impl FnOnce(&mut State<I, O>) -> T) -> T {
+        // A poisoned lock only means a panic elsewhere; the queue is still valid.
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        f(&mut state)
+    }
+}
+
+/// Writes batches until nothing waits, then gives its flush slot back.
+async fn flush_until_empty<I: Send + 'static, O: Send + 'static>(shared: Arc<Shared<I, O>>) {
+    let mut slot = FlushSlot {
+        shared: shared.clone(),
+        held: true,
+    };
+    loop {
+        let batch = shared.with(|state| {
+            if state.waiting.is_empty() {
+                // Released under the lock: a caller queueing right after
+                // sees the free slot and starts a flush of its own.
+                state.flushing -= 1;
+                slot.held = false;
+                return None;
+            }
+            let take = state.waiting.len().min(shared.max_batch);
+            Some(state.waiting.drain(..take).collect::<Vec<_>>())
+        });
+        let Some(batch) = batch else { return };
+        let (items, answers): (Vec<I>, Vec<oneshot::Sender<O>>) = batch.into_iter().unzip();
+        let results = (shared.flush)(items).await;
+        for (answer, result) in answers.into_iter().zip(results) {
+            // The caller may have stopped waiting; its item is written anyway.
+            let _ = answer.send(result);
+        }
+    }
+}
+
+/// Gives the flush slot back if a flush panics, so later callers still
+/// get a flush; the panicked batch's callers see [`BatchLost`].
+struct FlushSlot<I: Send + 'static, O: Send + 'static> {
+    shared: Arc<Shared<I, O>>,
+    held: bool,
+}
+
+impl<I: Send + 'static, O: Send + 'static> Drop for FlushSlot<I, O> {
+    fn drop(&mut self) {
+        if !self.held {
+            return;
+        }
+        let restart = self.shared.with(|state| {
+            if state.waiting.is_empty() {
+                state.flushing -= 1;
+                false
+            } else {
+                true
+            }
+        });
+        if restart && let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(flush_until_empty(self.shared.clone()));
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    use tokio::sync::Semaphore;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_lone_item_is_written_at_once_and_answered() {
+        let batcher = Batcher::new(8, 1, |items: Vec<u32>| async move {
+            items.into_iter().map(|i| i * 10).collect()
+        });
+        assert_eq!(batcher.submit(4).await.ok(), Some(40));
+    }
+
+    #[tokio::test]
+    async fn callers_arriving_during_a_write_share_the_next_one() {
+        // The first write is held open until every other caller has queued.
+        let gate = Arc::new(Semaphore::new(0));
+        let sizes = Arc::new(Mutex::new(Vec::new()));
+        let batcher = {
+            let (gate, sizes) = (gate.clone(), sizes.clone());
+            Batcher::new(100, 1, move |items: Vec<u32>| {
+                let (gate, sizes) = (gate.clone(), sizes.clone());
+                async move {
+                    sizes.lock().unwrap().push(items.len());
+                    if let Ok(permit) = gate.acquire().await {
+                        permit.forget();
+                    }
+                    items.into_iter().map(|i| i + 1).collect::<Vec<_>>()
+                }
+            })
+        };
+        let first = tokio::spawn({
+            let batcher = batcher.clone();
+            async move { batcher.submit(0).await }
+        });
+        while sizes.lock().unwrap().is_empty() {
+            tokio::task::yield_now().await;
+        }
+        let rest: Vec<_> = (1..=20)
+            .map(|i| {
+                let batcher = batcher.clone();
+                tokio::spawn(async move { batcher.submit(i).await })
+            })
+            .collect();
+        while batcher.shared.with(|s| s.waiting.len()) < 20 {
+            tokio::task::yield_now().await;
+        }
+        gate.add_permits(2);
+        assert_eq!(first.await.unwrap().ok(), Some(1));
+        for (i, handle) in rest.into_iter().enumerate() {
+            assert_eq!(handle.await.unwrap().ok(), Some(i as u32 + 2));
+        }
+        assert_eq!(*sizes.lock().unwrap(), vec![1, 20]);
+    }
+
+    #[tokio::test]
+    async fn batches_never_exceed_the_limit() {
+        let largest = Arc::new(AtomicUsize::new(0));
+        let batcher = {
+            let largest = largest.clone();
+            Batcher::new(3, 1, move |items: Vec<u32>| {
+                largest.fetch_max(items.len(), Ordering::Relaxed);
+                async move {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                    items
+                }
+            })
+        };
+        let handles: Vec<_> = (0..30)
+            .map(|i| {
+                let batcher = batcher.clone();
+                tokio::spawn(async move { batcher.submit(i).await })
+            })
+            .collect();
+        for (i, handle) in handles.into_iter().enumerate() {
+            assert_eq!(handle.await.unwrap().ok(), Some(i as u32));
+        }
+        let largest = largest.load(Ordering::Relaxed);
+        assert!((1..=3).contains(&largest), "largest batch {largest}");
+    }
+
+    #[tokio::test]
+    async fn a_panicking_write_loses_its_batch_only() {
+        let batcher = Batcher::new(8, 1, |items: Vec<u32>| async move {
+            assert!(!items.contains(&13), "unlucky");
+            items
+        });
+        assert!(batcher.submit(13).await.is_err());
+        // With one flush slot, a slot kept by the panicked write would
+        // leave this caller waiting forever.
+        let next = tokio::time::timeout(Duration::from_secs(5), batcher.submit(7)).await;
+        assert_eq!(next.ok().and_then(Result::ok), Some(7));
+    }
+}

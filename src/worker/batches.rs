@@ -1,0 +1,61 @@
+//! The worker's group commits: attempts that start or end at the same time
+//! share one claim UPDATE, and one outcome UPDATE plus one Redis pipeline
+//! for their cached results. Each attempt still waits for the statement that
+//! carries it, and every write stays fenced by its attempt number.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use uuid::Uuid;
+
+use crate::batching::Batcher;
+use crate::cache::Cache;
+use crate::domain::{ClaimedTask, TaskRecord};
+use crate::store::{self, FinalWrite, Store};
+use crate::telemetry::logs::error_chain;
+
+/// Claim statements (and outcome statements) that may run at once.
+const MAX_FLUSHES: usize = 2;
+
+pub(super) type Claims = Batcher<Uuid, store::Result<Option<ClaimedTask>>>;
+pub(super) type Outcomes = Batcher<FinalWrite, store::Result<Option<TaskRecord>>>;
+
+/// Claims for `lease`, up to `max_batch` tasks per statement. A task that
+/// is not pending answers `None`.
+pub(super) fn claims(store: Store, lease: Duration, max_batch: usize) -> Claims {
+    Batcher::new(max_batch, MAX_FLUSHES, move |ids: Vec<Uuid>| {
+        let store = store.clone();
+        async move {
+            match store.claim_many(&ids, lease).await {
+                Ok(claimed) => {
+                    let mut by_id: HashMap<Uuid, ClaimedTask> =
+                        claimed.into_iter().map(|task| (task.id, task)).collect();
+                    ids.iter().map(|id| Ok(by_id.remove(id))).collect()
+                }
+                Err(err) => ids.iter().map(|_| Err(err.share())).collect(),
+            }
+        }
+    })
+}
+
+/// Final outcomes, written and then cached. A write whose attempt no longer
+/// holds its task answers `None`.
+pub(super) fn outcomes(store: Store, cache: Cache, max_batch: usize) -> Outcomes {
+    Batcher::new(max_batch, MAX_FLUSHES, move |writes: Vec<FinalWrite>| {
+        let (store, cache) = (store.clone(), cache.clone());
+        async move {
+            match store.finish_many(&writes).await {
+                Ok(records) => {
+                    if let Err(err) = cache.put_many(&records).await {
+                        // PostgreSQL has the results; readers fall back to it.
+                        tracing::warn!(count = records.len(), error = %error_chain(&err), "cannot cache results");
+                    }
+                    let mut by_id: HashMap<Uuid, TaskRecord> =
+                        records.into_iter().map(|r| (r.id, r)).collect();
+                    writes.iter().map(|w| Ok(by_id.remove(&w.id))).collect()
+                }
+                Err(err) => writes.iter().map(|_| Err(err.share())).collect(),
+            }
+        }
+    })
+}
