@@ -132,7 +132,7 @@ impl Default for WorkerConfig {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([0, 0, 0, 0], 8001)),
-            concurrency: 16,
+            concurrency: 64,
             queues: Vec::new(),
             lease_seconds: 30,
             reconcile_interval_seconds: 5,
