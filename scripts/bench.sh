@@ -34,6 +34,13 @@ Usage: scripts/bench.sh [options]
   --profile        also record where time goes: perf samples of every
                    process and a per-socket count of the api's and the
                    worker's sends (strace); written to target/bench/profile/
+  --bin PATH       measure this tasker binary instead of building
+                   target/release/tasker (to compare two builds in turn)
+  --out DIR        write the report and raw results to DIR
+                   (default target/bench)
+  --set NAME=VALUE a setting for both processes, as a TASKER_ variable
+                   (e.g. --set TASKER_WORKER__CONCURRENCY=64); repeatable;
+                   the report lists them
   -h, --help       this text
 
 Environment: BENCH_PG_URL (default postgres://postgres@127.0.0.1:5432),
@@ -54,6 +61,8 @@ FULL=0
 CURVE=1
 PROFILE=0
 IDLE_WAIT=30
+CUSTOM_BIN=0
+SETTINGS=()
 while (($# > 0)); do
   case $1 in
     --quick) QUICK=1 ;;
@@ -70,6 +79,21 @@ while (($# > 0)); do
       ;;
     --idle-wait)
       IDLE_WAIT=${2:-}
+      shift
+      ;;
+    --bin)
+      BIN=$(realpath "${2:-}")
+      CUSTOM_BIN=1
+      shift
+      ;;
+    --set)
+      [[ ${2:-} =~ ^TASKER_[A-Z0-9_]+=.*$ ]] || { echo "--set needs TASKER_NAME=value" >&2; exit 2; }
+      SETTINGS+=("$2")
+      shift
+      ;;
+    --out)
+      mkdir -p "${2:-}"
+      OUT_DIR=$(realpath "${2:-}")
       shift
       ;;
     -h | --help)
@@ -139,6 +163,10 @@ ensure_tools() {
 }
 
 build_if_stale() {
+  if ((CUSTOM_BIN)); then
+    [[ -x $BIN ]] || die "--bin: $BIN is not an executable"
+    return
+  fi
   local newer=""
   if [[ -x $BIN ]]; then
     newer=$(find "$ROOT/src" "$ROOT/migrations" "$ROOT/Cargo.toml" "$ROOT/Cargo.lock" \
@@ -206,6 +234,10 @@ tasker_env() {
   export TASKER_REDIS__URL=$REDIS_URL
   export TASKER_REDIS__KEY_PREFIX=$PREFIX
   export TASKER_LOG__LEVEL=warn
+  local setting
+  for setting in "${SETTINGS[@]}"; do
+    export "${setting?}"
+  done
 }
 
 # Puts the tasks table back to a run's start state (100,000 finished tasks,
@@ -369,6 +401,15 @@ print(f"{(b1 - b0) / max(1, t1 - t0):.2f}")
 PY
 }
 
+# The commit the measured binary was built from, as far as is known.
+binary_version() {
+  if ((CUSTOM_BIN)); then
+    cat "$BIN.commit" 2>/dev/null || echo "$(basename "$BIN")"
+  else
+    git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown
+  fi
+}
+
 main() {
   ensure_tools
   build_if_stale
@@ -454,8 +495,9 @@ main() {
     --profile-results "$OUT_DIR/profile/results.jsonl" \
     --meta runs="$RUNS" --meta duration_s="$DURATION" --meta quick="$QUICK" \
     --meta elapsed_s="$elapsed" --meta e2e_clients="$E2E_CLIENTS" \
-    --meta commit="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)" \
+    --meta commit="$(binary_version)" \
     --meta cpus="$(nproc)" --meta idle_load="$idle_load" \
+    --meta settings="${SETTINGS[*]}" \
     --meta cpu_model="$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)" \
     --meta memory="$(free -h | awk '/^Mem:/ {print $2}')" \
     --meta kernel="$(uname -r)" \

@@ -154,7 +154,9 @@ def write(results, meta, out, profile=None, perf_summary=None):
         "includes the load generator's own CPU use.")
     add("- `tasker api` and `tasker worker` are separate processes of the release build, "
         "log level `warn`, default pool sizes (PostgreSQL 10 per process, Redis 16, "
-        "worker concurrency 16).")
+        "worker concurrency 64).")
+    if meta.get("settings"):
+        add(f"- Settings changed from their defaults for this run: `{meta['settings']}`.")
     add("- Every run starts from a `tasks` table holding 100,000 finished tasks, vacuumed "
         "and analyzed (a service in steady state), after a CHECKPOINT; the pgbench "
         "database gets the same.")
