@@ -1,5 +1,6 @@
 //! Result cache in Redis, keyed by task id. Only terminal tasks are cached:
-//! they never change, so a cached copy can never be stale.
+//! they never change, so a cached copy can never be stale. Entries hold the
+//! JSON the API answers with, so a hit is served without decoding it.
 
 use std::time::Duration;
 
@@ -14,8 +15,10 @@ use crate::redis_pool::{Keys, RedisError, bounded};
 pub enum CacheError {
     #[error(transparent)]
     Redis(#[from] RedisError),
-    #[error("cached entry is not a task record")]
-    Decode(#[from] serde_json::Error),
+    #[error("cannot encode the task record")]
+    Encode(#[from] serde_json::Error),
+    #[error("cached entry of task {0} is not its record")]
+    Foreign(Uuid),
 }
 
 #[derive(Clone)]
@@ -36,16 +39,20 @@ impl Cache {
         }
     }
 
-    /// The cached record, or `None` on a miss.
+    /// The cached JSON of a finished task, or `None` on a miss.
     #[tracing::instrument(skip_all, fields(task_id = %id))]
-    pub async fn get(&self, id: Uuid) -> Result<Option<TaskRecord>, CacheError> {
+    pub async fn get(&self, id: Uuid) -> Result<Option<String>, CacheError> {
         let key = self.keys.result(id);
         let cached: Option<String> = bounded(self.timeout, async {
             let mut conn = self.pool.get().await?;
             Ok::<_, RedisError>(conn.get(key).await?)
         })
         .await?;
-        Ok(cached.map(|json| serde_json::from_str(&json)).transpose()?)
+        match cached {
+            // Served without decoding: check at least that it is this task's.
+            Some(json) if !json.starts_with(&expected_start(id)) => Err(CacheError::Foreign(id)),
+            cached => Ok(cached),
+        }
     }
 
     /// Caches a terminal record for `cache.ttl_seconds` and announces it to
@@ -83,5 +90,39 @@ impl Cache {
         })
         .await?;
         Ok(())
+    }
+}
+
+/// How the JSON of task `id` begins (`TaskRecord` serialises its id first).
+fn expected_start(id: Uuid) -> String {
+    format!("{{\"task_uuid\":\"{id}\"")
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::domain::TaskStatus;
+    use crate::http::schemas::TaskResponse;
+
+    #[test]
+    fn a_cached_record_is_exactly_the_api_answer() {
+        let record = TaskRecord {
+            id: Uuid::now_v7(),
+            task_name: "sum".into(),
+            status: TaskStatus::Completed,
+            task_output: Some(serde_json::json!({"result": 3})),
+            error: None,
+            attempts: 1,
+            max_attempts: 3,
+            next_attempt_at: None,
+            created_at: chrono::Utc::now(),
+            started_at: Some(chrono::Utc::now()),
+            completed_at: Some(chrono::Utc::now()),
+        };
+        let cached = serde_json::to_string(&record).unwrap();
+        let answered = serde_json::to_string(&TaskResponse::from(record.clone())).unwrap();
+        assert_eq!(cached, answered);
+        assert!(cached.starts_with(&expected_start(record.id)));
     }
 }

@@ -58,9 +58,11 @@ impl FromStr for TaskStatus {
     }
 }
 
-/// A task as stored: what the API shows and the cache keeps.
+/// A task as stored: what the API shows and the cache keeps. Serialises
+/// exactly as the API's `TaskResponse`, so a cached copy is served as is.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TaskRecord {
+    #[serde(rename = "task_uuid")]
     pub id: Uuid,
     pub task_name: String,
     pub status: TaskStatus,

@@ -144,13 +144,13 @@ pub async fn bounded<T, E: Into<RedisError>>(
 /// Every Redis key Tasker uses, all under one prefix.
 #[derive(Debug, Clone)]
 pub struct Keys {
-    prefix: String,
+    prefix: std::sync::Arc<str>,
 }
 
 impl Keys {
     pub fn new(prefix: impl Into<String>) -> Self {
         Self {
-            prefix: prefix.into(),
+            prefix: prefix.into().into(),
         }
     }
 
@@ -173,9 +173,10 @@ impl Keys {
         format!("{}:finished", self.prefix)
     }
 
-    /// Cached terminal result of one task.
+    /// Cached JSON of one finished task. (Named `task`, not the `result` of
+    /// earlier versions, whose entries had another shape.)
     pub fn result(&self, id: Uuid) -> String {
-        format!("{}:result:{id}", self.prefix)
+        format!("{}:task:{id}", self.prefix)
     }
 }
 

@@ -71,7 +71,7 @@ async fn terminal_results_are_served_from_the_cache_and_refilled_after_a_miss() 
     assert_eq!(hit.headers()["x-tasker-cache"], "hit");
     assert_eq!(hit.json::<Value>().await.unwrap(), done);
 
-    let key = format!("{}:result:{id}", app.env.prefix);
+    let key = format!("{}:task:{id}", app.env.prefix);
     let mut redis = app.env.redis().await;
     let ttl: i64 = redis.ttl(&key).await.unwrap();
     assert!(ttl > 3500 && ttl <= 3600, "ttl {ttl}");
@@ -94,6 +94,22 @@ async fn terminal_results_are_served_from_the_cache_and_refilled_after_a_miss() 
 }
 
 #[tokio::test]
+async fn a_cache_entry_that_is_not_the_tasks_record_is_never_served() {
+    let app = TestApp::spawn().await;
+    let id = app
+        .submit(json!({"task_name": "sum", "a": 2, "b": 2}))
+        .await;
+    let done = app.wait_terminal(id).await;
+    // Another task's record under this task's key (a bug or a stray write).
+    let key = format!("{}:task:{id}", app.env.prefix);
+    let other = serde_json::to_string(&json!({"task_uuid": uuid::Uuid::now_v7()})).unwrap();
+    let _: () = app.env.redis().await.set(&key, other).await.unwrap();
+    let read = app.get_output(id).await;
+    assert_eq!(read.headers()["x-tasker-cache"], "bypass");
+    assert_eq!(read.json::<Value>().await.unwrap(), done);
+}
+
+#[tokio::test]
 async fn unfinished_tasks_are_never_cached() {
     let app = TestApp::spawn_api_only().await;
     let id = app
@@ -103,7 +119,7 @@ async fn unfinished_tasks_are_never_cached() {
         let response = app.get_output(id).await;
         assert_eq!(response.headers()["x-tasker-cache"], "miss");
     }
-    let key = format!("{}:result:{id}", app.env.prefix);
+    let key = format!("{}:task:{id}", app.env.prefix);
     let exists: bool = app.env.redis().await.exists(&key).await.unwrap();
     assert!(!exists);
 }
@@ -115,7 +131,7 @@ async fn the_cache_ttl_follows_configuration() {
         .submit(json!({"task_name": "sum", "a": 1, "b": 1}))
         .await;
     app.wait_terminal(id).await;
-    let key = format!("{}:result:{id}", app.env.prefix);
+    let key = format!("{}:task:{id}", app.env.prefix);
     let ttl: i64 = app.env.redis().await.ttl(&key).await.unwrap();
     assert!(ttl > 100 && ttl <= 120, "ttl {ttl}");
 }

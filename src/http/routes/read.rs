@@ -6,7 +6,7 @@ use std::time::Duration;
 use axum::Json;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderName, HeaderValue};
+use axum::http::{HeaderName, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use uuid::Uuid;
@@ -128,28 +128,69 @@ fn parse_wait(raw: Option<&str>, max: Duration) -> Result<Duration, ApiError> {
 /// (woken by its announcement, not by polling) or the wait runs out.
 async fn read_task(state: &AppState, id: Uuid, wait: Duration) -> Result<Response, ApiError> {
     if wait.is_zero() {
-        return lookup(state, id).await.map(into_response);
+        return lookup(state, id).await.map(Found::into_response);
     }
     // Watch first, then read: a finish between the two is not missed.
     let mut waiter = state.watch.watch(id);
     let found = lookup(state, id).await?;
-    if found.0.status.is_terminal() {
-        return Ok(into_response(found));
+    if found.is_terminal() {
+        return Ok(found.into_response());
     }
     // Woken or not, read once more: an announcement missed while Redis was
     // unreachable only makes the answer late, never stale.
     let _ = tokio::time::timeout(wait, waiter.finished()).await;
-    lookup(state, id).await.map(into_response)
+    lookup(state, id).await.map(Found::into_response)
+}
+
+/// A task as a read found it.
+enum Found {
+    /// The cached JSON of a finished task, served as is.
+    Cached(String),
+    /// Read from PostgreSQL: `miss` or `bypass` of the cache.
+    Stored(TaskRecord, &'static str),
+}
+
+impl Found {
+    fn is_terminal(&self) -> bool {
+        match self {
+            Self::Cached(_) => true,
+            Self::Stored(record, _) => record.status.is_terminal(),
+        }
+    }
+
+    fn into_response(self) -> Response {
+        let (mut response, cache_state) = match self {
+            Self::Cached(json) => {
+                let response = (
+                    [(
+                        header::CONTENT_TYPE,
+                        HeaderValue::from_static("application/json"),
+                    )],
+                    json,
+                )
+                    .into_response();
+                (response, "hit")
+            }
+            Self::Stored(record, cache_state) => (
+                Json(TaskResponse::from(record)).into_response(),
+                cache_state,
+            ),
+        };
+        response
+            .headers_mut()
+            .insert(CACHE_HEADER, HeaderValue::from_static(cache_state));
+        response
+    }
 }
 
 /// Cache-aside read: Redis first for terminal tasks, PostgreSQL on a miss or
 /// when Redis is unavailable.
-async fn lookup(state: &AppState, id: Uuid) -> Result<(TaskRecord, &'static str), ApiError> {
+async fn lookup(state: &AppState, id: Uuid) -> Result<Found, ApiError> {
     let services = &state.services;
     let cache_state = match services.cache.get(id).await {
-        Ok(Some(record)) => {
+        Ok(Some(json)) => {
             metrics::counter!(m::CACHE_REQUESTS, "result" => "hit").increment(1);
-            return Ok((record, "hit"));
+            return Ok(Found::Cached(json));
         }
         Ok(None) => "miss",
         Err(err) => {
@@ -169,15 +210,7 @@ async fn lookup(state: &AppState, id: Uuid) -> Result<(TaskRecord, &'static str)
     {
         tracing::debug!(task_id = %id, error = %error_chain(&err), "cannot fill the cache");
     }
-    Ok((record, cache_state))
-}
-
-fn into_response((record, cache_state): (TaskRecord, &'static str)) -> Response {
-    let mut response = Json(TaskResponse::from(record)).into_response();
-    response
-        .headers_mut()
-        .insert(CACHE_HEADER, HeaderValue::from_static(cache_state));
-    response
+    Ok(Found::Stored(record, cache_state))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
