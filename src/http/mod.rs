@@ -23,9 +23,19 @@ use crate::shutdown::Shutdown;
 use crate::telemetry::metrics;
 use crate::watch::TaskWatch;
 
-/// What every handler can reach: cheap handles only.
+/// What every handler can reach. Cloned for every request, so one `Arc`.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<AppStateInner>);
+
+impl std::ops::Deref for AppState {
+    type Target = AppStateInner;
+
+    fn deref(&self) -> &AppStateInner {
+        &self.0
+    }
+}
+
+pub struct AppStateInner {
     pub(crate) services: Services,
     intake: Intake,
     watch: TaskWatch,
@@ -48,7 +58,7 @@ pub fn router(services: Services, config: &ApiConfig, watch: TaskWatch) -> Route
         services.queue.clone(),
         services.store.max_connections() / 2,
     );
-    let state = AppState {
+    let state = AppState(Arc::new(AppStateInner {
         services,
         intake,
         watch,
@@ -57,7 +67,7 @@ pub fn router(services: Services, config: &ApiConfig, watch: TaskWatch) -> Route
         max_batch_size: config.max_batch_size,
         metrics: metrics::install(),
         openapi_json: Arc::new(openapi_json),
-    };
+    }));
     routes::router()
         .route_layer(axum::middleware::from_fn(middleware::record_route))
         .fallback(routes::not_found)

@@ -139,22 +139,28 @@ pub enum RegistryError {
 /// Every task type, by name.
 #[derive(Clone)]
 pub struct Registry {
-    tasks: BTreeMap<&'static str, RegisteredTask>,
+    /// Shared: a registry is cloned with every request's state.
+    tasks: Arc<BTreeMap<&'static str, RegisteredTask>>,
 }
 
 impl Registry {
     pub fn new(config: &Config) -> Result<Self, RegistryError> {
-        let mut registry = Self {
-            tasks: BTreeMap::new(),
+        let mut tasks = BTreeMap::new();
+        Self::register(&mut tasks, Sum, config);
+        Self::register(&mut tasks, FileHash, config);
+        Self::register(&mut tasks, QueryLlm::new(&config.llm)?, config);
+        let registry = Self {
+            tasks: Arc::new(tasks),
         };
-        registry.register(Sum, config);
-        registry.register(FileHash, config);
-        registry.register(QueryLlm::new(&config.llm)?, config);
         registry.check_queue_overrides(config)?;
         Ok(registry)
     }
 
-    fn register<T: Task>(&mut self, task: T, config: &Config) {
+    fn register<T: Task>(
+        tasks: &mut BTreeMap<&'static str, RegisteredTask>,
+        task: T,
+        config: &Config,
+    ) {
         let queue = config
             .task_queues
             .get(T::NAME)
@@ -165,7 +171,7 @@ impl Registry {
             queue,
             task: Arc::new(task),
         };
-        self.tasks.insert(T::NAME, entry);
+        tasks.insert(T::NAME, entry);
     }
 
     fn check_queue_overrides(&self, config: &Config) -> Result<(), RegistryError> {

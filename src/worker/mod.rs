@@ -35,8 +35,19 @@ const PROMOTE_INTERVAL: Duration = Duration::from_millis(200);
 const PROMOTE_BATCH: usize = 500;
 
 /// One worker process's state, shared by its loops and in-flight tasks.
+/// Cloned for every task, so one `Arc`.
 #[derive(Clone)]
-pub struct Worker {
+pub struct Worker(Arc<WorkerState>);
+
+impl std::ops::Deref for Worker {
+    type Target = WorkerState;
+
+    fn deref(&self) -> &WorkerState {
+        &self.0
+    }
+}
+
+pub struct WorkerState {
     services: Services,
     config: WorkerConfig,
     retention: crate::config::RetentionConfig,
@@ -73,7 +84,7 @@ impl Worker {
         let claims = batches::claims(services.store.clone(), config.worker.lease(), concurrency);
         let outcomes =
             batches::outcomes(services.store.clone(), services.cache.clone(), concurrency);
-        Ok(Self {
+        Ok(Self(Arc::new(WorkerState {
             services,
             config: config.worker.clone(),
             retention: config.retention.clone(),
@@ -85,7 +96,7 @@ impl Worker {
             in_flight: InFlight::default(),
             claims,
             outcomes,
-        })
+        })))
     }
 
     pub fn queues(&self) -> &[String] {
