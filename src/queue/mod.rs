@@ -127,6 +127,31 @@ impl Queue {
         Ok(added.iter().sum())
     }
 
+    /// For each (queue, message): whether it waits in that queue's ready
+    /// set. One round trip.
+    pub async fn queued<'a>(
+        &self,
+        messages: impl IntoIterator<Item = (&'a str, &'a Message)>,
+    ) -> Result<Vec<bool>, RedisError> {
+        let mut pipe = redis::pipe();
+        let mut count = 0;
+        for (queue, message) in messages {
+            pipe.cmd("ZSCORE")
+                .arg(self.keys.ready(queue))
+                .arg(message.encode());
+            count += 1;
+        }
+        if count == 0 {
+            return Ok(Vec::new());
+        }
+        let scores: Vec<Option<f64>> = bounded(self.timeout, async {
+            let mut conn = self.pool.get().await?;
+            Ok::<_, RedisError>(pipe.query_async(&mut *conn).await?)
+        })
+        .await?;
+        Ok(scores.into_iter().map(|score| score.is_some()).collect())
+    }
+
     /// Holds `message` back until `due`, then [`Queue::promote_due`] makes it ready.
     #[tracing::instrument(skip_all, fields(task_id = %message.task_id, queue))]
     pub async fn schedule(

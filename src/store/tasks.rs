@@ -112,6 +112,7 @@ pub struct DispatchCandidate {
     pub queue: String,
     pub request_id: Option<String>,
     pub trace_context: Option<String>,
+    pub run_after: DateTime<Utc>,
 }
 
 impl Store {
@@ -285,25 +286,53 @@ impl Store {
         row.map(TaskRecord::try_from).transpose()
     }
 
-    /// Marks up to `limit` due `pending` tasks that were not dispatched in the
-    /// last `quiet` as dispatched now, and returns them to be dispatched again.
-    /// `SKIP LOCKED` lets several reconcilers share the work without waiting.
+    /// Up to `limit` due `pending` tasks not dispatched in the last `quiet`,
+    /// in (`run_after`, id) order after `after`: candidates for a
+    /// re-dispatch. A read only: most of them merely wait in a backlog.
     #[tracing::instrument(skip_all)]
-    pub async fn take_undispatched(
+    pub async fn undispatched(
         &self,
         quiet: Duration,
+        after: Option<(DateTime<Utc>, Uuid)>,
         limit: i64,
+    ) -> Result<Vec<DispatchCandidate>> {
+        let (after_time, after_id) = after.unzip();
+        self.bounded(
+            sqlx::query_as(
+                "SELECT id, queue, request_id, trace_context, run_after FROM tasks \
+                 WHERE status = 'pending' AND run_after <= now() \
+                 AND (dispatched_at IS NULL OR dispatched_at < now() - make_interval(secs => $1)) \
+                 AND ($2::timestamptz IS NULL OR (run_after, id) > ($2, $3)) \
+                 ORDER BY run_after, id LIMIT $4",
+            )
+            .bind(quiet.as_secs_f64())
+            .bind(after_time)
+            .bind(after_id)
+            .bind(limit)
+            .fetch_all(&self.pool),
+        )
+        .await
+    }
+
+    /// Stamps `dispatched_at = now()` on those of `ids` still pending and
+    /// still not dispatched in the last `quiet`, and returns them to be
+    /// dispatched again. The re-check makes concurrent reconcilers harmless:
+    /// only one of them stamps (and re-sends) a task.
+    #[tracing::instrument(skip_all, fields(count = ids.len()))]
+    pub async fn mark_dispatched(
+        &self,
+        ids: &[Uuid],
+        quiet: Duration,
     ) -> Result<Vec<DispatchCandidate>> {
         self.bounded(
             sqlx::query_as(
-                "UPDATE tasks SET dispatched_at = now() WHERE id IN ( \
-                   SELECT id FROM tasks WHERE status = 'pending' AND run_after <= now() \
-                   AND (dispatched_at IS NULL OR dispatched_at < now() - make_interval(secs => $1)) \
-                   ORDER BY run_after LIMIT $2 FOR UPDATE SKIP LOCKED) \
-                 RETURNING id, queue, request_id, trace_context",
+                "UPDATE tasks SET dispatched_at = now() \
+                 WHERE id = ANY($1) AND (status = 'pending') IS TRUE \
+                 AND (dispatched_at IS NULL OR dispatched_at < now() - make_interval(secs => $2)) \
+                 RETURNING id, queue, request_id, trace_context, run_after",
             )
+            .bind(ids)
             .bind(quiet.as_secs_f64())
-            .bind(limit)
             .fetch_all(&self.pool),
         )
         .await

@@ -4,7 +4,8 @@
 //!    `pending` after a backoff, or to `failed` after their last attempt;
 //! 2. due `pending` tasks whose dispatch message was lost (API stopped between
 //!    commit and dispatch, Redis flushed or restarted empty) are dispatched
-//!    again;
+//!    again; tasks whose message still waits in its queue (a backlog) are
+//!    left alone, so a long backlog costs reads, not writes;
 //! 3. expired idempotency keys are deleted.
 //!
 //! `SKIP LOCKED` in the store keeps the copies in several workers from doing
@@ -12,9 +13,12 @@
 
 use std::time::Duration;
 
+use uuid::Uuid;
+
 use super::Worker;
 use crate::queue::Message;
 use crate::shutdown::Shutdown;
+use crate::store::DispatchCandidate;
 use crate::telemetry::logs::error_chain;
 use crate::telemetry::metrics as m;
 
@@ -94,44 +98,58 @@ async fn recover_expired_leases(worker: &Worker) -> Result<(), String> {
 }
 
 async fn redispatch_lost(worker: &Worker, quiet: Duration) -> Result<(), String> {
+    let (store, queue) = (&worker.services.store, &worker.services.queue);
+    let mut after = None;
     for _ in 0..MAX_BATCHES {
-        let candidates = worker
-            .services
-            .store
-            .take_undispatched(quiet, BATCH)
+        let candidates = store
+            .undispatched(quiet, after, BATCH)
             .await
             .map_err(|err| error_chain(&err))?;
-        if candidates.is_empty() {
+        let Some(last) = candidates.last() else {
             return Ok(());
-        }
-        let messages: Vec<(String, Message)> = candidates
-            .iter()
-            .map(|c| {
-                let message = Message {
-                    task_id: c.id,
-                    request_id: c.request_id.clone(),
-                    traceparent: c.trace_context.clone(),
-                };
-                (c.queue.clone(), message)
-            })
-            .collect();
-        let added = worker
-            .services
-            .queue
-            .dispatch_many(messages.iter().map(|(q, msg)| (q.as_str(), msg)))
+        };
+        after = Some((last.run_after, last.id));
+        let messages: Vec<Message> = candidates.iter().map(message_of).collect();
+        let queued = queue
+            .queued(candidates.iter().map(|c| c.queue.as_str()).zip(&messages))
             .await
             .map_err(|err| error_chain(&err))?;
-        // Tasks still queued were merely waiting; only the re-added were lost.
-        if added > 0 {
-            metrics::counter!(m::TASKS_RECOVERED, "reason" => "dispatch_lost").increment(added);
-            tracing::info!(
-                count = added,
-                "re-dispatched pending tasks whose message was lost"
-            );
+        let lost: Vec<Uuid> = candidates
+            .iter()
+            .zip(queued)
+            .filter(|(_, queued)| !queued)
+            .map(|(candidate, _)| candidate.id)
+            .collect();
+        if !lost.is_empty() {
+            let taken = store
+                .mark_dispatched(&lost, quiet)
+                .await
+                .map_err(|err| error_chain(&err))?;
+            let messages: Vec<Message> = taken.iter().map(message_of).collect();
+            let added = queue
+                .dispatch_many(taken.iter().map(|c| c.queue.as_str()).zip(&messages))
+                .await
+                .map_err(|err| error_chain(&err))?;
+            if added > 0 {
+                metrics::counter!(m::TASKS_RECOVERED, "reason" => "dispatch_lost").increment(added);
+                tracing::info!(
+                    count = added,
+                    "re-dispatched pending tasks whose message was lost"
+                );
+            }
         }
         if (candidates.len() as i64) < BATCH {
             return Ok(());
         }
     }
     Ok(())
+}
+
+/// The dispatch message of a stored task: the same member every time.
+fn message_of(candidate: &DispatchCandidate) -> Message {
+    Message {
+        task_id: candidate.id,
+        request_id: candidate.request_id.clone(),
+        traceparent: candidate.trace_context.clone(),
+    }
 }

@@ -218,6 +218,107 @@ async fn tasks_in_redis_flushed_away_are_dispatched_again_once() {
 }
 
 #[tokio::test]
+async fn a_task_still_queued_in_a_backlog_is_not_dispatched_again() {
+    // The worker consumes another queue, so `default` is a standing backlog.
+    let mut app = TestApp::spawn_with(|c| c.worker.queues = vec!["llm".to_owned()], false).await;
+    let waiting = app
+        .submit(json!({"task_name": "sum", "a": 1, "b": 0}))
+        .await;
+    let lost = app
+        .submit(json!({"task_name": "sum", "a": 2, "b": 0}))
+        .await;
+    let pool = app.env.pool().await;
+    // Both have waited far longer than the reconciler's quiet period.
+    sqlx::query("UPDATE tasks SET dispatched_at = now() - interval '1 hour'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let key = format!("{}:queue:default", app.env.prefix);
+    let mut redis = app.env.redis().await;
+    let members: Vec<String> = redis.zrange(&key, 0, -1).await.unwrap();
+    let lost_member = members
+        .iter()
+        .find(|m| m.contains(&lost.to_string()))
+        .unwrap()
+        .clone();
+    let _: () = redis.zrem(&key, &lost_member).await.unwrap();
+
+    app.start_worker().await;
+    // The lost message comes back...
+    eventually(|| async {
+        let mut redis = app.env.redis().await;
+        let score: Option<f64> = redis.zscore(&key, &lost_member).await.unwrap();
+        score.map(drop)
+    })
+    .await;
+    // ...in the same pass that found the other one still queued and left
+    // its row alone.
+    let stamped = |id: Uuid| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_scalar::<_, bool>(
+                "SELECT dispatched_at > now() - interval '1 minute' FROM tasks WHERE id = $1",
+            )
+            .bind(id)
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+        }
+    };
+    assert!(stamped(lost).await, "the lost task was re-dispatched");
+    assert!(!stamped(waiting).await, "the queued task was not touched");
+    let queued: u64 = app.services.queue.ready_len("default").await.unwrap();
+    assert_eq!(queued, 2);
+}
+
+#[tokio::test]
+async fn a_lost_message_behind_a_page_of_queued_ones_is_found() {
+    let mut app = TestApp::spawn_with(|c| c.worker.queues = vec!["llm".to_owned()], false).await;
+    // 600 tasks: more than one page of the reconciler's scan (500).
+    let tasks: Vec<NewTask> = (0..600)
+        .map(|i| new_task("sum", json!({"a": i, "b": 0})))
+        .collect();
+    app.services.store.insert_tasks(&tasks).await.unwrap();
+    let pool = app.env.pool().await;
+    // All waited long; the last in the scan's order is the one whose message is lost.
+    sqlx::query(
+        "UPDATE tasks SET dispatched_at = now() - interval '1 hour', \
+         run_after = now() - interval '1 hour' + (task_parameters->>'a')::int * interval '1 ms'",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let lost = tasks.last().unwrap().id;
+    let messages: Vec<Message> = tasks[..599]
+        .iter()
+        .map(|t| Message {
+            task_id: t.id,
+            request_id: None,
+            traceparent: None,
+        })
+        .collect();
+    app.services
+        .queue
+        .dispatch_many(messages.iter().map(|m| ("default", m)))
+        .await
+        .unwrap();
+
+    app.start_worker().await;
+    eventually(|| async {
+        let queued = app.services.queue.ready_len("default").await.unwrap();
+        (queued == 600).then_some(())
+    })
+    .await;
+    let stamped: Vec<Uuid> = sqlx::query_scalar(
+        "SELECT id FROM tasks WHERE dispatched_at > now() - interval '1 minute'",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(stamped, vec![lost], "only the lost task was written");
+}
+
+#[tokio::test]
 async fn one_claim_statement_takes_only_the_pending_tasks_of_a_batch() {
     let app = TestApp::spawn_api_only().await;
     let store = &app.services.store;
