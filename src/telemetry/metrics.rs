@@ -29,18 +29,41 @@ const LATENCY_BUCKETS: &[f64] = &[
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
+/// How often recorded histogram samples are folded into their buckets.
+const UPKEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Installs the recorder on first call and returns the handle that renders
 /// it; `None` if another recorder was installed first.
 pub fn install() -> Option<PrometheusHandle> {
     HANDLE
         .get_or_init(|| {
-            PrometheusBuilder::new()
+            let handle = PrometheusBuilder::new()
                 .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)
                 .ok()?
                 .install_recorder()
-                .ok()
+                .ok()?;
+            start_upkeep(handle.clone());
+            Some(handle)
         })
         .clone()
+}
+
+/// The recorder keeps every histogram sample until upkeep (or a scrape)
+/// folds it into the buckets: without it, memory grows with every request
+/// for as long as nobody scrapes `/metrics`. A plain thread, so it runs
+/// whatever runtime (if any) installed the recorder.
+fn start_upkeep(handle: PrometheusHandle) {
+    let spawned = std::thread::Builder::new()
+        .name("metrics-upkeep".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(UPKEEP_INTERVAL);
+                handle.run_upkeep();
+            }
+        });
+    if let Err(err) = spawned {
+        tracing::warn!(error = %err, "cannot start the metrics upkeep thread; histograms grow until scraped");
+    }
 }
 
 /// Sets the gauges of a connection pool: connections in use, idle, and the maximum.
