@@ -354,10 +354,11 @@ def write(results, meta, out, profile=None, perf_summary=None):
             "task); Redis commands are those of the api's and worker's connections "
             f"({a.get('redis_clients_submit', '?')} and {a.get('redis_clients_run', '?')} "
             "connections), read with `MONITOR`, which also "
-            "inflates Redis's CPU here. A transaction is at least one round trip; "
-            "sqlx also checks a connection with a round trip of its own (a bare Sync) "
-            "each time it takes one from the pool, which no counter shows (see "
-            "`--profile`), and deadpool-redis sends UNWATCH + PING on each checkout.")
+            "inflates Redis's CPU here. A transaction is at least one round trip, and "
+            "a group commit makes one transaction of many tasks (hence fewer than one "
+            "per task); sqlx also sends a bare Sync when a connection goes back to its "
+            "pool (and before using one idle for over a second), which no counter "
+            "shows (see `--profile`).")
         add("")
         add("| per task | submit | run |")
         add("|---|---|---|")
