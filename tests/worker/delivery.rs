@@ -322,14 +322,7 @@ async fn a_lost_message_behind_a_page_of_queued_ones_is_found() {
 async fn one_claim_statement_takes_only_the_pending_tasks_of_a_batch() {
     let app = TestApp::spawn_api_only().await;
     let store = &app.services.store;
-    let mut ids = Vec::new();
-    for i in 0..5 {
-        let task = store
-            .insert_task(&new_task("sum", json!({"a": i, "b": 0})))
-            .await
-            .unwrap();
-        ids.push(task.id);
-    }
+    let ids = stored_sum_tasks(store, 5).await;
     // One is already running elsewhere; one id names no task at all.
     let taken = store.claim(ids[0], Duration::from_secs(30)).await.unwrap();
     assert!(taken.is_some());
@@ -357,14 +350,10 @@ async fn one_outcome_statement_writes_each_attempt_fenced_on_its_own() {
     let app = TestApp::spawn_api_only().await;
     let store = &app.services.store;
     let mut claimed = Vec::new();
-    for i in 0..3 {
-        let task = store
-            .insert_task(&new_task("sum", json!({"a": i, "b": 0})))
-            .await
-            .unwrap();
+    for id in stored_sum_tasks(store, 3).await {
         claimed.push(
             store
-                .claim(task.id, Duration::from_secs(30))
+                .claim(id, Duration::from_secs(30))
                 .await
                 .unwrap()
                 .unwrap(),
@@ -488,6 +477,19 @@ async fn a_worker_pops_a_batch_across_queues_in_one_call() {
     assert_eq!(second, ["llm", "llm"]);
     // Empty queues: the call blocks for its block time and returns nothing.
     assert!(consumer.next_batch(5).await.unwrap().is_empty());
+}
+
+/// Stores `count` pending `sum` tasks (not dispatched); returns their ids.
+async fn stored_sum_tasks(store: &tasker::store::Store, count: i64) -> Vec<Uuid> {
+    let mut ids = Vec::new();
+    for i in 0..count {
+        let task = store
+            .insert_task(&new_task("sum", json!({"a": i, "b": 0})))
+            .await
+            .unwrap();
+        ids.push(task.id);
+    }
+    ids
 }
 
 fn tasker_redis_url(app: &TestApp) -> &str {
