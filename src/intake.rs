@@ -9,6 +9,7 @@ use crate::domain::NewTask;
 use crate::queue::{Message, Queue};
 use crate::store::{self, Store};
 use crate::telemetry::logs::error_chain;
+use crate::telemetry::traces;
 use tracing::Instrument;
 
 /// Rows in one INSERT at most.
@@ -26,7 +27,11 @@ impl Intake {
     pub fn new(store: Store, queue: Queue, max_flushes: usize) -> Self {
         let batcher = Batcher::new(MAX_BATCH, max_flushes, move |tasks: Vec<NewTask>| {
             let (store, queue) = (store.clone(), queue.clone());
+            // One statement for many requests: linked to each one's trace.
             let span = tracing::info_span!("store_tasks", count = tasks.len());
+            for traceparent in tasks.iter().filter_map(|t| t.trace_context.as_deref()) {
+                traces::link_traceparent(&span, traceparent);
+            }
             async move { store_and_dispatch(&store, &queue, tasks).await }.instrument(span)
         });
         Self { batcher }

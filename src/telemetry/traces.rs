@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use axum::http::HeaderMap;
 use opentelemetry::KeyValue;
 use opentelemetry::propagation::TextMapPropagator;
+use opentelemetry::trace::TraceContextExt as _;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::{Protocol, WithExportConfig};
 use opentelemetry_sdk::Resource;
@@ -80,6 +81,17 @@ pub fn adopt_traceparent(span: &tracing::Span, traceparent: &str) {
     let carrier = HashMap::from([(TRACEPARENT.to_owned(), traceparent.to_owned())]);
     let context = TraceContextPropagator::new().extract(&carrier);
     let _ = span.set_parent(context);
+}
+
+/// Links `span` to the remote span named by `traceparent`: for work done
+/// once on behalf of several traces, such as a group commit.
+pub fn link_traceparent(span: &tracing::Span, traceparent: &str) {
+    let carrier = HashMap::from([(TRACEPARENT.to_owned(), traceparent.to_owned())]);
+    let context = TraceContextPropagator::new().extract(&carrier);
+    let linked = context.span().span_context().clone();
+    if linked.is_valid() {
+        span.add_link(linked);
+    }
 }
 
 /// Makes `span` a child of the caller's span, when the request carries a

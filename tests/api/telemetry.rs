@@ -27,6 +27,8 @@ struct Span {
     parent_span_id: String,
     name: String,
     route: String,
+    /// (trace id, span id) of every linked span.
+    links: Vec<(String, String)>,
 }
 
 impl Collector {
@@ -63,6 +65,16 @@ impl Collector {
                         parent_span_id: text("parentSpanId"),
                         name: text("name"),
                         route: attribute(&span["attributes"], "http.route"),
+                        links: span["links"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .map(|link| {
+                                let text =
+                                    |key: &str| link[key].as_str().unwrap_or_default().to_owned();
+                                (text("traceId"), text("spanId"))
+                            })
+                            .collect(),
                     });
                 }
             }
@@ -151,6 +163,15 @@ async fn one_trace_runs_from_the_request_through_the_queue_into_the_worker() {
             "no `{name}` span in {trace:#?}"
         );
     }
+    // The group commit that stored the task serves many requests: it is
+    // linked to this request's span rather than parented by it.
+    let request_link = (TRACE_ID.to_owned(), request.span_id.clone());
+    assert!(
+        spans
+            .iter()
+            .any(|s| s.name == "store_tasks" && s.links.contains(&request_link)),
+        "no `store_tasks` span linked to the request in {spans:#?}"
+    );
 }
 
 #[tokio::test]
