@@ -93,6 +93,27 @@ impl Cache {
     }
 }
 
+impl Cache {
+    /// Removes the cached copies of `ids` (tasks that no longer exist), in
+    /// one round trip.
+    pub async fn forget(&self, ids: &[Uuid]) -> Result<(), CacheError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let keys: Vec<String> = ids.iter().map(|id| self.keys.result(*id)).collect();
+        bounded(self.timeout, async {
+            let mut conn = self.pool.get().await?;
+            redis::cmd("DEL")
+                .arg(keys)
+                .query_async::<()>(&mut *conn)
+                .await?;
+            Ok::<_, RedisError>(())
+        })
+        .await?;
+        Ok(())
+    }
+}
+
 /// How the JSON of task `id` begins (`TaskRecord` serialises its id first).
 fn expected_start(id: Uuid) -> String {
     format!("{{\"task_uuid\":\"{id}\"")

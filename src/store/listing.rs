@@ -87,23 +87,22 @@ impl Store {
         Ok(written.rows_affected())
     }
 
-    /// Deletes up to `limit` finished tasks older than `age`; returns how
-    /// many. Safe to run from several workers at once (`SKIP LOCKED`).
+    /// Deletes up to `limit` finished tasks older than `age`; returns their
+    /// ids. Safe to run from several workers at once (`SKIP LOCKED`).
     #[tracing::instrument(skip_all)]
-    pub async fn purge_finished(&self, age: Duration, limit: i64) -> Result<u64> {
-        let done = self
-            .bounded(
-                sqlx::query(
-                    "DELETE FROM tasks WHERE id IN ( \
-                       SELECT id FROM tasks WHERE status IN ('completed', 'failed') \
-                       AND completed_at < now() - make_interval(secs => $1) \
-                       LIMIT $2 FOR UPDATE SKIP LOCKED)",
-                )
-                .bind(age.as_secs_f64())
-                .bind(limit)
-                .execute(&self.pool),
+    pub async fn purge_finished(&self, age: Duration, limit: i64) -> Result<Vec<Uuid>> {
+        self.bounded(
+            sqlx::query_scalar(
+                "DELETE FROM tasks WHERE id IN ( \
+                   SELECT id FROM tasks WHERE status IN ('completed', 'failed') \
+                   AND completed_at < now() - make_interval(secs => $1) \
+                   LIMIT $2 FOR UPDATE SKIP LOCKED) \
+                 RETURNING id",
             )
-            .await?;
-        Ok(done.rows_affected())
+            .bind(age.as_secs_f64())
+            .bind(limit)
+            .fetch_all(&self.pool),
+        )
+        .await
     }
 }

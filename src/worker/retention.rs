@@ -1,6 +1,7 @@
 //! Retention: every worker deletes finished tasks older than
 //! `retention.days`, a small batch at a time so no statement holds many
-//! locks or runs long. `SKIP LOCKED` lets several workers share the work.
+//! locks or runs long, and drops their cached copies. `SKIP LOCKED` lets
+//! several workers share the work.
 
 use super::Worker;
 use crate::shutdown::Shutdown;
@@ -24,9 +25,14 @@ pub(super) async fn run(worker: Worker, shutdown: Shutdown) {
         let mut deleted = 0;
         for _ in 0..MAX_BATCHES {
             match worker.services.store.purge_finished(max_age, BATCH).await {
-                Ok(count) => {
-                    deleted += count;
-                    if count < BATCH as u64 {
+                Ok(ids) => {
+                    deleted += ids.len();
+                    // A deleted task must read as unknown, not as its
+                    // cached copy until that expires.
+                    if let Err(err) = worker.services.cache.forget(&ids).await {
+                        tracing::warn!(count = ids.len(), error = %error_chain(&err), "cannot drop cached copies of deleted tasks; they expire with cache.ttl_seconds");
+                    }
+                    if ids.len() < BATCH as usize {
                         break;
                     }
                 }

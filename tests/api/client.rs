@@ -3,6 +3,7 @@
 
 use std::time::{Duration, Instant};
 
+use redis::AsyncCommands;
 use serde_json::{Value, json};
 
 use crate::support::fake_llm::{FakeLlm, Reply};
@@ -292,6 +293,14 @@ async fn finished_tasks_past_retention_are_deleted_and_others_kept() {
         (left == 0).then_some(())
     })
     .await;
+    // Its cached copy goes with it: the task then reads as unknown.
+    let key = format!("{}:task:{old}", app.env.prefix);
+    eventually(|| async {
+        let cached: bool = app.env.redis().await.exists(&key).await.unwrap();
+        (!cached).then_some(())
+    })
+    .await;
+    assert_eq!(app.get_output(old).await.status(), 404);
     let kept: i64 = sqlx::query_scalar("SELECT count(*) FROM tasks WHERE id = ANY($1)")
         .bind(vec![recent, pending.id])
         .fetch_one(&pool)
