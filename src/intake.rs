@@ -9,6 +9,7 @@ use crate::domain::NewTask;
 use crate::queue::{Message, Queue};
 use crate::store::{self, Store};
 use crate::telemetry::logs::error_chain;
+use crate::telemetry::metrics as m;
 use crate::telemetry::traces;
 use tracing::Instrument;
 
@@ -56,6 +57,7 @@ async fn store_and_dispatch(
     queue: &Queue,
     tasks: Vec<NewTask>,
 ) -> Vec<Result<(), store::Error>> {
+    metrics::histogram!(m::GROUP_COMMIT_ROWS, "statement" => "insert").record(tasks.len() as f64);
     let results = match store.insert_tasks(&tasks).await {
         Ok(_) => tasks.iter().map(|_| Ok(())).collect(),
         // One bad row must not fail the requests it was grouped with: store

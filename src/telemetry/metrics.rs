@@ -15,6 +15,8 @@ pub const TASKS_RECOVERED: &str = "tasker_tasks_recovered_total";
 pub const CACHE_REQUESTS: &str = "tasker_cache_requests_total";
 pub const HTTP_REQUESTS: &str = "tasker_http_requests_total";
 pub const HTTP_DURATION: &str = "tasker_http_request_duration_seconds";
+/// Rows written by one group-commit statement (`statement`: insert, claim, outcome).
+pub const GROUP_COMMIT_ROWS: &str = "tasker_group_commit_rows";
 
 /// Tasks ready to run, per queue: the autoscaling signal.
 pub const QUEUE_DEPTH: &str = "tasker_queue_depth";
@@ -26,6 +28,8 @@ const LATENCY_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
     120.0, 300.0,
 ];
+
+const ROW_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0];
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
@@ -39,6 +43,8 @@ pub fn install() -> Option<PrometheusHandle> {
         .get_or_init(|| {
             let handle = PrometheusBuilder::new()
                 .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)
+                .ok()?
+                .set_buckets_for_metric(Matcher::Full(GROUP_COMMIT_ROWS.into()), ROW_BUCKETS)
                 .ok()?
                 .install_recorder()
                 .ok()?;

@@ -13,6 +13,7 @@ use crate::cache::Cache;
 use crate::domain::{ClaimedTask, TaskRecord};
 use crate::store::{self, FinalWrite, Store};
 use crate::telemetry::logs::error_chain;
+use crate::telemetry::metrics as m;
 
 /// Claim statements (and outcome statements) that may run at once.
 const MAX_FLUSHES: usize = 2;
@@ -26,6 +27,8 @@ pub(super) fn claims(store: Store, lease: Duration, max_batch: usize) -> Claims 
     Batcher::new(max_batch, MAX_FLUSHES, move |ids: Vec<Uuid>| {
         let store = store.clone();
         async move {
+            metrics::histogram!(m::GROUP_COMMIT_ROWS, "statement" => "claim")
+                .record(ids.len() as f64);
             match store.claim_many(&ids, lease).await {
                 Ok(claimed) => {
                     let mut by_id: HashMap<Uuid, ClaimedTask> =
@@ -44,6 +47,8 @@ pub(super) fn outcomes(store: Store, cache: Cache, max_batch: usize) -> Outcomes
     Batcher::new(max_batch, MAX_FLUSHES, move |writes: Vec<FinalWrite>| {
         let (store, cache) = (store.clone(), cache.clone());
         async move {
+            metrics::histogram!(m::GROUP_COMMIT_ROWS, "statement" => "outcome")
+                .record(writes.len() as f64);
             match store.finish_many(&writes).await {
                 Ok(records) => {
                     if let Err(err) = cache.put_many(&records).await {

@@ -61,6 +61,13 @@ async fn the_worker_port_serves_its_own_probes() {
         metrics.contains("tasker_task_duration_seconds_bucket{"),
         "{metrics}"
     );
+    // Group-commit sizes, counted in rows (the API and the worker share one
+    // recorder in this test process).
+    for statement in ["insert", "claim", "outcome"] {
+        let series =
+            format!("tasker_group_commit_rows_bucket{{statement=\"{statement}\",le=\"1\"}}");
+        assert!(metrics.contains(&series), "no {series} in {metrics}");
+    }
 }
 
 #[tokio::test]
