@@ -89,6 +89,21 @@ impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
     }
 }
 
+impl<I, T, E> Batcher<I, Result<T, E>>
+where
+    I: Send + 'static,
+    T: Send + 'static,
+    E: From<BatchLost> + Send + 'static,
+{
+    /// [`Batcher::submit`] for writes that answer a `Result`: a lost write
+    /// is one more error of the caller's kind.
+    pub async fn write(&self, item: I) -> Result<T, E> {
+        self.submit(item)
+            .await
+            .unwrap_or_else(|lost| Err(lost.into()))
+    }
+}
+
 impl<I, O> Shared<I, O> {
     fn with<T>(&self, f: impl FnOnce(&mut State<I, O>) -> T) -> T {
         // A poisoned lock only means a panic elsewhere; the queue is still valid.
@@ -235,6 +250,23 @@ mod tests {
         }
         let largest = largest.load(Ordering::Relaxed);
         assert!((1..=3).contains(&largest), "largest batch {largest}");
+    }
+
+    #[tokio::test]
+    async fn a_lost_write_is_an_error_of_the_callers_kind() {
+        #[derive(Debug, PartialEq)]
+        struct Failed(String);
+        impl From<BatchLost> for Failed {
+            fn from(lost: BatchLost) -> Self {
+                Self(lost.to_string())
+            }
+        }
+        let batcher = Batcher::new(8, 1, |items: Vec<u32>| async move {
+            assert!(!items.contains(&13), "unlucky");
+            items.into_iter().map(Ok::<u32, Failed>).collect()
+        });
+        assert_eq!(batcher.write(2).await, Ok(2));
+        assert_eq!(batcher.write(13).await, Err(Failed(BatchLost.to_string())));
     }
 
     #[tokio::test]

@@ -42,13 +42,7 @@ impl Intake {
     /// a failed dispatch is left to the reconciler.
     #[tracing::instrument(name = "store_and_dispatch", skip_all, fields(task_id = %task.id))]
     pub async fn submit(&self, task: NewTask) -> Result<(), store::Error> {
-        match self.batcher.submit(task).await {
-            Ok(result) => result,
-            Err(lost) => Err(store::Error::Shared {
-                unavailable: false,
-                detail: lost.to_string(),
-            }),
-        }
+        self.batcher.write(task).await
     }
 }
 

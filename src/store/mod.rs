@@ -109,6 +109,15 @@ impl Error {
     }
 }
 
+impl From<crate::batching::BatchLost> for Error {
+    fn from(lost: crate::batching::BatchLost) -> Self {
+        Self::Shared {
+            unavailable: false,
+            detail: lost.to_string(),
+        }
+    }
+}
+
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 fn is_connectivity_error(err: &sqlx::Error) -> bool {

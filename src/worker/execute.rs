@@ -47,21 +47,16 @@ impl Worker {
     async fn claim_and_run(&self, queue: String, message: Message) {
         let claim = self
             .claims
-            .submit(message.task_id)
+            .write(message.task_id)
             .instrument(tracing::info_span!("claim"))
             .await;
         let claimed = match claim {
-            Ok(Ok(Some(claimed))) => claimed,
-            Ok(Ok(None)) => {
+            Ok(Some(claimed)) => claimed,
+            Ok(None) => {
                 tracing::debug!("task is not pending; message dropped");
                 return;
             }
-            // The reconciler re-dispatches the task, which is still pending.
-            Err(lost) => {
-                tracing::warn!(error = %lost, "cannot claim task");
-                return;
-            }
-            Ok(Err(err)) => {
+            Err(err) => {
                 tracing::warn!(error = %error_chain(&err), "cannot claim task");
                 // Unreachable database: put the message back and pause. Any
                 // other failure would recur at once, so leave the task to the
@@ -163,18 +158,10 @@ impl Worker {
                     attempt,
                     outcome,
                 };
-                match self
-                    .outcomes
-                    .submit(write)
+                self.outcomes
+                    .write(write)
                     .instrument(tracing::info_span!("complete"))
                     .await
-                {
-                    Ok(written) => written,
-                    Err(lost) => Err(store::Error::Shared {
-                        unavailable: false,
-                        detail: lost.to_string(),
-                    }),
-                }
             })
             .await;
         match written {
