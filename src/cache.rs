@@ -50,7 +50,7 @@ impl Cache {
         .await?;
         match cached {
             // Served without decoding: check at least that it is this task's.
-            Some(json) if !json.starts_with(&expected_start(id)) => Err(CacheError::Foreign(id)),
+            Some(json) if !is_record_of(&json, id) => Err(CacheError::Foreign(id)),
             cached => Ok(cached),
         }
     }
@@ -114,9 +114,14 @@ impl Cache {
     }
 }
 
-/// How the JSON of task `id` begins (`TaskRecord` serialises its id first).
-fn expected_start(id: Uuid) -> String {
-    format!("{{\"task_uuid\":\"{id}\"")
+/// Whether `json` is the record of task `id`: `TaskRecord` serialises its
+/// id first. Checked on every hit, so without allocating.
+fn is_record_of(json: &str, id: Uuid) -> bool {
+    let mut buffer = Uuid::encode_buffer();
+    let id = id.hyphenated().encode_lower(&mut buffer);
+    json.strip_prefix("{\"task_uuid\":\"")
+        .and_then(|rest| rest.strip_prefix(&*id))
+        .is_some_and(|rest| rest.starts_with('"'))
 }
 
 #[cfg(test)]
@@ -144,6 +149,7 @@ mod tests {
         let cached = serde_json::to_string(&record).unwrap();
         let answered = serde_json::to_string(&TaskResponse::from(record.clone())).unwrap();
         assert_eq!(cached, answered);
-        assert!(cached.starts_with(&expected_start(record.id)));
+        assert!(is_record_of(&cached, record.id));
+        assert!(!is_record_of(&cached, Uuid::now_v7()));
     }
 }
