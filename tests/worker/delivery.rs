@@ -453,27 +453,11 @@ async fn a_worker_pops_a_batch_across_queues_in_one_call() {
         Duration::from_millis(100),
     )
     .unwrap();
-    let queue_of = |popped: &tasker::queue::Popped| match popped {
-        tasker::queue::Popped::Message { queue, .. } => queue.clone(),
-        tasker::queue::Popped::Garbage { queue, .. } => queue.clone(),
-    };
     // The first call starts with `default`, drains it, and fills up from `llm`.
-    let first: Vec<String> = consumer
-        .next_batch(5)
-        .await
-        .unwrap()
-        .iter()
-        .map(queue_of)
-        .collect();
+    let first = popped_queues(&mut consumer, 5).await;
     assert_eq!(first, ["default", "default", "default", "llm", "llm"]);
     // The next call starts with `llm`.
-    let second: Vec<String> = consumer
-        .next_batch(5)
-        .await
-        .unwrap()
-        .iter()
-        .map(queue_of)
-        .collect();
+    let second = popped_queues(&mut consumer, 5).await;
     assert_eq!(second, ["llm", "llm"]);
     // Empty queues: the call blocks for its block time and returns nothing.
     assert!(consumer.next_batch(5).await.unwrap().is_empty());
@@ -490,6 +474,18 @@ async fn stored_sum_tasks(store: &tasker::store::Store, count: i64) -> Vec<Uuid>
         ids.push(task.id);
     }
     ids
+}
+
+/// The queue of each message one `next_batch(max)` call took, in order.
+async fn popped_queues(consumer: &mut tasker::queue::Consumer, max: usize) -> Vec<String> {
+    let popped = consumer.next_batch(max).await.unwrap();
+    popped
+        .into_iter()
+        .map(|popped| match popped {
+            tasker::queue::Popped::Message { queue, .. } => queue,
+            tasker::queue::Popped::Garbage { queue, .. } => queue,
+        })
+        .collect()
 }
 
 fn tasker_redis_url(app: &TestApp) -> &str {
