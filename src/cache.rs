@@ -1,15 +1,14 @@
 //! Result cache in Redis, keyed by task id. Only terminal tasks are cached:
-//! they never change, so a cached copy can never be stale. Entries hold the
-//! JSON the API answers with, so a hit is served without decoding it.
+//! they never change, so a cached copy can never be stale. An entry is a
+//! header line naming the task, then the JSON the API answers with, so a
+//! hit is checked without decoding and served without copying.
 
-use std::time::Duration;
-
-use crate::redis_pool::Pool;
-use redis::AsyncCommands;
+use axum::body::Bytes;
 use uuid::Uuid;
 
 use crate::domain::TaskRecord;
-use crate::redis_pool::{Keys, RedisError, bounded};
+use crate::keys::Keys;
+use crate::redis_pool::{Redis, RedisError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CacheError {
@@ -17,42 +16,35 @@ pub enum CacheError {
     Redis(#[from] RedisError),
     #[error("cannot encode the task record")]
     Encode(#[from] serde_json::Error),
-    #[error("cached entry of task {0} is not its record")]
+    #[error("the cached entry of task {0} is not its record")]
     Foreign(Uuid),
 }
 
+/// The result cache; cheap to clone.
 #[derive(Clone)]
 pub struct Cache {
-    pool: Pool,
+    redis: Redis,
     keys: Keys,
     ttl_seconds: u64,
-    timeout: Duration,
 }
 
 impl Cache {
-    pub fn new(pool: Pool, keys: Keys, ttl_seconds: u64, timeout: Duration) -> Self {
+    pub fn new(redis: Redis, keys: Keys, ttl_seconds: u64) -> Self {
         Self {
-            pool,
+            redis,
             keys,
             ttl_seconds,
-            timeout,
         }
     }
 
     /// The cached JSON of a finished task, or `None` on a miss.
     #[tracing::instrument(skip_all, fields(task_id = %id))]
-    pub async fn get(&self, id: Uuid) -> Result<Option<String>, CacheError> {
-        let key = self.keys.result(id);
-        let cached: Option<String> = bounded(self.timeout, async {
-            let mut conn = self.pool.get().await?;
-            Ok::<_, RedisError>(conn.get(key).await?)
-        })
-        .await?;
-        match cached {
-            // Served without decoding: check at least that it is this task's.
-            Some(json) if !is_record_of(&json, id) => Err(CacheError::Foreign(id)),
-            cached => Ok(cached),
-        }
+    pub async fn get(&self, id: Uuid) -> Result<Option<Bytes>, CacheError> {
+        let cached: Option<String> = self
+            .redis
+            .query(redis::cmd("GET").arg(self.keys.result(id)))
+            .await?;
+        cached.map(|entry| body_of(entry, id)).transpose()
     }
 
     /// Caches a terminal record for `cache.ttl_seconds` and announces it to
@@ -67,10 +59,9 @@ impl Cache {
         let mut pipe = redis::pipe();
         let mut any = false;
         for record in records.iter().filter(|r| r.status.is_terminal()) {
-            let json = serde_json::to_string(record)?;
             pipe.cmd("SET")
                 .arg(self.keys.result(record.id))
-                .arg(json)
+                .arg(entry_of(record)?)
                 .arg("EX")
                 .arg(self.ttl_seconds)
                 .ignore()
@@ -80,20 +71,12 @@ impl Cache {
                 .ignore();
             any = true;
         }
-        if !any {
-            return Ok(());
+        if any {
+            self.redis.pipeline::<()>(&pipe).await?;
         }
-        bounded(self.timeout, async {
-            let mut conn = self.pool.get().await?;
-            pipe.query_async::<()>(&mut *conn).await?;
-            Ok::<_, RedisError>(())
-        })
-        .await?;
         Ok(())
     }
-}
 
-impl Cache {
     /// Removes the cached copies of `ids` (tasks that no longer exist), in
     /// one round trip.
     pub async fn forget(&self, ids: &[Uuid]) -> Result<(), CacheError> {
@@ -101,38 +84,40 @@ impl Cache {
             return Ok(());
         }
         let keys: Vec<String> = ids.iter().map(|id| self.keys.result(*id)).collect();
-        bounded(self.timeout, async {
-            let mut conn = self.pool.get().await?;
-            redis::cmd("DEL")
-                .arg(keys)
-                .query_async::<()>(&mut *conn)
-                .await?;
-            Ok::<_, RedisError>(())
-        })
-        .await?;
+        self.redis.query::<()>(redis::cmd("DEL").arg(keys)).await?;
         Ok(())
     }
 }
 
-/// Whether `json` is the record of task `id`: `TaskRecord` serialises its
-/// id first. Checked on every hit, so without allocating.
-fn is_record_of(json: &str, id: Uuid) -> bool {
+/// `<task id>\n<the API's JSON of the task>`.
+fn entry_of(record: &TaskRecord) -> Result<String, serde_json::Error> {
+    let json = serde_json::to_string(record)?;
+    Ok(format!("{}\n{json}", record.id))
+}
+
+/// The JSON of an entry, checked to be task `id`'s (a stray write under the
+/// key must never be served as this task).
+fn body_of(entry: String, id: Uuid) -> Result<Bytes, CacheError> {
     let mut buffer = Uuid::encode_buffer();
-    let id = id.hyphenated().encode_lower(&mut buffer);
-    json.strip_prefix("{\"task_uuid\":\"")
-        .and_then(|rest| rest.strip_prefix(&*id))
-        .is_some_and(|rest| rest.starts_with('"'))
+    let expected = id.hyphenated().encode_lower(&mut buffer);
+    let header_len = expected.len() + 1;
+    let matches = entry
+        .as_bytes()
+        .get(..header_len)
+        .is_some_and(|header| header.starts_with(expected.as_bytes()) && header.ends_with(b"\n"));
+    if !matches {
+        return Err(CacheError::Foreign(id));
+    }
+    Ok(Bytes::from(entry).slice(header_len..))
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::domain::TaskStatus;
-    use crate::http::schemas::TaskResponse;
 
     #[test]
-    fn a_cached_record_is_exactly_the_api_answer() {
+    fn an_entry_gives_back_the_record_json_of_its_own_task_only() {
         let record = TaskRecord {
             id: Uuid::now_v7(),
             task_name: "sum".into(),
@@ -143,13 +128,14 @@ mod tests {
             max_attempts: 3,
             next_attempt_at: None,
             created_at: chrono::Utc::now(),
-            started_at: Some(chrono::Utc::now()),
+            started_at: None,
             completed_at: Some(chrono::Utc::now()),
         };
-        let cached = serde_json::to_string(&record).unwrap();
-        let answered = serde_json::to_string(&TaskResponse::from(record.clone())).unwrap();
-        assert_eq!(cached, answered);
-        assert!(is_record_of(&cached, record.id));
-        assert!(!is_record_of(&cached, Uuid::now_v7()));
+        let entry = entry_of(&record).unwrap_or_default();
+        let body = body_of(entry.clone(), record.id).ok();
+        let json = serde_json::to_string(&record).unwrap_or_default();
+        assert_eq!(body.as_deref(), Some(json.as_bytes()));
+        assert!(body_of(entry, Uuid::now_v7()).is_err());
+        assert!(body_of(json, record.id).is_err());
     }
 }

@@ -1,19 +1,15 @@
-//! The command line: `tasker api | worker | migrate | dev`.
+//! The command line: `tasker api | worker | migrate | dev | config | probe`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context;
 use clap::{Parser, Subcommand};
-use tokio::net::TcpListener;
 
+use crate::app::{Application, effective_config};
 use crate::config::{Config, LogFormat};
-use crate::services::Services;
 use crate::shutdown::Shutdown;
-use crate::store::Store;
+use crate::tasks::Registry;
 use crate::telemetry::logs;
-use crate::watch::TaskWatch;
-use crate::worker::Worker;
 
 /// Tasker: asynchronous task execution. Submit tasks over REST, run them on
 /// workers, poll for the results. PostgreSQL stores every task; Redis carries
@@ -38,8 +34,8 @@ enum Command {
     Migrate,
     /// Local development: apply migrations, then run the API and a worker in one process.
     Dev,
-    /// Print the effective configuration (secrets redacted) and exit; fails,
-    /// naming the key, when it is invalid.
+    /// Print the effective configuration as TOML (defaults filled in, secrets
+    /// redacted) and exit; fails, naming the key, when it is invalid.
     Config,
     /// GET a URL and exit 0 on a 2xx answer: a health check for images without curl.
     Probe {
@@ -48,22 +44,46 @@ enum Command {
     },
 }
 
+impl Command {
+    fn name(&self) -> &'static str {
+        match self {
+            Self::Api => "api",
+            Self::Worker => "worker",
+            Self::Migrate => "migrate",
+            Self::Dev => "dev",
+            Self::Config => "config",
+            Self::Probe { .. } => "probe",
+        }
+    }
+}
+
 /// Parses the command line and runs the chosen command.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Command::Probe { url } = &cli.command {
         return probe(url);
     }
-    let config = match Config::load(cli.config.as_deref()) {
-        Ok(config) => config,
+    // Every check that needs no connection, before anything starts.
+    let checked = Config::load(cli.config.as_deref())
+        .and_then(|config| Registry::new(&config).map(|registry| (config, registry)));
+    let (config, registry) = match checked {
+        Ok(checked) => checked,
         Err(err) => {
             eprintln!("tasker: {err}");
             return ExitCode::from(2);
         }
     };
     if let Command::Config = &cli.command {
-        println!("{config:#?}");
-        return ExitCode::SUCCESS;
+        return match effective_config(&config, &registry) {
+            Ok(toml) => {
+                print!("{toml}");
+                ExitCode::SUCCESS
+            }
+            Err(err) => {
+                eprintln!("tasker: {err:#}");
+                ExitCode::FAILURE
+            }
+        };
     }
     let (default_format, component) = match &cli.command {
         Command::Dev => (LogFormat::Text, "dev"),
@@ -90,7 +110,11 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(run(cli.command, config));
+    let result = runtime.block_on(async {
+        // The pools are made inside the runtime they belong to.
+        let app = Application::build(config)?;
+        run(cli.command, app).await
+    });
     drop(runtime);
     telemetry.shutdown();
     match result {
@@ -102,34 +126,51 @@ pub fn main() -> ExitCode {
     }
 }
 
-async fn run(command: Command, config: Config) -> anyhow::Result<()> {
-    tracing::info!(command = ?command, config = ?config, "configuration loaded");
+async fn run(command: Command, app: Application) -> anyhow::Result<()> {
+    let config = app.config();
+    tracing::info!(
+        command = command.name(),
+        database = %config.database.url.redacted(),
+        redis = %config.redis.url.redacted(),
+        redis_key_prefix = %config.redis.key_prefix,
+        "configuration loaded (`tasker config` prints all of it)"
+    );
     let shutdown = Shutdown::new();
     tokio::spawn(shutdown.clone().trigger_on_signal());
-    let services = Services::build(&config)?;
     if !matches!(command, Command::Migrate) {
-        services.warn_if_redis_evicts().await;
+        app.services().warn_if_redis_evicts().await;
     }
-    let store = services.store.clone();
     let result = match command {
-        Command::Migrate => migrate(&services, &config).await,
-        Command::Api => run_api(services, &config, shutdown).await,
-        Command::Worker => run_worker(services, &config, shutdown).await,
+        Command::Migrate => app.migrate().await,
+        Command::Api => run_api(&app, shutdown).await,
+        Command::Worker => app.bind_worker().await?.run(shutdown).await,
         // Answered before the runtime starts.
         Command::Probe { .. } | Command::Config => Ok(()),
         Command::Dev => {
-            migrate(&services, &config).await?;
-            let api = run_api(services.clone(), &config, shutdown.clone());
-            let worker = run_worker(services, &config, shutdown.clone());
-            let (api, worker) = tokio::join!(api, worker);
+            app.migrate().await?;
+            let worker = app.bind_worker().await?;
+            let (api, worker) = tokio::join!(
+                run_api(&app, shutdown.clone()),
+                worker.run(shutdown.clone())
+            );
             api.and(worker)
         }
     };
-    store.close().await;
+    app.services().store.close().await;
     if let Err(err) = &result {
         tracing::error!(error = format!("{err:#}"), "tasker stopped with an error");
     }
     result
+}
+
+async fn run_api(app: &Application, shutdown: Shutdown) -> anyhow::Result<()> {
+    let served = match app.bind_api().await {
+        Ok(api) => api.run(shutdown.clone()).await,
+        Err(err) => Err(err),
+    };
+    // The API stopping for any reason stops a `dev` worker too.
+    shutdown.trigger();
+    served
 }
 
 fn probe(url: &str) -> ExitCode {
@@ -163,45 +204,6 @@ fn probe(url: &str) -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-async fn migrate(services: &Services, config: &Config) -> anyhow::Result<()> {
-    let created = Store::create_database_if_missing(&config.database)
-        .await
-        .context("creating the database")?;
-    if created {
-        tracing::info!("database created");
-    }
-    services
-        .store
-        .migrate()
-        .await
-        .context("applying database migrations")?;
-    tracing::info!("database migrations applied");
-    Ok(())
-}
-
-async fn run_api(services: Services, config: &Config, shutdown: Shutdown) -> anyhow::Result<()> {
-    let listener = TcpListener::bind(config.api.listen)
-        .await
-        .with_context(|| format!("cannot listen on api.listen = {}", config.api.listen))?;
-    tracing::info!(address = %config.api.listen, "api listening");
-    let channel = services.queue.keys().finished_channel();
-    let watch = TaskWatch::start(config.redis.url.expose(), channel).context("redis.url")?;
-    let router = crate::http::router(services, &config.api, watch);
-    let served = crate::http::serve(listener, router, shutdown.clone()).await;
-    // The API stopping for any reason stops a `dev` worker too.
-    shutdown.trigger();
-    served.context("api server failed")
-}
-
-async fn run_worker(services: Services, config: &Config, shutdown: Shutdown) -> anyhow::Result<()> {
-    let worker = Worker::new(services, config)?;
-    let listener = TcpListener::bind(config.worker.listen)
-        .await
-        .with_context(|| format!("cannot listen on worker.listen = {}", config.worker.listen))?;
-    tracing::info!(address = %config.worker.listen, "worker probes listening");
-    worker.run(listener, shutdown).await
 }
 
 #[cfg(test)]

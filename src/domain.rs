@@ -58,23 +58,52 @@ impl FromStr for TaskStatus {
     }
 }
 
-/// A task as stored: what the API shows and the cache keeps. Serialises
-/// exactly as the API's `TaskResponse`, so a cached copy is served as is.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+// What the API answers, what the cache keeps (served as is on a hit) and
+// what the OpenAPI document describes: one type, so the three cannot drift.
+/// A task and, once it has finished, its result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = TaskResponse, example = json!({
+    "task_uuid": "0193a6c2-7b1e-7c3a-9f64-2b1d8e4c5a10",
+    "task_name": "sum",
+    "status": "completed",
+    "task_output": {"result": 3},
+    "error": null,
+    "attempts": 1,
+    "max_attempts": 3,
+    "next_attempt_at": null,
+    "created_at": "2026-11-29T12:00:00.000000Z",
+    "started_at": "2026-11-29T12:00:00.004000Z",
+    "completed_at": "2026-11-29T12:00:00.005000Z"
+}))]
 pub struct TaskRecord {
+    /// The id `POST /run-task` returned.
     #[serde(rename = "task_uuid")]
     pub id: Uuid,
     pub task_name: String,
     pub status: TaskStatus,
+    /// The result, once `completed`.
+    #[schema(value_type = Object, nullable)]
     pub task_output: Option<Value>,
+    /// Why the task failed, or why the last attempt failed while a retry waits.
     pub error: Option<String>,
+    /// Attempts started so far.
     pub attempts: i32,
     pub max_attempts: i32,
-    /// When a `pending` task that already failed an attempt will be tried again.
+    /// When the next attempt is due, for a `pending` task waiting to retry.
     pub next_attempt_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
+    /// When the latest attempt started.
     pub started_at: Option<DateTime<Utc>>,
     pub completed_at: Option<DateTime<Utc>>,
+}
+
+/// Where a submission came from: carried with the task into the worker's logs
+/// and trace.
+#[derive(Debug, Clone, Default)]
+pub struct Origin {
+    pub request_id: Option<String>,
+    /// W3C `traceparent` of the submitting request's span.
+    pub trace_context: Option<String>,
 }
 
 /// A validated submission, ready to be stored.

@@ -1,16 +1,16 @@
-//! The shared Redis connection pool and the names of every key Tasker writes.
+//! The shared Redis connection pool, and [`Redis`]: the one way every
+//! module runs a command, a pipeline or a script, each bounded in time.
 
 use std::time::Duration;
 
 use deadpool::managed::{self, Metrics, RecycleResult};
 use redis::aio::{ConnectionLike, MultiplexedConnection};
-use redis::{AsyncConnectionConfig, Cmd, Pipeline, RedisFuture, Value};
-use uuid::Uuid;
+use redis::{AsyncConnectionConfig, Cmd, FromRedisValue, Pipeline, RedisFuture, Value};
 
 use crate::config::RedisConfig;
 
 /// Pool of multiplexed Redis connections.
-pub type Pool = managed::Pool<Manager>;
+type Pool = managed::Pool<Manager>;
 
 /// What went wrong talking to Redis.
 #[derive(Debug, thiserror::Error)]
@@ -27,23 +27,75 @@ pub enum RedisError {
     Build(String),
 }
 
-/// Builds the pool. Connections are made on first use, so a process starts
-/// while Redis is down and recovers when it returns.
-pub fn connect(config: &RedisConfig) -> Result<Pool, RedisError> {
-    let timeout = config.timeout();
-    let connection = AsyncConnectionConfig::new()
-        .set_connection_timeout(Some(timeout))
-        .set_response_timeout(Some(timeout));
-    let connector = deadpool_redis::Manager::new_with_config(config.url.expose(), connection)
-        .map_err(RedisError::Config)?;
-    Pool::builder(Manager { connector })
-        .max_size(config.pool_size)
-        .runtime(deadpool::Runtime::Tokio1)
-        .wait_timeout(Some(timeout))
-        .create_timeout(Some(timeout))
-        .recycle_timeout(Some(timeout))
-        .build()
-        .map_err(|err| RedisError::Build(err.to_string()))
+/// Handle on Redis: a pool of connections and the bound on every call.
+/// Cheap to clone.
+#[derive(Clone)]
+pub struct Redis {
+    pool: Pool,
+    timeout: Duration,
+}
+
+impl Redis {
+    /// Builds the pool. Connections are made on first use, so a process
+    /// starts while Redis is down and recovers when it returns.
+    pub fn connect(config: &RedisConfig) -> Result<Self, RedisError> {
+        let timeout = config.timeout();
+        let connection = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(timeout))
+            .set_response_timeout(Some(timeout));
+        let connector = deadpool_redis::Manager::new_with_config(config.url.expose(), connection)
+            .map_err(RedisError::Config)?;
+        let pool = Pool::builder(Manager { connector })
+            .max_size(config.pool_size.get())
+            .runtime(deadpool::Runtime::Tokio1)
+            .wait_timeout(Some(timeout))
+            .create_timeout(Some(timeout))
+            .recycle_timeout(Some(timeout))
+            .build()
+            .map_err(|err| RedisError::Build(err.to_string()))?;
+        Ok(Self { pool, timeout })
+    }
+
+    /// The bound on one call.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// Runs one command.
+    pub async fn query<T: FromRedisValue>(&self, command: &Cmd) -> Result<T, RedisError> {
+        bounded(self.timeout, async {
+            let mut connection = self.pool.get().await?;
+            Ok::<T, RedisError>(command.query_async(&mut *connection).await?)
+        })
+        .await
+    }
+
+    /// Runs a pipeline in one round trip.
+    pub async fn pipeline<T: FromRedisValue>(&self, pipeline: &Pipeline) -> Result<T, RedisError> {
+        bounded(self.timeout, async {
+            let mut connection = self.pool.get().await?;
+            Ok::<T, RedisError>(pipeline.query_async(&mut *connection).await?)
+        })
+        .await
+    }
+
+    /// Runs a Lua script (by hash, loading it on first use).
+    pub async fn script<T: FromRedisValue>(
+        &self,
+        invocation: &redis::ScriptInvocation<'_>,
+    ) -> Result<T, RedisError> {
+        bounded(self.timeout, async {
+            let mut connection = self.pool.get().await?;
+            Ok::<T, RedisError>(invocation.invoke_async(&mut *connection).await?)
+        })
+        .await
+    }
+
+    /// Connections of the pool: (open, idle, max).
+    pub fn pool_status(&self) -> (usize, usize, usize) {
+        let status = self.pool.status();
+        (status.size, status.available, status.max_size)
+    }
 }
 
 /// Makes connections with deadpool-redis, but recycles them without a round
@@ -138,58 +190,5 @@ pub async fn bounded<T, E: Into<RedisError>>(
     match tokio::time::timeout(timeout, call).await {
         Ok(result) => result.map_err(Into::into),
         Err(_) => Err(RedisError::TimedOut(timeout)),
-    }
-}
-
-/// Every Redis key Tasker uses, all under one prefix.
-#[derive(Debug, Clone)]
-pub struct Keys {
-    prefix: std::sync::Arc<str>,
-}
-
-impl Keys {
-    pub fn new(prefix: impl Into<String>) -> Self {
-        Self {
-            prefix: prefix.into().into(),
-        }
-    }
-
-    pub fn prefix(&self) -> &str {
-        &self.prefix
-    }
-
-    /// Sorted set of task messages ready to run, scored by enqueue time.
-    pub fn ready(&self, queue: &str) -> String {
-        format!("{}:queue:{queue}", self.prefix)
-    }
-
-    /// Sorted set of task messages waiting for a retry, scored by due time.
-    pub fn delayed(&self, queue: &str) -> String {
-        format!("{}:delayed:{queue}", self.prefix)
-    }
-
-    /// Pub/sub channel announcing the id of every task that finishes.
-    pub fn finished_channel(&self) -> String {
-        format!("{}:finished", self.prefix)
-    }
-
-    /// Cached JSON of one finished task. (Named `task`, not the `result` of
-    /// earlier versions, whose entries had another shape.)
-    pub fn result(&self, id: Uuid) -> String {
-        format!("{}:task:{id}", self.prefix)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_key_starts_with_the_prefix() {
-        let keys = Keys::new("t1");
-        let id = Uuid::nil();
-        for key in [keys.ready("default"), keys.delayed("llm"), keys.result(id)] {
-            assert!(key.starts_with("t1:"), "{key}");
-        }
     }
 }

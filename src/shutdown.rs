@@ -1,8 +1,11 @@
 //! The shutdown signal shared by the API and the worker.
 
+use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::watch;
+use tokio::time::MissedTickBehavior;
 
 /// A one-way switch: once triggered, every clone sees it.
 #[derive(Clone)]
@@ -39,6 +42,25 @@ impl Shutdown {
         let mut receiver = self.receiver.clone();
         // Err means every sender is gone, which cannot happen while `self` lives.
         let _ = receiver.wait_for(|triggered| *triggered).await;
+    }
+
+    /// Runs `tick` every `period`, the first time at once, until the switch
+    /// is triggered. A tick that overruns delays the next rather than
+    /// bunching them up; a tick under way is finished, not cut short.
+    pub async fn every<F, Fut>(&self, period: Duration, mut tick: F)
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = ()>,
+    {
+        let mut ticker = tokio::time::interval(period);
+        ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => {}
+                () = self.wait() => return,
+            }
+            tick().await;
+        }
     }
 
     /// Triggers on Ctrl+C or SIGTERM (what Kubernetes sends).
@@ -81,5 +103,26 @@ mod tests {
         shutdown.trigger();
         assert!(waiter.await.is_ok());
         assert!(shutdown.is_triggered());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn every_ticks_until_triggered() {
+        let shutdown = Shutdown::new();
+        let ticks = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let runner = {
+            let (shutdown, ticks) = (shutdown.clone(), ticks.clone());
+            tokio::spawn(async move {
+                shutdown
+                    .every(Duration::from_secs(1), || {
+                        ticks.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        async {}
+                    })
+                    .await
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        shutdown.trigger();
+        assert!(runner.await.is_ok());
+        assert_eq!(ticks.load(std::sync::atomic::Ordering::SeqCst), 3);
     }
 }

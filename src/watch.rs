@@ -17,7 +17,7 @@ use tokio::sync::futures::OwnedNotified;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
-use crate::telemetry::logs::error_chain;
+use crate::telemetry::error_chain;
 
 #[derive(Default)]
 struct Waiters {

@@ -1,34 +1,16 @@
 //! The one error type that becomes an HTTP response. Every error body is
-//! `{"error": {"code", "message", "details"}}`; 5xx bodies say little and
-//! the request log says all, once.
+//! `{"error": {"code", "message", "details"}}` (see [`ErrorResponse`]);
+//! 5xx bodies say little and the request log says all, once.
 
-use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
 use serde_json::{Value, json};
 
+pub use crate::error_body::{ErrorCode, ErrorDetail, ErrorResponse};
+use crate::services::{ReadError, SubmitError};
 use crate::store;
 use crate::tasks::SubmissionError;
-use crate::telemetry::logs::error_chain;
-
-/// Error body of every failed request.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-#[schema(example = json!({"error": {"code": "validation_failed", "message": "invalid field `a`: invalid type: string \"x\", expected a JSON number", "details": {"field": "a"}}}))]
-pub struct ErrorResponse {
-    pub error: ErrorDetail,
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct ErrorDetail {
-    /// Stable, machine-readable code, e.g. `validation_failed`.
-    pub code: &'static str,
-    /// Human-readable explanation.
-    pub message: String,
-    /// Structured context (the invalid field, the valid names, …), or null.
-    #[schema(value_type = Object, nullable)]
-    pub details: Value,
-}
+use crate::telemetry::error_chain;
 
 /// Internal detail of a 5xx, carried to the request log in the response
 /// extensions so it is logged exactly once.
@@ -45,8 +27,9 @@ pub enum ApiError {
     UnknownTaskName { name: String, valid: Vec<String> },
     #[error("{0}")]
     NotFound(String),
-    #[error("{0}")]
-    Conflict(String),
+    /// The request conflicts with the state of what it names.
+    #[error("{message}")]
+    Conflict { code: ErrorCode, message: String },
     #[error("method not allowed")]
     MethodNotAllowed,
     #[error("request body is larger than the limit of {limit} bytes")]
@@ -76,7 +59,7 @@ impl ApiError {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
             Self::NotFound(_) => StatusCode::NOT_FOUND,
-            Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::Conflict { .. } => StatusCode::CONFLICT,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
@@ -84,17 +67,17 @@ impl ApiError {
         }
     }
 
-    fn code(&self) -> &'static str {
+    fn code(&self) -> ErrorCode {
         match self {
-            Self::InvalidJson(_) => "invalid_json",
-            Self::Validation { .. } => "validation_failed",
-            Self::UnknownTaskName { .. } => "unknown_task_name",
-            Self::NotFound(_) => "not_found",
-            Self::Conflict(_) => "idempotency_key_reused",
-            Self::MethodNotAllowed => "method_not_allowed",
-            Self::PayloadTooLarge { .. } => "payload_too_large",
-            Self::Unavailable { .. } => "service_unavailable",
-            Self::Internal(_) => "internal_error",
+            Self::InvalidJson(_) => ErrorCode::InvalidJson,
+            Self::Validation { .. } => ErrorCode::ValidationFailed,
+            Self::UnknownTaskName { .. } => ErrorCode::UnknownTaskName,
+            Self::NotFound(_) => ErrorCode::NotFound,
+            Self::Conflict { code, .. } => *code,
+            Self::MethodNotAllowed => ErrorCode::MethodNotAllowed,
+            Self::PayloadTooLarge { .. } => ErrorCode::PayloadTooLarge,
+            Self::Unavailable { .. } => ErrorCode::ServiceUnavailable,
+            Self::Internal(_) => ErrorCode::InternalError,
         }
     }
 
@@ -135,14 +118,8 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = ErrorResponse {
-            error: ErrorDetail {
-                code: self.code(),
-                message: self.message(),
-                details: self.details(),
-            },
-        };
-        let mut response = (self.status(), Json(body)).into_response();
+        let body = ErrorResponse::new(self.code(), self.message(), self.details());
+        let mut response = body.into_response_with(self.status());
         if let Some(detail) = self.internal_detail() {
             response.extensions_mut().insert(InternalDetail(detail));
         }
@@ -181,4 +158,45 @@ impl From<SubmissionError> for ApiError {
             SubmissionError::InvalidField(field) => Self::validation(&field.field, field.message),
         }
     }
+}
+
+impl From<SubmitError> for ApiError {
+    fn from(err: SubmitError) -> Self {
+        match err {
+            SubmitError::Invalid(err) => err.into(),
+            SubmitError::Batch { field, message } => Self::validation(&field, message),
+            SubmitError::BatchItem { index, error } => batch_item_error(index, error),
+            err @ SubmitError::IdempotencyKeyReused { .. } => Self::Conflict {
+                code: ErrorCode::IdempotencyKeyReused,
+                message: err.to_string(),
+            },
+            SubmitError::Store(err) => err.into(),
+        }
+    }
+}
+
+impl From<ReadError> for ApiError {
+    fn from(err: ReadError) -> Self {
+        match err {
+            err @ ReadError::NotFound(_) => Self::NotFound(err.to_string()),
+            ReadError::Store(err) => err.into(),
+        }
+    }
+}
+
+/// A refused batch item: its error, with `details.index` saying which.
+fn batch_item_error(index: usize, err: SubmissionError) -> ApiError {
+    let message = format!("tasks[{index}]: {err}");
+    let mut details = match ApiError::from(err) {
+        ApiError::UnknownTaskName { valid, .. } => {
+            json!({ "field": "task_name", "valid_task_names": valid })
+        }
+        ApiError::Validation { details, .. } => details,
+        _ => Value::Null,
+    };
+    if !details.is_object() {
+        details = json!({});
+    }
+    details["index"] = json!(index);
+    ApiError::Validation { message, details }
 }

@@ -4,6 +4,7 @@ use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -72,6 +73,29 @@ fn string_with_nul(value: &Value, path: &str) -> Option<String> {
     }
 }
 
+/// The query string as `T`; a bad parameter is a 422 naming it.
+pub struct QueryParams<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for QueryParams<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let query = parts.uri.query().unwrap_or_default();
+        parse_query(query).map(QueryParams)
+    }
+}
+
+fn parse_query<T: DeserializeOwned>(query: &str) -> Result<T, ApiError> {
+    let pairs = form_urlencoded::parse(query.as_bytes());
+    serde_path_to_error::deserialize(serde_urlencoded::Deserializer::new(pairs)).map_err(|err| {
+        let field = match err.path().to_string() {
+            path if path == "." => "query".to_owned(),
+            path => path,
+        };
+        ApiError::validation(&field, err.into_inner().to_string())
+    })
+}
+
 /// The configured body limit, put in request extensions so the rejection can name it.
 #[derive(Debug, Clone, Copy)]
 pub struct BodyLimit(pub usize);
@@ -120,6 +144,25 @@ mod tests {
         );
         assert_eq!(find(json!({"k\u{0}": 1})).as_deref(), Some("k\u{0}"));
         assert_eq!(find(json!("\u{0}")).as_deref(), Some("body"));
+    }
+
+    #[test]
+    fn a_bad_query_parameter_is_named() {
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct Params {
+            status: Option<crate::domain::TaskStatus>,
+            limit: Option<i64>,
+        }
+        let field = |query: &str| match parse_query::<Params>(query) {
+            Err(ApiError::Validation { details, .. }) => {
+                details["field"].as_str().map(str::to_owned)
+            }
+            _ => None,
+        };
+        assert_eq!(field("status=done").as_deref(), Some("status"));
+        assert_eq!(field("limit=many").as_deref(), Some("limit"));
+        assert!(parse_query::<Params>("status=failed&limit=3").is_ok());
     }
 
     #[test]

@@ -1,9 +1,8 @@
-//! The `Idempotency-Key` request header: validation and the fingerprint that
-//! tells a replay of a request from a different request under the same key.
+//! The `Idempotency-Key` request header: validation. What a key means is
+//! the submission service's business.
 
 use axum::http::HeaderMap;
-use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
+use serde_json::json;
 
 use super::error::ApiError;
 
@@ -33,29 +32,10 @@ fn invalid() -> ApiError {
     }
 }
 
-/// sha256 of the normalised request. serde_json maps keep their keys sorted,
-/// so field order and defaults the client left out do not change it.
-pub fn fingerprint(task_name: &str, parameters: &Value) -> String {
-    let canonical = json!({ "task_name": task_name, "parameters": parameters });
-    hex::encode(Sha256::digest(canonical.to_string().as_bytes()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use axum::http::HeaderValue;
-
-    #[test]
-    fn the_fingerprint_ignores_field_order() {
-        let one: Value = serde_json::from_str(r#"{"a": 1, "b": 2}"#).unwrap_or_default();
-        let two: Value = serde_json::from_str(r#"{"b": 2, "a": 1}"#).unwrap_or_default();
-        assert_eq!(fingerprint("sum", &one), fingerprint("sum", &two));
-        assert_ne!(
-            fingerprint("sum", &one),
-            fingerprint("sum", &json!({"a": 1, "b": 3}))
-        );
-        assert_ne!(fingerprint("sum", &one), fingerprint("other", &one));
-    }
 
     #[test]
     fn keys_are_validated() {

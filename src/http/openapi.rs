@@ -14,18 +14,18 @@ use utoipa::openapi::schema::{
 };
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, Required};
 
-use super::error::{ErrorDetail, ErrorResponse};
+use super::error::{ErrorCode, ErrorDetail, ErrorResponse};
 use super::routes::{
     __path_create_task, __path_create_tasks, __path_get_task, __path_get_task_output,
-    __path_health, __path_list_tasks, __path_metrics_text, __path_openapi_json, __path_ready,
+    __path_list_tasks, __path_openapi_json,
 };
-use super::schemas::{
-    HealthResponse, ListTasksResponse, ReadyResponse, RunTaskResponse, RunTasksResponse,
-    TaskResponse,
-};
+use super::schemas::{ListTasksResponse, RunTaskResponse, RunTasksResponse};
 use crate::config::ApiConfig;
-use crate::domain::TaskStatus;
-use crate::health::{DependencyState, Readiness};
+use crate::domain::{TaskRecord, TaskStatus};
+use crate::ops::{
+    __path_health, __path_metrics_text, __path_ready, DependencyState, HealthResponse, Readiness,
+    ReadyResponse,
+};
 use crate::tasks::{RegisteredTask, Registry};
 
 const REQUEST_SCHEMA: &str = "RunTaskRequest";
@@ -45,7 +45,7 @@ const NO_NUL_PATTERN: &str = "^[^\\u0000]*$";
         metrics_text, openapi_json
     ),
     components(schemas(
-        RunTaskResponse, RunTasksResponse, ListTasksResponse, TaskResponse, TaskStatus, ErrorResponse, ErrorDetail,
+        RunTaskResponse, RunTasksResponse, ListTasksResponse, TaskRecord, TaskStatus, ErrorResponse, ErrorDetail, ErrorCode,
         HealthResponse, ReadyResponse, Readiness, DependencyState
     )),
     tags(
@@ -86,7 +86,7 @@ pub fn document(registry: &Registry, api: &ApiConfig) -> utoipa::openapi::OpenAp
         .schemas
         .insert(REQUEST_SCHEMA.to_owned(), union.into());
     set_run_task_body(&mut doc, registry);
-    set_run_tasks_body(&mut doc, registry, api.max_batch_size);
+    set_run_tasks_body(&mut doc, registry, api.max_batch_size.get());
     link_submission_to_reads(&mut doc);
     doc
 }
@@ -120,7 +120,7 @@ fn task_schema(task: &RegisteredTask) -> RefOr<Schema> {
                 .insert("task_name".into(), name_property.into());
             object.required.insert(0, "task_name".into());
             object.description = Some(task.description().to_owned());
-            object.examples = vec![task.example()];
+            object.examples = vec![task.example().clone()];
             let mut schema = RefOr::T(Schema::Object(object));
             forbid_nul(&mut schema);
             schema
@@ -158,7 +158,7 @@ fn set_run_task_body(doc: &mut utoipa::openapi::OpenApi, registry: &Registry) {
     let examples = registry.iter().map(|task| {
         let example = utoipa::openapi::example::ExampleBuilder::new()
             .summary(task.name())
-            .value(Some(task.example()))
+            .value(Some(task.example().clone()))
             .build();
         (task.name().to_owned(), example)
     });
@@ -193,7 +193,8 @@ fn set_run_tasks_body(doc: &mut utoipa::openapi::OpenApi, registry: &Registry, m
         .description(Some(
             "Up to `api.max_batch_size` tasks, each shaped like the body of `POST /run-task`.",
         ));
-    let example: Vec<serde_json::Value> = registry.iter().map(|task| task.example()).collect();
+    let example: Vec<serde_json::Value> =
+        registry.iter().map(|task| task.example().clone()).collect();
     let content = ContentBuilder::new()
         .schema(Some(schema))
         .example(Some(serde_json::json!({ "tasks": example })))

@@ -7,7 +7,8 @@ use redis::AsyncConnectionConfig;
 use redis::aio::MultiplexedConnection;
 
 use super::Message;
-use crate::redis_pool::{Keys, RedisError, bounded};
+use crate::keys::Keys;
+use crate::redis_pool::{RedisError, bounded};
 
 /// Pops up to ARGV[1] members from the queues KEYS, in order, in one round
 /// trip; returns key, member pairs.

@@ -4,39 +4,15 @@
 //! set scored by due time until they are promoted.
 
 mod consumer;
+mod message;
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::redis_pool::Pool;
-use serde::{Deserialize, Serialize};
-use uuid::Uuid;
-
-use crate::redis_pool::{Keys, RedisError, bounded};
+use crate::keys::Keys;
+use crate::redis_pool::{Redis, RedisError};
 
 pub use consumer::{Consumer, Popped};
-
-/// What travels through the queue. Derived from the stored task alone, so
-/// every dispatch of one task produces the same member (and deduplicates).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Message {
-    pub task_id: Uuid,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub request_id: Option<String>,
-    /// W3C trace context of the submitting request.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub traceparent: Option<String>,
-}
-
-impl Message {
-    pub fn encode(&self) -> String {
-        // Serialising a struct of a Uuid and an optional String cannot fail.
-        serde_json::to_string(self).unwrap_or_default()
-    }
-
-    pub fn decode(raw: &str) -> Result<Self, serde_json::Error> {
-        serde_json::from_str(raw)
-    }
-}
+pub use message::Message;
 
 /// Every queue key expires after a week without a write: nothing Tasker
 /// writes to Redis lives forever. A queue idle that long holds nothing that
@@ -65,20 +41,19 @@ pub struct QueueDepth {
     pub oldest_age_seconds: f64,
 }
 
+/// The queues of every task type; cheap to clone.
 #[derive(Clone)]
 pub struct Queue {
-    pool: Pool,
+    redis: Redis,
     keys: Keys,
-    timeout: Duration,
     promote: redis::Script,
 }
 
 impl Queue {
-    pub fn new(pool: Pool, keys: Keys, timeout: Duration) -> Self {
+    pub fn new(redis: Redis, keys: Keys) -> Self {
         Self {
-            pool,
+            redis,
             keys,
-            timeout,
             promote: redis::Script::new(PROMOTE_SCRIPT),
         }
     }
@@ -113,17 +88,16 @@ impl Queue {
                 .arg(message.encode());
             keys.insert(key);
         }
+        if keys.is_empty() {
+            return Ok(0);
+        }
         for key in keys {
             pipe.cmd("EXPIRE")
                 .arg(key)
                 .arg(QUEUE_KEY_TTL_SECONDS)
                 .ignore();
         }
-        let added: Vec<u64> = bounded(self.timeout, async {
-            let mut conn = self.pool.get().await?;
-            Ok::<_, RedisError>(pipe.query_async(&mut *conn).await?)
-        })
-        .await?;
+        let added: Vec<u64> = self.redis.pipeline(&pipe).await?;
         Ok(added.iter().sum())
     }
 
@@ -144,11 +118,7 @@ impl Queue {
         if count == 0 {
             return Ok(Vec::new());
         }
-        let scores: Vec<Option<f64>> = bounded(self.timeout, async {
-            let mut conn = self.pool.get().await?;
-            Ok::<_, RedisError>(pipe.query_async(&mut *conn).await?)
-        })
-        .await?;
+        let scores: Vec<Option<f64>> = self.redis.pipeline(&pipe).await?;
         Ok(scores.into_iter().map(|score| score.is_some()).collect())
     }
 
@@ -171,7 +141,7 @@ impl Queue {
             .arg(&key)
             .arg(QUEUE_KEY_TTL_SECONDS)
             .ignore();
-        self.run_pipeline(pipe).await
+        self.redis.pipeline(&pipe).await
     }
 
     /// Moves up to `limit` due retries of `queue` into its ready set.
@@ -183,11 +153,7 @@ impl Queue {
             .arg(now_millis())
             .arg(limit)
             .arg(QUEUE_KEY_TTL_SECONDS);
-        bounded(self.timeout, async {
-            let mut conn = self.pool.get().await?;
-            Ok::<_, RedisError>(invocation.invoke_async(&mut *conn).await?)
-        })
-        .await
+        self.redis.script(&invocation).await
     }
 
     /// For each queue: messages ready to run, and the age in seconds of the
@@ -199,11 +165,7 @@ impl Queue {
             pipe.cmd("ZCARD").arg(&key);
             pipe.cmd("ZRANGE").arg(&key).arg(0).arg(0).arg("WITHSCORES");
         }
-        let replies: Vec<redis::Value> = bounded(self.timeout, async {
-            let mut conn = self.pool.get().await?;
-            Ok::<_, RedisError>(pipe.query_async(&mut *conn).await?)
-        })
-        .await?;
+        let replies: Vec<redis::Value> = self.redis.pipeline(&pipe).await?;
         let now = now_millis();
         let mut depths = Vec::with_capacity(queues.len());
         for (queue, pair) in queues.iter().zip(replies.chunks(2)) {
@@ -227,58 +189,26 @@ impl Queue {
         Ok(depths)
     }
 
-    /// Connections of the Redis pool: (open, idle, max).
-    pub fn pool_status(&self) -> (usize, usize, usize) {
-        let status = self.pool.status();
-        (status.size, status.available, status.max_size)
-    }
-
     /// Messages waiting in `queue`'s ready set.
     pub async fn ready_len(&self, queue: &str) -> Result<u64, RedisError> {
-        let key = self.keys.ready(queue);
-        bounded(self.timeout, async {
-            let mut conn = self.pool.get().await?;
-            Ok::<_, RedisError>(redis::cmd("ZCARD").arg(key).query_async(&mut *conn).await?)
-        })
-        .await
+        self.redis
+            .query(redis::cmd("ZCARD").arg(self.keys.ready(queue)))
+            .await
     }
 
     /// Redis's `maxmemory-policy`, when the server lets us read it (managed
     /// services often disable CONFIG).
     pub async fn eviction_policy(&self) -> Result<Option<String>, RedisError> {
-        let reply: Vec<String> = bounded(self.timeout, async {
-            let mut conn = self.pool.get().await?;
-            Ok::<_, RedisError>(
-                redis::cmd("CONFIG")
-                    .arg("GET")
-                    .arg("maxmemory-policy")
-                    .query_async(&mut *conn)
-                    .await?,
-            )
-        })
-        .await?;
+        let reply: Vec<String> = self
+            .redis
+            .query(redis::cmd("CONFIG").arg("GET").arg("maxmemory-policy"))
+            .await?;
         Ok(reply.into_iter().nth(1))
     }
 
     /// Succeeds when Redis answers PING.
     pub async fn ping(&self) -> Result<(), RedisError> {
-        bounded(self.timeout, async {
-            let mut conn = self.pool.get().await?;
-            redis::cmd("PING")
-                .query_async::<()>(&mut *conn)
-                .await
-                .map_err(RedisError::from)
-        })
-        .await
-    }
-
-    async fn run_pipeline(&self, pipe: redis::Pipeline) -> Result<(), RedisError> {
-        bounded(self.timeout, async {
-            let mut conn = self.pool.get().await?;
-            pipe.query_async::<()>(&mut *conn).await?;
-            Ok::<_, RedisError>(())
-        })
-        .await
+        self.redis.query(&redis::cmd("PING")).await
     }
 }
 
@@ -290,20 +220,4 @@ fn millis_since_epoch(at: SystemTime) -> u64 {
     at.duration_since(UNIX_EPOCH)
         .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
         .unwrap_or(0)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_message_encodes_the_same_way_every_time() {
-        let message = Message {
-            task_id: Uuid::nil(),
-            request_id: Some("req-1".into()),
-            traceparent: None,
-        };
-        assert_eq!(message.encode(), message.clone().encode());
-        assert_eq!(Message::decode(&message.encode()).ok(), Some(message));
-    }
 }

@@ -8,17 +8,17 @@ use uuid::Uuid;
 
 use super::tasks::insert_row;
 use super::{Result, Store};
-use crate::domain::{NewTask, TaskRecord};
+use crate::domain::NewTask;
 
-/// What an idempotent submission did.
-#[derive(Debug, Clone)]
-pub enum Submission {
+/// What an idempotent insert did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdempotentInsert {
     /// The key was new (or expired): the task was stored.
-    Created(TaskRecord),
+    Created,
     /// The key was used before with the same request: that task's id.
     Replayed(Uuid),
     /// The key was used before with a different request.
-    Conflict(Uuid),
+    Conflict,
 }
 
 impl Store {
@@ -32,7 +32,7 @@ impl Store {
         key: &str,
         fingerprint: &str,
         window: Duration,
-    ) -> Result<Submission> {
+    ) -> Result<IdempotentInsert> {
         self.bounded(async {
             let mut tx = self.pool.begin().await?;
             sqlx::query("DELETE FROM idempotency_keys WHERE key = $1 AND expires_at <= now()")
@@ -51,9 +51,9 @@ impl Store {
             .fetch_optional(&mut *tx)
             .await?;
             if claimed.is_some() {
-                let row = insert_row(&mut *tx, task).await?;
+                insert_row(&mut *tx, task).await?;
                 tx.commit().await?;
-                return Ok(Ok(row));
+                return Ok(IdempotentInsert::Created);
             }
             let (task_id, stored): (Uuid, String) =
                 sqlx::query_as("SELECT task_id, fingerprint FROM idempotency_keys WHERE key = $1")
@@ -61,14 +61,13 @@ impl Store {
                     .fetch_one(&mut *tx)
                     .await?;
             tx.commit().await?;
-            Ok(Err((task_id, stored == fingerprint)))
+            Ok(if stored == fingerprint {
+                IdempotentInsert::Replayed(task_id)
+            } else {
+                IdempotentInsert::Conflict
+            })
         })
         .await
-        .and_then(|outcome| match outcome {
-            Ok(row) => Ok(Submission::Created(row.try_into()?)),
-            Err((id, true)) => Ok(Submission::Replayed(id)),
-            Err((id, false)) => Ok(Submission::Conflict(id)),
-        })
     }
 
     /// Deletes up to `limit` expired keys; returns how many.

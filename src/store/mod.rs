@@ -50,7 +50,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 use crate::config::DatabaseConfig;
 
-pub use idempotency::Submission;
+pub use idempotency::IdempotentInsert;
 pub use leases::{Lease, Recovered};
 pub use listing::TaskFilter;
 pub use tasks::{DispatchCandidate, FinalOutcome, FinalWrite};
@@ -96,7 +96,7 @@ impl Error {
     pub fn share(&self) -> Self {
         Self::Shared {
             unavailable: self.is_unavailable(),
-            detail: crate::telemetry::logs::error_chain(self),
+            detail: crate::telemetry::error_chain(self),
         }
     }
 
@@ -150,7 +150,7 @@ impl Store {
     pub fn connect_lazy(config: &DatabaseConfig) -> Result<Self> {
         let options = PgConnectOptions::from_str(config.url.expose()).map_err(Error::InvalidUrl)?;
         let pool = PgPoolOptions::new()
-            .max_connections(config.max_connections)
+            .max_connections(config.max_connections.get())
             .acquire_timeout(config.acquire_timeout())
             // sqlx pings every connection it hands out, a round trip per
             // statement. It also pings on release, so a connection in

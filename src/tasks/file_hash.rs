@@ -4,10 +4,10 @@
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
 use sha2::Digest;
 
-use super::{RetryPolicy, Task, TaskError};
+use super::{NoSettings, RetryPolicy, Task, TaskError};
+use crate::config::ConfigError;
 
 pub struct FileHash;
 
@@ -43,17 +43,35 @@ pub struct FileHashParams {
     pub algorithm: Algorithm,
 }
 
+/// Output of `file_hash`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct FileHashOutput {
+    /// The digest, lower-case hex.
+    #[schema(example = "b94d27b9934d3e08a52e52d7da7dabfac484efe37a5380ee9088f7ace2efcde9")]
+    pub digest: String,
+    pub algorithm: Algorithm,
+    /// Length of the hashed content in bytes (UTF-8).
+    #[schema(example = 11)]
+    pub size_bytes: u64,
+}
+
 impl Task for FileHash {
     const NAME: &'static str = "file_hash";
+    const DESCRIPTION: &'static str = "Hashes `content` with `algorithm` (md5, sha1, sha256). \
+         Output: `{\"digest\": hex, \"algorithm\": name, \"size_bytes\": n}`.";
     type Params = FileHashParams;
+    type Output = FileHashOutput;
+    type Settings = NoSettings;
 
-    fn description(&self) -> &'static str {
-        "Hashes `content` with `algorithm` (md5, sha1, sha256). \
-         Output: `{\"digest\": hex, \"algorithm\": name, \"size_bytes\": n}`."
+    fn build(_: NoSettings) -> Result<Self, ConfigError> {
+        Ok(FileHash)
     }
 
-    fn example(&self) -> Value {
-        json!({"task_name": Self::NAME, "content": "hello world", "algorithm": "sha256"})
+    fn example() -> FileHashParams {
+        FileHashParams {
+            content: "hello world".into(),
+            algorithm: Algorithm::Sha256,
+        }
     }
 
     fn retry_policy(&self) -> RetryPolicy {
@@ -64,18 +82,18 @@ impl Task for FileHash {
         Duration::from_secs(30)
     }
 
-    async fn run(&self, params: FileHashParams) -> Result<Value, TaskError> {
+    async fn run(&self, params: FileHashParams) -> Result<FileHashOutput, TaskError> {
         let algorithm = params.algorithm;
-        let size_bytes = params.content.len();
+        let size_bytes = params.content.len() as u64;
         let digest =
             tokio::task::spawn_blocking(move || algorithm.hex_digest(params.content.as_bytes()))
                 .await
                 .map_err(|err| TaskError::fatal(format!("hashing did not finish: {err}")))?;
-        Ok(json!({
-            "digest": digest,
-            "algorithm": algorithm,
-            "size_bytes": size_bytes,
-        }))
+        Ok(FileHashOutput {
+            digest,
+            algorithm,
+            size_bytes,
+        })
     }
 }
 

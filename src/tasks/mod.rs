@@ -1,7 +1,10 @@
 //! Task types: the [`Task`] trait every type implements, the errors a run can
 //! end with, retry policies, and the [`Registry`] that maps names to types.
 //!
-//! Adding a task type is one file here plus one line in `registry.rs`.
+//! Adding a task type is one file here plus one line in `registry.rs`: the
+//! type declares its name, queue, parameters, output, settings section,
+//! example, retry policy and timeout, and the API, its document, the
+//! configuration and the worker all follow from that.
 
 mod file_hash;
 mod query_llm;
@@ -13,27 +16,34 @@ use std::future::Future;
 use std::time::Duration;
 
 use rand::Rng;
-use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde_json::Value;
+use serde::{Deserialize, Serialize};
 
-pub use registry::{RegisteredTask, Registry, RegistryError};
+use crate::config::ConfigError;
+
+pub use registry::{RegisteredTask, Registry};
 pub use validation::SubmissionError;
 
 /// One kind of work Tasker can run.
-pub trait Task: Send + Sync + 'static {
+pub trait Task: Sized + Send + Sync + 'static {
     /// The `task_name` clients submit.
     const NAME: &'static str;
-    /// The queue this type runs on unless configuration overrides it.
+    /// The queue this type runs on unless `task_queues` overrides it.
     const DEFAULT_QUEUE: &'static str = "default";
+    /// One line for the API documentation.
+    const DESCRIPTION: &'static str;
 
     /// Parameters, flat beside `task_name` in the request body.
     type Params: DeserializeOwned + Serialize + utoipa::ToSchema + Send + 'static;
+    /// What a completed task shows as `task_output`.
+    type Output: Serialize + utoipa::ToSchema + Send + 'static;
+    /// This type's configuration section ([`NoSettings`] when it has none).
+    type Settings: TaskSettings;
 
-    /// One line for the API documentation.
-    fn description(&self) -> &'static str;
-    /// A valid request body, `task_name` included, for the documentation.
-    fn example(&self) -> Value;
+    /// Builds the type from its (validated) settings.
+    fn build(settings: Self::Settings) -> Result<Self, ConfigError>;
+    /// Valid parameters, for the documentation and the examples.
+    fn example() -> Self::Params;
     /// Checks serde cannot express (ranges, non-empty strings).
     fn check(&self, _params: &Self::Params) -> Result<(), FieldError> {
         Ok(())
@@ -41,7 +51,32 @@ pub trait Task: Send + Sync + 'static {
     fn retry_policy(&self) -> RetryPolicy;
     /// How long one attempt may run before it is abandoned.
     fn timeout(&self) -> Duration;
-    fn run(&self, params: Self::Params) -> impl Future<Output = Result<Value, TaskError>> + Send;
+    fn run(
+        &self,
+        params: Self::Params,
+    ) -> impl Future<Output = Result<Self::Output, TaskError>> + Send;
+}
+
+/// A task type's configuration section, such as `[llm]`.
+pub trait TaskSettings:
+    DeserializeOwned + Serialize + Default + std::fmt::Debug + Send + Sync + 'static
+{
+    /// The section's name, or `None` for a type without settings.
+    const SECTION: Option<&'static str>;
+
+    /// Checks what types alone cannot, naming the key (`section.field`).
+    fn validate(&self) -> Result<(), ConfigError> {
+        Ok(())
+    }
+}
+
+/// The settings of a type that has none.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoSettings {}
+
+impl TaskSettings for NoSettings {
+    const SECTION: Option<&'static str> = None;
 }
 
 /// A parameter that failed validation.
@@ -60,7 +95,8 @@ impl FieldError {
     }
 }
 
-/// How a task run ended when it did not succeed.
+/// How a task run ended when it did not succeed. The message is what the
+/// task's `error` shows: it must not carry secrets or internal addresses.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum TaskError {
     /// Worth another attempt (rate limit, server error, timeout).
@@ -129,6 +165,11 @@ impl RetryPolicy {
             Some(wait) => wait.min(self.max_delay),
             None => self.backoff(attempt),
         }
+    }
+
+    /// `max_attempts` as stored with a task.
+    pub fn max_attempts_i32(&self) -> i32 {
+        i32::try_from(self.max_attempts).unwrap_or(i32::MAX)
     }
 }
 

@@ -14,21 +14,19 @@ use super::file_hash::FileHash;
 use super::query_llm::QueryLlm;
 use super::sum::Sum;
 use super::validation::{SubmissionError, parse_params};
-use super::{FieldError, RetryPolicy, Task, TaskError};
-use crate::config::Config;
+use super::{FieldError, RetryPolicy, Task, TaskError, TaskSettings};
+use crate::config::{Config, ConfigError};
+use crate::domain::{NewTask, Origin};
+use uuid::Uuid;
 
 type RunFuture<'a> = Pin<Box<dyn Future<Output = Result<Value, TaskError>> + Send + 'a>>;
 
-/// A [`Task`] with its parameter type erased, so types can share one map.
+/// A [`Task`] with its types erased, so types can share one map.
 trait ErasedTask: Send + Sync {
     fn parse(&self, params: Value) -> Result<Value, FieldError>;
     fn run(&self, params: Value) -> RunFuture<'_>;
     fn retry_policy(&self) -> RetryPolicy;
     fn timeout(&self) -> Duration;
-    fn description(&self) -> &'static str;
-    fn example(&self) -> Value;
-    fn params_schema(&self) -> RefOr<Schema>;
-    fn referenced_schemas(&self) -> Vec<(String, RefOr<Schema>)>;
 }
 
 impl<T: Task> ErasedTask for T {
@@ -45,7 +43,9 @@ impl<T: Task> ErasedTask for T {
             let typed: T::Params = parse_params(params).map_err(|err| {
                 TaskError::fatal(format!("stored parameters are invalid: {}", err.message))
             })?;
-            Task::run(self, typed).await
+            let output = Task::run(self, typed).await?;
+            serde_json::to_value(&output)
+                .map_err(|err| TaskError::fatal(format!("the output cannot be encoded: {err}")))
         })
     }
 
@@ -56,23 +56,28 @@ impl<T: Task> ErasedTask for T {
     fn timeout(&self) -> Duration {
         Task::timeout(self)
     }
+}
 
-    fn description(&self) -> &'static str {
-        Task::description(self)
-    }
+/// Schemas of a type's parameters and output, for the OpenAPI document.
+#[derive(Clone, Copy)]
+struct Schemas {
+    params: fn() -> RefOr<Schema>,
+    output_name: fn() -> std::borrow::Cow<'static, str>,
+    output: fn() -> RefOr<Schema>,
+    referenced: fn(&mut Vec<(String, RefOr<Schema>)>),
+}
 
-    fn example(&self) -> Value {
-        Task::example(self)
-    }
-
-    fn params_schema(&self) -> RefOr<Schema> {
-        <T::Params as utoipa::PartialSchema>::schema()
-    }
-
-    fn referenced_schemas(&self) -> Vec<(String, RefOr<Schema>)> {
-        let mut schemas = Vec::new();
-        <T::Params as utoipa::ToSchema>::schemas(&mut schemas);
-        schemas
+impl Schemas {
+    fn of<T: Task>() -> Self {
+        Self {
+            params: <T::Params as utoipa::PartialSchema>::schema,
+            output_name: <T::Output as utoipa::ToSchema>::name,
+            output: <T::Output as utoipa::PartialSchema>::schema,
+            referenced: |schemas| {
+                <T::Params as utoipa::ToSchema>::schemas(schemas);
+                <T::Output as utoipa::ToSchema>::schemas(schemas);
+            },
+        }
     }
 }
 
@@ -81,6 +86,9 @@ impl<T: Task> ErasedTask for T {
 pub struct RegisteredTask {
     name: &'static str,
     queue: String,
+    description: &'static str,
+    example: Value,
+    schemas: Schemas,
     task: Arc<dyn ErasedTask>,
 }
 
@@ -102,38 +110,51 @@ impl RegisteredTask {
     }
 
     pub fn description(&self) -> &'static str {
-        self.task.description()
+        self.description
     }
 
-    pub fn example(&self) -> Value {
-        self.task.example()
+    /// A valid request body, `task_name` included.
+    pub fn example(&self) -> &Value {
+        &self.example
     }
 
     /// The JSON schema of the parameters, without `task_name`.
     pub fn params_schema(&self) -> RefOr<Schema> {
-        self.task.params_schema()
+        (self.schemas.params)()
     }
 
-    /// Named schemas the parameter schema refers to (enums and the like).
+    /// The name and schema of `task_output` once the task has completed.
+    pub fn output_schema(&self) -> (String, RefOr<Schema>) {
+        (
+            (self.schemas.output_name)().into_owned(),
+            (self.schemas.output)(),
+        )
+    }
+
+    /// Named schemas the parameter and output schemas refer to.
     pub fn referenced_schemas(&self) -> Vec<(String, RefOr<Schema>)> {
-        self.task.referenced_schemas()
+        let mut schemas = Vec::new();
+        (self.schemas.referenced)(&mut schemas);
+        schemas
     }
 
     /// Runs one attempt on stored (already validated) parameters.
     pub async fn run(&self, params: Value) -> Result<Value, TaskError> {
         self.task.run(params).await
     }
-}
 
-/// Why the registry could not be built from the configuration.
-#[derive(Debug, thiserror::Error)]
-pub enum RegistryError {
-    #[error("invalid configuration: `task_queues.{0}` names no task type")]
-    UnknownTaskInQueues(String),
-    #[error("invalid configuration: `task_queues.{0}` must not be empty")]
-    EmptyQueueName(String),
-    #[error("cannot build the HTTP client for query_llm: {0}")]
-    LlmClient(#[from] reqwest::Error),
+    /// A new task of this type with validated `parameters`, ready to store.
+    pub fn new_task(&self, parameters: Value, origin: &Origin) -> NewTask {
+        NewTask {
+            id: Uuid::now_v7(),
+            task_name: self.name.to_owned(),
+            queue: self.queue.clone(),
+            parameters,
+            max_attempts: self.retry_policy().max_attempts_i32(),
+            request_id: origin.request_id.clone(),
+            trace_context: origin.trace_context.clone(),
+        }
+    }
 }
 
 /// Every task type, by name.
@@ -141,49 +162,21 @@ pub enum RegistryError {
 pub struct Registry {
     /// Shared: a registry is cloned with every request's state.
     tasks: Arc<BTreeMap<&'static str, RegisteredTask>>,
+    /// Each type's settings section as in effect, secrets redacted.
+    settings: Arc<BTreeMap<&'static str, Value>>,
 }
 
 impl Registry {
-    pub fn new(config: &Config) -> Result<Self, RegistryError> {
-        let mut tasks = BTreeMap::new();
-        Self::register(&mut tasks, Sum, config);
-        Self::register(&mut tasks, FileHash, config);
-        Self::register(&mut tasks, QueryLlm::new(&config.llm)?, config);
-        let registry = Self {
-            tasks: Arc::new(tasks),
-        };
-        registry.check_queue_overrides(config)?;
-        Ok(registry)
-    }
-
-    fn register<T: Task>(
-        tasks: &mut BTreeMap<&'static str, RegisteredTask>,
-        task: T,
-        config: &Config,
-    ) {
-        let queue = config
-            .task_queues
-            .get(T::NAME)
-            .cloned()
-            .unwrap_or_else(|| T::DEFAULT_QUEUE.to_owned());
-        let entry = RegisteredTask {
-            name: T::NAME,
-            queue,
-            task: Arc::new(task),
-        };
-        tasks.insert(T::NAME, entry);
-    }
-
-    fn check_queue_overrides(&self, config: &Config) -> Result<(), RegistryError> {
-        for (name, queue) in &config.task_queues {
-            if !self.tasks.contains_key(name.as_str()) {
-                return Err(RegistryError::UnknownTaskInQueues(name.clone()));
-            }
-            if queue.trim().is_empty() {
-                return Err(RegistryError::EmptyQueueName(name.clone()));
-            }
-        }
-        Ok(())
+    /// Builds every task type from `config`. Fails, naming the key, when a
+    /// type's settings are invalid, when `task_queues` names no task type,
+    /// when `worker.queues` names a queue no type runs on, or when a
+    /// section of the configuration belongs to nothing.
+    pub fn new(config: &Config) -> Result<Self, ConfigError> {
+        let mut builder = Builder::new(config);
+        builder.add::<Sum>()?;
+        builder.add::<FileHash>()?;
+        builder.add::<QueryLlm>()?;
+        builder.finish()
     }
 
     pub fn get(&self, name: &str) -> Option<&RegisteredTask> {
@@ -201,6 +194,22 @@ impl Registry {
     /// Every queue some task type runs on.
     pub fn queues(&self) -> BTreeSet<String> {
         self.tasks.values().map(|t| t.queue.clone()).collect()
+    }
+
+    /// The queues a worker with `configured` queues consumes: those, or
+    /// every queue when none are configured.
+    pub fn consumed_queues(&self, configured: &[String]) -> Vec<String> {
+        if configured.is_empty() {
+            self.queues().into_iter().collect()
+        } else {
+            configured.to_vec()
+        }
+    }
+
+    /// Each type's settings section as in effect: defaults filled in,
+    /// secrets redacted.
+    pub fn settings(&self) -> impl Iterator<Item = (&'static str, &Value)> {
+        self.settings.iter().map(|(name, value)| (*name, value))
     }
 
     /// Validates a submitted body (`task_name` plus flat parameters) and
@@ -234,6 +243,112 @@ impl Registry {
     }
 }
 
+/// Collects the task types of [`Registry::new`] and checks the
+/// configuration against them.
+struct Builder<'c> {
+    config: &'c Config,
+    tasks: BTreeMap<&'static str, RegisteredTask>,
+    settings: BTreeMap<&'static str, Value>,
+}
+
+impl<'c> Builder<'c> {
+    fn new(config: &'c Config) -> Self {
+        Self {
+            config,
+            tasks: BTreeMap::new(),
+            settings: BTreeMap::new(),
+        }
+    }
+
+    fn add<T: Task>(&mut self) -> Result<(), ConfigError> {
+        let settings: T::Settings = match <T::Settings as TaskSettings>::SECTION {
+            Some(section) => {
+                let settings: T::Settings = self.config.tasks.read(section)?;
+                settings.validate()?;
+                self.settings.insert(
+                    section,
+                    serde_json::to_value(&settings).unwrap_or(Value::Null),
+                );
+                settings
+            }
+            None => T::Settings::default(),
+        };
+        let task = T::build(settings)?;
+        let queue = self
+            .config
+            .task_queues
+            .get(T::NAME)
+            .cloned()
+            .unwrap_or_else(|| T::DEFAULT_QUEUE.to_owned());
+        let mut example = serde_json::to_value(T::example()).unwrap_or(Value::Null);
+        if let Value::Object(fields) = &mut example {
+            fields.insert("task_name".into(), Value::from(T::NAME));
+        }
+        let entry = RegisteredTask {
+            name: T::NAME,
+            queue,
+            description: T::DESCRIPTION,
+            example,
+            schemas: Schemas::of::<T>(),
+            task: Arc::new(task),
+        };
+        self.tasks.insert(T::NAME, entry);
+        Ok(())
+    }
+
+    fn finish(self) -> Result<Registry, ConfigError> {
+        let unknown = |key: String, reason: &str| ConfigError::Invalid {
+            key,
+            reason: reason.to_owned(),
+        };
+        if let Some(name) = self
+            .config
+            .task_queues
+            .keys()
+            .find(|name| !self.tasks.contains_key(name.as_str()))
+        {
+            let valid: Vec<&str> = self.tasks.keys().copied().collect();
+            return Err(unknown(
+                format!("task_queues.{name}"),
+                &format!("names no task type (task types: {})", valid.join(", ")),
+            ));
+        }
+        if let Some(section) = self
+            .config
+            .tasks
+            .names()
+            .find(|name| !self.settings.contains_key(name))
+        {
+            return Err(unknown(
+                section.to_owned(),
+                "is not a configuration section (see the README's configuration table)",
+            ));
+        }
+        let registry = Registry {
+            tasks: Arc::new(self.tasks),
+            settings: Arc::new(self.settings),
+        };
+        let queues = registry.queues();
+        if let Some(queue) = self
+            .config
+            .worker
+            .queues
+            .iter()
+            .find(|queue| !queues.contains(*queue))
+        {
+            let known: Vec<&str> = queues.iter().map(String::as_str).collect();
+            return Err(unknown(
+                "worker.queues".into(),
+                &format!(
+                    "names `{queue}`, which no task type runs on (queues: {})",
+                    known.join(", ")
+                ),
+            ));
+        }
+        Ok(registry)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -249,24 +364,54 @@ mod tests {
     #[test]
     fn every_type_is_registered_on_its_queue() {
         let registry = registry();
-        assert_eq!(registry.names(), vec!["file_hash", "query_llm", "sum"]);
-        assert_eq!(registry.get("sum").map(|t| t.queue()), Some("default"));
+        let names = registry.names();
+        assert!(!names.is_empty());
+        for task in registry.iter() {
+            assert!(names.contains(&task.name().to_owned()));
+            assert!(!task.queue().is_empty());
+            assert_eq!(task.example()["task_name"], task.name());
+        }
         assert_eq!(registry.get("query_llm").map(|t| t.queue()), Some("llm"));
+    }
+
+    #[test]
+    fn every_example_is_a_valid_submission() {
+        let registry = registry();
+        for task in registry.iter() {
+            let parsed = registry.parse_submission(task.example().clone());
+            assert!(parsed.is_ok(), "{}: {:?}", task.name(), parsed.err());
+        }
     }
 
     #[test]
     fn queue_overrides_apply_and_unknown_names_are_refused() {
         let mut config = Config::default();
-        config.task_queues.insert("sum".into(), "fast".into());
+        let name = registry().names()[0].clone();
+        config.task_queues.insert(name.clone(), "fast".into());
         let registry = Registry::new(&config).ok();
         assert_eq!(
-            registry.and_then(|r| r.get("sum").map(|t| t.queue().to_owned())),
+            registry.and_then(|r| r.get(&name).map(|t| t.queue().to_owned())),
             Some("fast".into())
         );
-        config.task_queues.insert("nope".into(), "x".into());
-        assert!(
-            matches!(Registry::new(&config), Err(RegistryError::UnknownTaskInQueues(n)) if n == "nope")
-        );
+        config.task_queues.insert("divide".into(), "x".into());
+        let err = Registry::new(&config).err().map(|e| e.to_string());
+        assert!(err.is_some_and(|e| e.contains("task_queues.divide")));
+    }
+
+    #[test]
+    fn a_worker_queue_nothing_runs_on_is_refused() {
+        let mut config = Config::default();
+        config.worker.queues = vec!["nowhere".into()];
+        let err = Registry::new(&config).err().map(|e| e.to_string());
+        assert!(err.is_some_and(|e| e.contains("worker.queues") && e.contains("nowhere")));
+    }
+
+    #[test]
+    fn a_section_nothing_reads_is_refused() {
+        let mut config = Config::default();
+        config.tasks.set("databse", "url", "x");
+        let err = Registry::new(&config).err().map(|e| e.to_string());
+        assert!(err.is_some_and(|e| e.contains("databse")));
     }
 
     #[test]
@@ -288,7 +433,7 @@ mod tests {
             .parse_submission(json!({"task_name": "nope"}))
             .err();
         assert!(
-            matches!(err, Some(SubmissionError::UnknownTaskName { valid, .. }) if valid.len() == 3)
+            matches!(err, Some(SubmissionError::UnknownTaskName { valid, .. }) if valid == registry.names())
         );
         let err = registry.parse_submission(json!({"a": 1})).err();
         assert!(matches!(err, Some(SubmissionError::MissingTaskName { .. })));

@@ -4,9 +4,10 @@
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Number, Value, json};
+use serde_json::Number;
 
-use super::{RetryPolicy, Task, TaskError};
+use super::{NoSettings, RetryPolicy, Task, TaskError};
+use crate::config::ConfigError;
 
 pub struct Sum;
 
@@ -22,16 +23,30 @@ pub struct SumParams {
     pub b: Number,
 }
 
+/// Output of `sum`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SumOutput {
+    /// `a + b`: an integer when both are integers, else a float.
+    #[schema(value_type = f64, example = 3)]
+    pub result: Number,
+}
+
 impl Task for Sum {
     const NAME: &'static str = "sum";
+    const DESCRIPTION: &'static str = "Adds `a` and `b`. Output: `{\"result\": a + b}`.";
     type Params = SumParams;
+    type Output = SumOutput;
+    type Settings = NoSettings;
 
-    fn description(&self) -> &'static str {
-        "Adds `a` and `b`. Output: `{\"result\": a + b}`."
+    fn build(_: NoSettings) -> Result<Self, ConfigError> {
+        Ok(Sum)
     }
 
-    fn example(&self) -> Value {
-        json!({"task_name": Self::NAME, "a": 1, "b": 2})
+    fn example() -> SumParams {
+        SumParams {
+            a: Number::from(1),
+            b: Number::from(2),
+        }
     }
 
     fn retry_policy(&self) -> RetryPolicy {
@@ -42,8 +57,8 @@ impl Task for Sum {
         Duration::from_secs(5)
     }
 
-    async fn run(&self, params: SumParams) -> Result<Value, TaskError> {
-        add(&params.a, &params.b).map(|result| json!({ "result": result }))
+    async fn run(&self, params: SumParams) -> Result<SumOutput, TaskError> {
+        add(&params.a, &params.b).map(|result| SumOutput { result })
     }
 }
 
@@ -77,6 +92,7 @@ fn overflow(a: &Number, b: &Number) -> TaskError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::{Value, json};
 
     fn num(v: Value) -> Number {
         match v {

@@ -78,7 +78,7 @@ impl Visit for JsonVisitor<'_> {
     }
 
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
-        let chain = super::logs::error_chain(value);
+        let chain = super::errors::error_chain(value);
         self.0.insert(field.name().into(), Value::from(chain));
     }
 

@@ -12,7 +12,7 @@ use crate::batching::Batcher;
 use crate::cache::Cache;
 use crate::domain::{ClaimedTask, TaskRecord};
 use crate::store::{self, FinalWrite, Store};
-use crate::telemetry::logs::error_chain;
+use crate::telemetry::error_chain;
 use crate::telemetry::metrics as m;
 
 /// Claim statements (and outcome statements) that may run at once.

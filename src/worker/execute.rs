@@ -14,7 +14,7 @@ use crate::domain::{ClaimedTask, TaskRecord, TaskStatus};
 use crate::queue::Message;
 use crate::store::{self, FinalOutcome, FinalWrite, Lease};
 use crate::tasks::{RegisteredTask, TaskError};
-use crate::telemetry::logs::error_chain;
+use crate::telemetry::error_chain;
 use crate::telemetry::metrics as m;
 use crate::telemetry::traces;
 

@@ -4,37 +4,33 @@
 
 use super::Worker;
 use crate::shutdown::Shutdown;
-use crate::telemetry::logs::error_chain;
+use crate::telemetry::error_chain;
 
 pub(super) async fn run(worker: Worker, stop: Shutdown) {
     let lease = worker.config.lease();
-    let mut ticker = tokio::time::interval(lease / 3);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = ticker.tick() => {}
-            () = stop.wait() => return,
-        }
-        let held = worker.in_flight.leases();
-        if held.is_empty() {
-            continue;
-        }
-        match worker.services.store.renew_leases(&held, lease).await {
-            Ok(renewed) => {
-                let lost: Vec<_> = held
-                    .into_iter()
-                    .filter(|lease| !renewed.contains(&lease.task_id))
-                    .collect();
-                // Attempts that ended since `held` was read were not renewed
-                // either; only those still running lost their lease.
-                let stopped = worker.in_flight.mark_lost(&lost);
-                if stopped > 0 {
-                    tracing::warn!(count = stopped, "leases lost; stopping those attempts");
-                }
+    stop.every(lease / 3, || beat(&worker, lease)).await;
+}
+
+async fn beat(worker: &Worker, lease: std::time::Duration) {
+    let held = worker.in_flight.leases();
+    if held.is_empty() {
+        return;
+    }
+    match worker.services.store.renew_leases(&held, lease).await {
+        Ok(renewed) => {
+            let lost: Vec<_> = held
+                .into_iter()
+                .filter(|lease| !renewed.contains(&lease.task_id))
+                .collect();
+            // Attempts that ended since `held` was read were not renewed
+            // either; only those still running lost their lease.
+            let stopped = worker.in_flight.mark_lost(&lost);
+            if stopped > 0 {
+                tracing::warn!(count = stopped, "leases lost; stopping those attempts");
             }
-            // Keep running: if the lease expires meanwhile, the attempt's
-            // final write is fenced off and nothing is overwritten.
-            Err(err) => tracing::warn!(error = %error_chain(&err), "cannot renew leases"),
         }
+        // Keep running: if the lease expires meanwhile, the attempt's
+        // final write is fenced off and nothing is overwritten.
+        Err(err) => tracing::warn!(error = %error_chain(&err), "cannot renew leases"),
     }
 }

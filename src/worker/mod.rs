@@ -6,7 +6,6 @@ mod batches;
 mod execute;
 mod heartbeat;
 mod inflight;
-mod probes;
 mod reconciler;
 mod retention;
 
@@ -18,15 +17,14 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use crate::config::{Config, WorkerConfig};
+use crate::config::{Config, RetentionConfig, WorkerConfig};
+use crate::ops::Ops;
 use crate::queue::{Consumer, Message, Popped};
 use crate::services::Services;
 use crate::shutdown::Shutdown;
-use crate::telemetry::logs::error_chain;
+use crate::telemetry::error_chain;
 use crate::telemetry::metrics as m;
 use inflight::InFlight;
-
-pub use probes::router as probe_router;
 
 /// How long one blocking pop waits before checking for shutdown.
 const POP_BLOCK: Duration = Duration::from_secs(1);
@@ -50,7 +48,7 @@ impl std::ops::Deref for Worker {
 pub struct WorkerState {
     services: Services,
     config: WorkerConfig,
-    retention: crate::config::RetentionConfig,
+    retention: RetentionConfig,
     queues: Vec<String>,
     redis_url: String,
     redis_timeout: Duration,
@@ -65,26 +63,15 @@ pub struct WorkerState {
 }
 
 impl Worker {
-    pub fn new(services: Services, config: &Config) -> anyhow::Result<Self> {
-        let known = services.registry.queues();
-        let queues: Vec<String> = if config.worker.queues.is_empty() {
-            known.into_iter().collect()
-        } else {
-            config.worker.queues.clone()
-        };
-        if let Some(unknown) = queues
-            .iter()
-            .find(|q| !services.registry.queues().contains(*q))
-        {
-            anyhow::bail!(
-                "invalid configuration: `worker.queues` names `{unknown}`, which no task type uses"
-            );
-        }
-        let concurrency = config.worker.concurrency;
+    /// A worker of the queues `config.worker.queues` names (every queue
+    /// when none); the registry has checked they exist.
+    pub fn new(services: Services, config: &Config) -> Self {
+        let queues = services.registry.consumed_queues(&config.worker.queues);
+        let concurrency = config.worker.concurrency.get();
         let claims = batches::claims(services.store.clone(), config.worker.lease(), concurrency);
         let outcomes =
             batches::outcomes(services.store.clone(), services.cache.clone(), concurrency);
-        Ok(Self(Arc::new(WorkerState {
+        Self(Arc::new(WorkerState {
             services,
             config: config.worker.clone(),
             retention: config.retention.clone(),
@@ -96,7 +83,7 @@ impl Worker {
             in_flight: InFlight::default(),
             claims,
             outcomes,
-        })))
+        }))
     }
 
     pub fn queues(&self) -> &[String] {
@@ -106,9 +93,15 @@ impl Worker {
     /// Serves the probe port and runs every loop until `shutdown`, then lets
     /// in-flight tasks finish within the grace period.
     pub async fn run(self, listener: TcpListener, shutdown: Shutdown) -> anyhow::Result<()> {
-        tracing::info!(queues = ?self.queues, concurrency = self.config.concurrency, "worker started");
+        tracing::info!(queues = ?self.queues, concurrency = self.config.concurrency.get(), "worker started");
         let mut loops = JoinSet::new();
-        loops.spawn(probes::serve(listener, self.clone(), shutdown.clone()));
+        let ops = Ops::for_worker(self.services.clone(), self.consuming.clone());
+        let stop = shutdown.clone();
+        loops.spawn(async move {
+            if let Err(err) = crate::server::serve(listener, ops.router(), stop).await {
+                tracing::error!(error = %err, "worker probe server failed");
+            }
+        });
         loops.spawn(self.clone().promote_loop(shutdown.clone()));
         loops.spawn(reconciler::run(self.clone(), shutdown.clone()));
         loops.spawn(retention::run(self.clone(), shutdown.clone()));
@@ -127,12 +120,12 @@ impl Worker {
     async fn consume_loop(&self, shutdown: Shutdown) -> anyhow::Result<()> {
         let mut consumer = Consumer::new(
             &self.redis_url,
-            self.services.queue.keys(),
+            &self.services.keys,
             &self.queues,
             self.redis_timeout,
             POP_BLOCK,
         )?;
-        let permits = Arc::new(Semaphore::new(self.config.concurrency));
+        let permits = Arc::new(Semaphore::new(self.config.concurrency.get()));
         let mut in_flight = JoinSet::new();
         let mut backoff = Backoff::new();
         while !shutdown.is_triggered() {
@@ -249,21 +242,21 @@ impl Worker {
                 return;
             }
         };
-        let messages: Vec<(String, Message)> = returned
+        let messages: Vec<Message> = returned
             .iter()
             .map(|r| {
-                let message = Message {
-                    task_id: r.record.id,
-                    request_id: r.request_id.clone(),
-                    traceparent: r.trace_context.clone(),
-                };
-                (r.queue.clone(), message)
+                Message::new(
+                    r.record.id,
+                    r.request_id.as_deref(),
+                    r.trace_context.as_deref(),
+                )
             })
             .collect();
+        let queues = returned.iter().map(|r| r.queue.as_str());
         if let Err(err) = self
             .services
             .queue
-            .dispatch_many(messages.iter().map(|(q, msg)| (q.as_str(), msg)))
+            .dispatch_many(queues.zip(&messages))
             .await
         {
             tracing::warn!(error = %error_chain(&err), "cannot dispatch handed-back tasks; the reconciler will");
@@ -277,23 +270,15 @@ impl Worker {
     }
 
     async fn promote_loop(self, shutdown: Shutdown) {
-        let mut ticker = tokio::time::interval(PROMOTE_INTERVAL);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = ticker.tick() => {}
-                () = shutdown.wait() => return,
-            }
-            for queue in &self.queues {
-                if let Err(err) = self.services.queue.promote_due(queue, PROMOTE_BATCH).await {
-                    tracing::debug!(queue, error = %error_chain(&err), "cannot promote due retries");
+        shutdown
+            .every(PROMOTE_INTERVAL, || async {
+                for queue in &self.queues {
+                    if let Err(err) = self.services.queue.promote_due(queue, PROMOTE_BATCH).await {
+                        tracing::debug!(queue, error = %error_chain(&err), "cannot promote due retries");
+                    }
                 }
-            }
-        }
-    }
-
-    fn is_consuming(&self) -> bool {
-        self.consuming.load(Ordering::Relaxed)
+            })
+            .await;
     }
 }
 

@@ -17,10 +17,20 @@ use uuid::Uuid;
 
 use super::Worker;
 use crate::queue::Message;
+use crate::redis_pool::RedisError;
 use crate::shutdown::Shutdown;
-use crate::store::DispatchCandidate;
-use crate::telemetry::logs::error_chain;
+use crate::store::{self, DispatchCandidate};
+use crate::telemetry::error_chain;
 use crate::telemetry::metrics as m;
+
+/// Why a pass stopped early; the next pass starts over.
+#[derive(Debug, thiserror::Error)]
+enum PassError {
+    #[error(transparent)]
+    Store(#[from] store::Error),
+    #[error(transparent)]
+    Queue(#[from] RedisError),
+}
 
 const BATCH: i64 = 500;
 /// Batches per pass, so a pass under a large backlog stays short; tasks not
@@ -29,27 +39,23 @@ const MAX_BATCHES: usize = 10;
 
 pub(super) async fn run(worker: Worker, shutdown: Shutdown) {
     let interval = worker.config.reconcile_interval();
-    let mut ticker = tokio::time::interval(interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = ticker.tick() => {}
-            () = shutdown.wait() => return,
-        }
-        if let Err(err) = pass(&worker, interval).await {
-            tracing::warn!(error = %err, "reconciler pass failed");
-        }
-    }
+    shutdown
+        .every(interval, || async {
+            if let Err(err) = pass(&worker, interval).await {
+                tracing::warn!(error = %error_chain(&err), "reconciler pass failed");
+            }
+        })
+        .await;
 }
 
-async fn pass(worker: &Worker, interval: Duration) -> Result<(), String> {
+async fn pass(worker: &Worker, interval: Duration) -> Result<(), PassError> {
     recover_expired_leases(worker).await?;
     redispatch_lost(worker, quiet_period(interval)).await?;
-    let store = &worker.services.store;
-    store
+    worker
+        .services
+        .store
         .purge_expired_idempotency_keys(BATCH)
-        .await
-        .map_err(|err| error_chain(&err))?;
+        .await?;
     Ok(())
 }
 
@@ -59,14 +65,10 @@ fn quiet_period(interval: Duration) -> Duration {
     interval * 2
 }
 
-async fn recover_expired_leases(worker: &Worker) -> Result<(), String> {
+async fn recover_expired_leases(worker: &Worker) -> Result<(), PassError> {
     let services = &worker.services;
     for _ in 0..MAX_BATCHES {
-        let recovered = services
-            .store
-            .recover_expired_leases(BATCH)
-            .await
-            .map_err(|err| error_chain(&err))?;
+        let recovered = services.store.recover_expired_leases(BATCH).await?;
         for task in &recovered {
             let record = &task.record;
             tracing::warn!(
@@ -97,14 +99,11 @@ async fn recover_expired_leases(worker: &Worker) -> Result<(), String> {
     Ok(())
 }
 
-async fn redispatch_lost(worker: &Worker, quiet: Duration) -> Result<(), String> {
+async fn redispatch_lost(worker: &Worker, quiet: Duration) -> Result<(), PassError> {
     let (store, queue) = (&worker.services.store, &worker.services.queue);
     let mut after = None;
     for _ in 0..MAX_BATCHES {
-        let candidates = store
-            .undispatched(quiet, after, BATCH)
-            .await
-            .map_err(|err| error_chain(&err))?;
+        let candidates = store.undispatched(quiet, after, BATCH).await?;
         let Some(last) = candidates.last() else {
             return Ok(());
         };
@@ -112,8 +111,7 @@ async fn redispatch_lost(worker: &Worker, quiet: Duration) -> Result<(), String>
         let messages: Vec<Message> = candidates.iter().map(message_of).collect();
         let queued = queue
             .queued(candidates.iter().map(|c| c.queue.as_str()).zip(&messages))
-            .await
-            .map_err(|err| error_chain(&err))?;
+            .await?;
         let lost: Vec<Uuid> = candidates
             .iter()
             .zip(queued)
@@ -121,15 +119,12 @@ async fn redispatch_lost(worker: &Worker, quiet: Duration) -> Result<(), String>
             .map(|(candidate, _)| candidate.id)
             .collect();
         if !lost.is_empty() {
-            let taken = store
-                .mark_dispatched(&lost, quiet)
-                .await
-                .map_err(|err| error_chain(&err))?;
+            // Claimed meanwhile, all of them: nothing to re-send.
+            let taken = store.mark_dispatched(&lost, quiet).await?;
             let messages: Vec<Message> = taken.iter().map(message_of).collect();
             let added = queue
                 .dispatch_many(taken.iter().map(|c| c.queue.as_str()).zip(&messages))
-                .await
-                .map_err(|err| error_chain(&err))?;
+                .await?;
             if added > 0 {
                 metrics::counter!(m::TASKS_RECOVERED, "reason" => "dispatch_lost").increment(added);
                 tracing::info!(
@@ -147,9 +142,9 @@ async fn redispatch_lost(worker: &Worker, quiet: Duration) -> Result<(), String>
 
 /// The dispatch message of a stored task: the same member every time.
 fn message_of(candidate: &DispatchCandidate) -> Message {
-    Message {
-        task_id: candidate.id,
-        request_id: candidate.request_id.clone(),
-        traceparent: candidate.trace_context.clone(),
-    }
+    Message::new(
+        candidate.id,
+        candidate.request_id.as_deref(),
+        candidate.trace_context.as_deref(),
+    )
 }

@@ -5,7 +5,7 @@
 
 use super::Worker;
 use crate::shutdown::Shutdown;
-use crate::telemetry::logs::error_chain;
+use crate::telemetry::error_chain;
 
 const BATCH: i64 = 1_000;
 /// Batches per pass, so one pass never runs long; the next pass goes on.
@@ -15,38 +15,39 @@ pub(super) async fn run(worker: Worker, shutdown: Shutdown) {
     let Some(max_age) = worker.retention.max_age() else {
         return;
     };
-    let mut ticker = tokio::time::interval(worker.retention.interval());
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = ticker.tick() => {}
-            () = shutdown.wait() => return,
-        }
-        let mut deleted = 0;
-        for _ in 0..MAX_BATCHES {
-            match worker.services.store.purge_finished(max_age, BATCH).await {
-                Ok(ids) => {
-                    deleted += ids.len();
-                    // A deleted task must read as unknown, not as its
-                    // cached copy until that expires.
-                    if let Err(err) = worker.services.cache.forget(&ids).await {
-                        tracing::warn!(count = ids.len(), error = %error_chain(&err), "cannot drop cached copies of deleted tasks; they expire with cache.ttl_seconds");
-                    }
-                    if ids.len() < BATCH as usize {
-                        break;
-                    }
+    shutdown
+        .every(worker.retention.interval(), || {
+            pass(&worker, max_age, &shutdown)
+        })
+        .await;
+}
+
+/// Deletes up to [`MAX_BATCHES`] batches of expired tasks.
+async fn pass(worker: &Worker, max_age: std::time::Duration, shutdown: &Shutdown) {
+    let mut deleted = 0;
+    for _ in 0..MAX_BATCHES {
+        match worker.services.store.purge_finished(max_age, BATCH).await {
+            Ok(ids) => {
+                deleted += ids.len();
+                // A deleted task must read as unknown, not as its
+                // cached copy until that expires.
+                if let Err(err) = worker.services.cache.forget(&ids).await {
+                    tracing::warn!(count = ids.len(), error = %error_chain(&err), "cannot drop cached copies of deleted tasks; they expire with cache.ttl_seconds");
                 }
-                Err(err) => {
-                    tracing::warn!(error = %error_chain(&err), "retention pass failed");
+                if ids.len() < BATCH as usize {
                     break;
                 }
             }
-            if shutdown.is_triggered() {
-                return;
+            Err(err) => {
+                tracing::warn!(error = %error_chain(&err), "retention pass failed");
+                break;
             }
         }
-        if deleted > 0 {
-            tracing::info!(deleted, "deleted finished tasks past retention");
+        if shutdown.is_triggered() {
+            return;
         }
+    }
+    if deleted > 0 {
+        tracing::info!(deleted, "deleted finished tasks past retention");
     }
 }

@@ -204,7 +204,7 @@ async fn a_batch_is_stored_whole_and_answered_in_order() {
 
 #[tokio::test]
 async fn one_bad_item_rejects_the_whole_batch() {
-    let app = TestApp::spawn_with(|c| c.api.max_batch_size = 3, false).await;
+    let app = TestApp::spawn_with(|c| c.api.max_batch_size = 3.try_into().unwrap(), false).await;
     let post = |body: Value| app.client.post(app.url("/run-tasks")).json(&body).send();
     let bad = json!({"tasks": [
         {"task_name": "sum", "a": 1, "b": 1},
@@ -249,7 +249,11 @@ async fn one_bad_item_rejects_the_whole_batch() {
 
 #[tokio::test]
 async fn finished_tasks_past_retention_are_deleted_and_others_kept() {
-    let app = TestApp::spawn_with(|c| c.retention.interval_seconds = 1, true).await;
+    let app = TestApp::spawn_with(
+        |c| c.retention.interval_seconds = 1.try_into().unwrap(),
+        true,
+    )
+    .await;
     let old = app
         .submit(json!({"task_name": "sum", "a": 1, "b": 1}))
         .await;
@@ -269,13 +273,8 @@ async fn finished_tasks_past_retention_are_deleted_and_others_kept() {
         .services
         .store
         .insert_task(&tasker::domain::NewTask {
-            id: uuid::Uuid::now_v7(),
-            task_name: "sum".into(),
             queue: "nowhere".into(),
-            parameters: json!({"a": 0, "b": 0}),
-            max_attempts: 1,
-            request_id: None,
-            trace_context: None,
+            ..crate::support::new_task(&app.services, json!({"task_name": "sum", "a": 0, "b": 0}))
         })
         .await
         .unwrap();
@@ -294,7 +293,7 @@ async fn finished_tasks_past_retention_are_deleted_and_others_kept() {
     })
     .await;
     // Its cached copy goes with it: the task then reads as unknown.
-    let key = format!("{}:task:{old}", app.env.prefix);
+    let key = app.services.keys.result(old);
     eventually(|| async {
         let cached: bool = app.env.redis().await.exists(&key).await.unwrap();
         (!cached).then_some(())

@@ -125,7 +125,7 @@ async fn a_nul_character_in_any_string_is_refused_by_name_not_a_500() {
 
 #[tokio::test]
 async fn a_body_over_the_limit_is_413() {
-    let app = TestApp::spawn_with(|c| c.api.max_body_bytes = 4096, false).await;
+    let app = TestApp::spawn_with(|c| c.api.max_body_bytes = 4096.try_into().unwrap(), false).await;
     let content = "x".repeat(5000);
     let response = app
         .post_task(json!({"task_name": "file_hash", "content": content}))

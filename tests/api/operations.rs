@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use tasker::config::Secret;
+use tasker::config::SecretUrl;
 
 use crate::support::proxy::FaultProxy;
 use crate::support::{REDIS_HOST, TestApp, TestEnv, eventually, metric};
@@ -207,7 +207,7 @@ async fn on_shutdown_the_api_finishes_requests_in_flight_and_takes_no_new_ones()
     // Redis stops answering, so GET /ready stays in flight until its timeout.
     let proxy = FaultProxy::start(REDIS_HOST).await;
     let mut env = TestEnv::new().await;
-    env.config.redis.url = Secret::new(format!("redis://{}", proxy.address));
+    env.config.redis.url = SecretUrl::new(format!("redis://{}", proxy.address));
     let app = TestApp::start(env, false).await;
     proxy.hang().await;
     let in_flight = tokio::spawn(app.client.get(app.url("/ready")).send());

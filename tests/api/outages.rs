@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use tasker::config::Secret;
+use tasker::config::SecretUrl;
 
 use crate::support::proxy::FaultProxy;
 use crate::support::{PG_HOST, REDIS_HOST, TestApp, TestEnv, eventually};
@@ -17,7 +17,7 @@ async fn postgres_down_gives_fast_503s_and_the_service_recovers() {
     let proxy = FaultProxy::start(PG_HOST).await;
     let mut env = TestEnv::new().await;
     let url = format!("postgres://postgres@{}/{}", proxy.address, env.database);
-    env.config.database.url = Secret::new(url);
+    env.config.database.url = SecretUrl::new(url);
     let app = TestApp::start(env, true).await;
     let before = app
         .submit(json!({"task_name": "sum", "a": 1, "b": 2}))
@@ -80,7 +80,7 @@ async fn postgres_down_gives_fast_503s_and_the_service_recovers() {
 async fn redis_down_still_accepts_tasks_and_reads_fall_back_to_postgres() {
     let proxy = FaultProxy::start(REDIS_HOST).await;
     let mut env = TestEnv::new().await;
-    env.config.redis.url = Secret::new(format!("redis://{}", proxy.address));
+    env.config.redis.url = SecretUrl::new(format!("redis://{}", proxy.address));
     let app = TestApp::start(env, true).await;
     let done = app
         .submit(json!({"task_name": "sum", "a": 1, "b": 2}))
@@ -125,7 +125,7 @@ async fn a_postgres_that_stops_answering_gives_503s_not_hangs() {
     let proxy = FaultProxy::start(PG_HOST).await;
     let mut env = TestEnv::new().await;
     let url = format!("postgres://postgres@{}/{}", proxy.address, env.database);
-    env.config.database.url = Secret::new(url);
+    env.config.database.url = SecretUrl::new(url);
     let app = TestApp::start(env, false).await;
     app.submit(json!({"task_name": "sum", "a": 1, "b": 2}))
         .await;

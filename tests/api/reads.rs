@@ -71,7 +71,7 @@ async fn terminal_results_are_served_from_the_cache_and_refilled_after_a_miss() 
     assert_eq!(hit.headers()["x-tasker-cache"], "hit");
     assert_eq!(hit.json::<Value>().await.unwrap(), done);
 
-    let key = format!("{}:task:{id}", app.env.prefix);
+    let key = app.services.keys.result(id);
     let mut redis = app.env.redis().await;
     let ttl: i64 = redis.ttl(&key).await.unwrap();
     assert!(ttl > 3500 && ttl <= 3600, "ttl {ttl}");
@@ -101,7 +101,7 @@ async fn a_cache_entry_that_is_not_the_tasks_record_is_never_served() {
         .await;
     let done = app.wait_terminal(id).await;
     // Another task's record under this task's key (a bug or a stray write).
-    let key = format!("{}:task:{id}", app.env.prefix);
+    let key = app.services.keys.result(id);
     let other = serde_json::to_string(&json!({"task_uuid": uuid::Uuid::now_v7()})).unwrap();
     let _: () = app.env.redis().await.set(&key, other).await.unwrap();
     let read = app.get_output(id).await;
@@ -119,19 +119,19 @@ async fn unfinished_tasks_are_never_cached() {
         let response = app.get_output(id).await;
         assert_eq!(response.headers()["x-tasker-cache"], "miss");
     }
-    let key = format!("{}:task:{id}", app.env.prefix);
+    let key = app.services.keys.result(id);
     let exists: bool = app.env.redis().await.exists(&key).await.unwrap();
     assert!(!exists);
 }
 
 #[tokio::test]
 async fn the_cache_ttl_follows_configuration() {
-    let app = TestApp::spawn_with(|c| c.cache.ttl_seconds = 120, true).await;
+    let app = TestApp::spawn_with(|c| c.cache.ttl_seconds = 120.try_into().unwrap(), true).await;
     let id = app
         .submit(json!({"task_name": "sum", "a": 1, "b": 1}))
         .await;
     app.wait_terminal(id).await;
-    let key = format!("{}:task:{id}", app.env.prefix);
+    let key = app.services.keys.result(id);
     let ttl: i64 = app.env.redis().await.ttl(&key).await.unwrap();
     assert!(ttl > 100 && ttl <= 120, "ttl {ttl}");
 }
@@ -145,11 +145,7 @@ async fn every_redis_key_starts_with_the_prefix_and_expires() {
     app.wait_terminal(id).await;
     // A key of every kind: a queued message (on a queue no worker takes
     // from, so it stays) and a waiting retry too.
-    let queued = tasker::queue::Message {
-        task_id: uuid::Uuid::new_v4(),
-        request_id: None,
-        traceparent: None,
-    };
+    let queued = tasker::queue::Message::new(uuid::Uuid::new_v4(), None, None);
     app.services
         .queue
         .dispatch("unconsumed", &queued)

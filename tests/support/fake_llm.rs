@@ -113,8 +113,8 @@ impl FakeLlm {
 
     /// Points `config` at this server, with an API key.
     pub fn configure(&self, config: &mut tasker::config::Config) {
-        config.llm.base_url = self.base_url();
-        config.llm.api_key = Some(tasker::config::Secret::new("sk-test"));
+        config.tasks.set("llm", "base_url", self.base_url());
+        config.tasks.set("llm", "api_key", "sk-test");
     }
 
     pub fn received(&self) -> Vec<Received> {

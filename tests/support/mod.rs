@@ -15,11 +15,10 @@ use std::time::Duration;
 use redis::AsyncCommands;
 use serde_json::Value;
 use sqlx::{Connection, Executor, PgConnection, PgPool};
-use tasker::config::{Config, Secret};
+use tasker::app::Application;
+use tasker::config::{Config, SecretUrl};
 use tasker::services::Services;
 use tasker::shutdown::Shutdown;
-use tasker::worker::Worker;
-use tokio::net::TcpListener;
 use uuid::Uuid;
 
 pub const PG_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
@@ -97,16 +96,16 @@ impl TestEnv {
             .expect("create test database");
         let prefix = format!("test-{id}");
         let mut config = Config::default();
-        config.database.url = Secret::new(format!("postgres://postgres@{PG_HOST}/{database}"));
-        config.database.acquire_timeout_seconds = 2;
-        config.database.query_timeout_seconds = 3;
-        config.redis.url = Secret::new(REDIS_URL);
+        config.database.url = SecretUrl::new(format!("postgres://postgres@{PG_HOST}/{database}"));
+        config.database.acquire_timeout_seconds = 2.try_into().unwrap();
+        config.database.query_timeout_seconds = 3.try_into().unwrap();
+        config.redis.url = SecretUrl::new(REDIS_URL);
         config.redis.key_prefix = prefix.clone();
         config.api.listen = "127.0.0.1:0".parse().expect("addr");
         config.worker.listen = "127.0.0.1:0".parse().expect("addr");
-        config.worker.reconcile_interval_seconds = 1;
-        config.worker.concurrency = 4;
-        config.llm.base_url = "http://127.0.0.1:9".into();
+        config.worker.reconcile_interval_seconds = 1.try_into().unwrap();
+        config.worker.concurrency = 4.try_into().unwrap();
+        config.tasks.set("llm", "base_url", "http://127.0.0.1:9");
         let env = Self {
             database,
             prefix,
@@ -213,18 +212,15 @@ impl TestApp {
         Self::start(env, with_worker).await
     }
 
+    /// Starts the API the way `tasker api` does, and a worker if asked.
     pub async fn start(env: TestEnv, with_worker: bool) -> Self {
         tasker::tls::install_crypto_provider();
-        let services = Services::build(&env.config).expect("services");
+        let app = Application::build(env.config.clone()).expect("application");
+        let services = app.services().clone();
         let shutdown = Shutdown::new();
-        let listener = TcpListener::bind(env.config.api.listen)
-            .await
-            .expect("bind api");
-        let address = listener.local_addr().expect("api address");
-        let channel = services.queue.keys().finished_channel();
-        let watch = tasker::watch::TaskWatch::start(REDIS_URL, channel).expect("watch");
-        let router = tasker::http::router(services.clone(), &env.config.api, watch);
-        tokio::spawn(tasker::http::serve(listener, router, shutdown.clone()));
+        let api = app.bind_api().await.expect("bind api");
+        let address = api.address().expect("api address");
+        tokio::spawn(api.run(shutdown.clone()));
         let mut app = Self {
             env,
             address,
@@ -240,15 +236,14 @@ impl TestApp {
         app
     }
 
-    /// Starts another worker in this process; returns its index.
+    /// Starts another worker in this process, the way `tasker worker`
+    /// does (with pools of its own); returns its index.
     pub async fn start_worker(&mut self) -> usize {
-        let worker = Worker::new(self.services.clone(), &self.env.config).expect("worker");
-        let listener = TcpListener::bind(self.env.config.worker.listen)
-            .await
-            .expect("bind worker");
-        self.worker_address = Some(listener.local_addr().expect("worker address"));
+        let app = Application::build(self.env.config.clone()).expect("application");
+        let worker = app.bind_worker().await.expect("bind worker");
+        self.worker_address = Some(worker.address().expect("worker address"));
         let shutdown = Shutdown::new();
-        let handle = tokio::spawn(worker.run(listener, shutdown.clone()));
+        let handle = tokio::spawn(worker.run(shutdown.clone()));
         self.workers.push((shutdown, handle));
         self.workers.len() - 1
     }
@@ -390,6 +385,16 @@ impl Drop for TestApp {
         }
         self.shutdown.trigger();
     }
+}
+
+/// A validated task of the registry's type named in `body`, as a
+/// submission would store it.
+pub fn new_task(services: &Services, body: Value) -> tasker::domain::NewTask {
+    let (task, parameters) = services
+        .registry
+        .parse_submission(body)
+        .expect("a valid submission");
+    task.new_task(parameters, &tasker::domain::Origin::default())
 }
 
 /// The value of the sample `series` (name and labels exactly as exposed,

@@ -12,16 +12,10 @@ use uuid::Uuid;
 use crate::support::fake_llm::{FakeLlm, Reply};
 use crate::support::{TestApp, eventually};
 
-fn new_task(name: &str, params: serde_json::Value) -> NewTask {
-    NewTask {
-        id: Uuid::now_v7(),
-        task_name: name.into(),
-        queue: "default".into(),
-        parameters: params,
-        max_attempts: 3,
-        request_id: None,
-        trace_context: None,
-    }
+fn new_task(app: &TestApp, name: &str, params: serde_json::Value) -> NewTask {
+    let mut body = params;
+    body["task_name"] = name.into();
+    crate::support::new_task(&app.services, body)
 }
 
 #[tokio::test]
@@ -32,11 +26,7 @@ async fn the_same_task_delivered_twice_runs_once() {
         .submit(json!({"task_name": "query_llm", "prompt": "hi"}))
         .await;
     // A second, distinct message for the same task (as a re-dispatch would add).
-    let duplicate = Message {
-        task_id: id,
-        request_id: Some("duplicate".into()),
-        traceparent: None,
-    };
+    let duplicate = Message::new(id, Some("duplicate"), None);
     app.services
         .queue
         .dispatch("llm", &duplicate)
@@ -63,11 +53,7 @@ async fn a_message_for_a_finished_task_changes_nothing() {
         .submit(json!({"task_name": "sum", "a": 1, "b": 2}))
         .await;
     let done = app.wait_terminal(id).await;
-    let again = Message {
-        task_id: id,
-        request_id: None,
-        traceparent: None,
-    };
+    let again = Message::new(id, None, None);
     app.services
         .queue
         .dispatch("default", &again)
@@ -91,7 +77,7 @@ async fn a_message_for_a_finished_task_changes_nothing() {
 #[tokio::test]
 async fn undecodable_messages_are_dropped_and_work_goes_on() {
     let app = TestApp::spawn().await;
-    let key = format!("{}:queue:default", app.env.prefix);
+    let key = app.services.keys.ready("default");
     let _: () = app
         .env
         .redis()
@@ -110,7 +96,7 @@ async fn only_one_of_many_concurrent_claims_wins() {
     let app = TestApp::spawn_api_only().await;
     let store = app.services.store.clone();
     let task = store
-        .insert_task(&new_task("sum", json!({"a": 1, "b": 2})))
+        .insert_task(&new_task(&app, "sum", json!({"a": 1, "b": 2})))
         .await
         .unwrap();
     let claims = (0..8).map(|_| {
@@ -132,7 +118,7 @@ async fn a_stale_attempt_can_never_overwrite_a_newer_one() {
     let store = &app.services.store;
     let pool = app.env.pool().await;
     let task = store
-        .insert_task(&new_task("sum", json!({"a": 1, "b": 2})))
+        .insert_task(&new_task(&app, "sum", json!({"a": 1, "b": 2})))
         .await
         .unwrap();
     let first = store
@@ -184,7 +170,7 @@ async fn a_stored_task_whose_dispatch_was_lost_still_runs() {
     let task = app
         .services
         .store
-        .insert_task(&new_task("sum", json!({"a": 2, "b": 3})))
+        .insert_task(&new_task(&app, "sum", json!({"a": 2, "b": 3})))
         .await
         .unwrap();
     let done = app.wait_terminal(task.id).await;
@@ -201,7 +187,7 @@ async fn tasks_in_redis_flushed_away_are_dispatched_again_once() {
                 .await,
         );
     }
-    let key = format!("{}:queue:default", app.env.prefix);
+    let key = app.services.keys.ready("default");
     let _: () = app.env.redis().await.del(&key).await.unwrap();
     let mut app = app;
     app.start_worker().await;
@@ -233,7 +219,7 @@ async fn a_task_still_queued_in_a_backlog_is_not_dispatched_again() {
         .execute(&pool)
         .await
         .unwrap();
-    let key = format!("{}:queue:default", app.env.prefix);
+    let key = app.services.keys.ready("default");
     let mut redis = app.env.redis().await;
     let members: Vec<String> = redis.zrange(&key, 0, -1).await.unwrap();
     let lost_member = members
@@ -276,7 +262,7 @@ async fn a_lost_message_behind_a_page_of_queued_ones_is_found() {
     let mut app = TestApp::spawn_with(|c| c.worker.queues = vec!["llm".to_owned()], false).await;
     // 600 tasks: more than one page of the reconciler's scan (500).
     let tasks: Vec<NewTask> = (0..600)
-        .map(|i| new_task("sum", json!({"a": i, "b": 0})))
+        .map(|i| new_task(&app, "sum", json!({"a": i, "b": 0})))
         .collect();
     app.services.store.insert_tasks(&tasks).await.unwrap();
     let pool = app.env.pool().await;
@@ -291,11 +277,7 @@ async fn a_lost_message_behind_a_page_of_queued_ones_is_found() {
     let lost = tasks.last().unwrap().id;
     let messages: Vec<Message> = tasks[..599]
         .iter()
-        .map(|t| Message {
-            task_id: t.id,
-            request_id: None,
-            traceparent: None,
-        })
+        .map(|t| Message::new(t.id, None, None))
         .collect();
     app.services
         .queue
@@ -322,7 +304,7 @@ async fn a_lost_message_behind_a_page_of_queued_ones_is_found() {
 async fn one_claim_statement_takes_only_the_pending_tasks_of_a_batch() {
     let app = TestApp::spawn_api_only().await;
     let store = &app.services.store;
-    let ids = stored_sum_tasks(store, 5).await;
+    let ids = stored_sum_tasks(&app, 5).await;
     // One is already running elsewhere; one id names no task at all.
     let taken = store.claim(ids[0], Duration::from_secs(30)).await.unwrap();
     assert!(taken.is_some());
@@ -350,7 +332,7 @@ async fn one_outcome_statement_writes_each_attempt_fenced_on_its_own() {
     let app = TestApp::spawn_api_only().await;
     let store = &app.services.store;
     let mut claimed = Vec::new();
-    for id in stored_sum_tasks(store, 3).await {
+    for id in stored_sum_tasks(&app, 3).await {
         claimed.push(
             store
                 .claim(id, Duration::from_secs(30))
@@ -401,12 +383,12 @@ async fn one_outcome_statement_writes_each_attempt_fenced_on_its_own() {
 async fn a_bad_row_fails_only_its_own_submission_in_a_group_commit() {
     let app = TestApp::spawn_api_only().await;
     let intake =
-        tasker::intake::Intake::new(app.services.store.clone(), app.services.queue.clone(), 1);
-    let mut bad = new_task("sum", json!({"a": 1, "b": 1}));
+        tasker::services::Intake::new(app.services.store.clone(), app.services.queue.clone(), 1);
+    let mut bad = new_task(&app, "sum", json!({"a": 1, "b": 1}));
     // Longer than the column allows: PostgreSQL rejects this row.
     bad.task_name = "x".repeat(101);
     let mut tasks: Vec<NewTask> = (0..20)
-        .map(|i| new_task("sum", json!({"a": i, "b": 0})))
+        .map(|i| new_task(&app, "sum", json!({"a": i, "b": 0})))
         .collect();
     tasks.insert(7, bad.clone());
     let submissions: Vec<_> = tasks
@@ -433,15 +415,11 @@ async fn a_bad_row_fails_only_its_own_submission_in_a_group_commit() {
 #[tokio::test]
 async fn a_worker_pops_a_batch_across_queues_in_one_call() {
     let app = TestApp::spawn_api_only().await;
-    let keys = app.services.queue.keys().clone();
+    let keys = app.services.keys.clone();
     let queues = vec!["default".to_owned(), "llm".to_owned()];
     for (queue, count) in [("default", 3), ("llm", 4)] {
         for _ in 0..count {
-            let message = Message {
-                task_id: Uuid::now_v7(),
-                request_id: None,
-                traceparent: None,
-            };
+            let message = Message::new(Uuid::now_v7(), None, None);
             app.services.queue.dispatch(queue, &message).await.unwrap();
         }
     }
@@ -464,11 +442,12 @@ async fn a_worker_pops_a_batch_across_queues_in_one_call() {
 }
 
 /// Stores `count` pending `sum` tasks (not dispatched); returns their ids.
-async fn stored_sum_tasks(store: &tasker::store::Store, count: i64) -> Vec<Uuid> {
+async fn stored_sum_tasks(app: &TestApp, count: i64) -> Vec<Uuid> {
+    let store = &app.services.store;
     let mut ids = Vec::new();
     for i in 0..count {
         let task = store
-            .insert_task(&new_task("sum", json!({"a": i, "b": 0})))
+            .insert_task(&new_task(app, "sum", json!({"a": i, "b": 0})))
             .await
             .unwrap();
         ids.push(task.id);

@@ -94,7 +94,7 @@ async fn large_content_is_hashed() {
 
 #[tokio::test]
 async fn many_tasks_all_finish_with_bounded_concurrency() {
-    let app = TestApp::spawn_with(|c| c.worker.concurrency = 3, true).await;
+    let app = TestApp::spawn_with(|c| c.worker.concurrency = 3.try_into().unwrap(), true).await;
     let mut ids = Vec::new();
     for i in 0..60 {
         ids.push((

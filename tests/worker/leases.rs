@@ -6,7 +6,6 @@ use std::time::Duration;
 use serde_json::json;
 use tasker::config::Config;
 use tasker::domain::NewTask;
-use uuid::Uuid;
 
 use crate::support::fake_llm::{FakeLlm, Reply};
 use crate::support::{TestApp, eventually, metric};
@@ -14,21 +13,16 @@ use crate::support::{TestApp, eventually, metric};
 fn with_llm(llm: &FakeLlm, lease_seconds: u64, grace_seconds: u64) -> impl FnOnce(&mut Config) {
     move |c: &mut Config| {
         llm.configure(c);
-        c.worker.lease_seconds = lease_seconds;
+        c.worker.lease_seconds = lease_seconds.try_into().unwrap();
         c.worker.shutdown_grace_seconds = grace_seconds;
     }
 }
 
-fn sum_task(max_attempts: i32) -> NewTask {
-    NewTask {
-        id: Uuid::now_v7(),
-        task_name: "sum".into(),
-        queue: "default".into(),
-        parameters: json!({"a": 1, "b": 1}),
-        max_attempts,
-        request_id: None,
-        trace_context: None,
-    }
+fn sum_task(app: &TestApp, max_attempts: i32) -> NewTask {
+    let mut task =
+        crate::support::new_task(&app.services, json!({"task_name": "sum", "a": 1, "b": 1}));
+    task.max_attempts = max_attempts;
+    task
 }
 
 #[tokio::test]
@@ -54,7 +48,7 @@ async fn a_long_attempt_keeps_its_lease_alive() {
 async fn a_task_whose_worker_died_is_recovered_and_run_again() {
     let app = TestApp::spawn_api_only().await;
     let store = &app.services.store;
-    let task = store.insert_task(&sum_task(3)).await.unwrap();
+    let task = store.insert_task(&sum_task(&app, 3)).await.unwrap();
     // A worker claims it with a short lease and dies.
     let claimed = store
         .claim(task.id, Duration::from_millis(200))
@@ -80,7 +74,7 @@ async fn a_task_whose_worker_died_is_recovered_and_run_again() {
 async fn a_task_that_keeps_losing_its_worker_ends_failed() {
     let app = TestApp::spawn_api_only().await;
     let store = &app.services.store;
-    let task = store.insert_task(&sum_task(1)).await.unwrap();
+    let task = store.insert_task(&sum_task(&app, 1)).await.unwrap();
     store
         .claim(task.id, Duration::from_millis(100))
         .await

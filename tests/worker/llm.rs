@@ -3,19 +3,17 @@
 use std::time::Duration;
 
 use serde_json::json;
-use tasker::config::Secret;
 
 use crate::support::TestApp;
 use crate::support::fake_llm::{FakeLlm, Reply};
 
 async fn app_with(llm: &FakeLlm, key: Option<&str>, timeout_seconds: u64) -> TestApp {
-    let key = key.map(Secret::new);
     TestApp::spawn_with(
         |c| {
             llm.configure(c);
-            c.llm.api_key = key;
-            c.llm.model = "claude-test".into();
-            c.llm.timeout_seconds = timeout_seconds;
+            c.tasks.set("llm", "api_key", key.unwrap_or(""));
+            c.tasks.set("llm", "model", "claude-test");
+            c.tasks.set("llm", "timeout_seconds", timeout_seconds);
         },
         true,
     )

@@ -1,17 +1,18 @@
 //! Route table.
 
 mod docs;
-mod ops;
 mod read;
 mod submit;
 
 use axum::Router;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
 use super::AppState;
 use super::error::ApiError;
 
-pub(super) use ops::{__path_health, __path_metrics_text, __path_openapi_json, __path_ready};
 pub(super) use read::{__path_get_task, __path_get_task_output, __path_list_tasks};
 pub(super) use submit::{__path_create_task, __path_create_tasks};
 
@@ -22,10 +23,7 @@ pub(super) fn router() -> Router<AppState> {
         .route("/get-task-output", get(read::get_task_output))
         .route("/tasks", get(read::list_tasks))
         .route("/tasks/{task_uuid}", get(read::get_task))
-        .route("/health", get(ops::health))
-        .route("/ready", get(ops::ready))
-        .route("/metrics", get(ops::metrics_text))
-        .route("/openapi.json", get(ops::openapi_json))
+        .route("/openapi.json", get(openapi_json))
         .route("/docs", get(docs::docs))
         .route(docs::SCRIPT_ROUTE, get(docs::scalar_js))
 }
@@ -36,4 +34,15 @@ pub(super) async fn not_found() -> ApiError {
 
 pub(super) async fn method_not_allowed() -> ApiError {
     ApiError::MethodNotAllowed
+}
+
+/// This OpenAPI document.
+#[utoipa::path(get, path = "/openapi.json", tag = "operations",
+    responses((status = 200, description = "OpenAPI 3.1 document", content_type = "application/json", body = Object)))]
+pub(super) async fn openapi_json(State(state): State<AppState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        state.openapi_json.as_str().to_owned(),
+    )
+        .into_response()
 }

@@ -1,25 +1,17 @@
-//! Submitting tasks, one at a time or in batches.
+//! Submitting tasks, one at a time or in batches: HTTP in, a
+//! [`Submissions`](crate::services::Submissions) call, HTTP out.
 
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::domain::NewTask;
 use crate::http::AppState;
 use crate::http::error::{ApiError, ErrorResponse};
 use crate::http::extract::{JsonBody, RequestId};
 use crate::http::idempotency;
 use crate::http::schemas::{RunTaskResponse, RunTasksResponse};
-use crate::intake::message_for;
-use crate::queue::Message;
-use crate::store::Submission;
-use crate::tasks::{RegisteredTask, SubmissionError};
-use crate::telemetry::logs::error_chain;
-use crate::telemetry::metrics as m;
-use crate::telemetry::traces;
 
 /// Submit a task.
 ///
@@ -57,38 +49,15 @@ pub(crate) async fn create_task(
     headers: HeaderMap,
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
-    let services = &state.services;
-    let idempotency_key = idempotency::key(&headers)?;
-    let (task, parameters) = services.registry.parse_submission(body)?;
-    let new_task = new_task(task, parameters, &request_id);
-    let id = new_task.id;
-    match idempotency_key {
-        None => state.intake.submit(new_task).await?,
+    let origin = crate::http::origin(&request_id);
+    let submissions = &state.submissions;
+    match idempotency::key(&headers)? {
+        None => Ok(accepted(submissions.submit(body, &origin).await?, false)),
         Some(key) => {
-            let fingerprint = idempotency::fingerprint(task.name(), &new_task.parameters);
-            let submission = services
-                .store
-                .insert_task_idempotent(&new_task, &key, &fingerprint, state.idempotency_window)
-                .await?;
-            match submission {
-                Submission::Created(_) => {}
-                Submission::Replayed(id) => return Ok(accepted(id, true)),
-                Submission::Conflict(_) => {
-                    return Err(ApiError::Conflict(format!(
-                        "Idempotency-Key `{key}` was already used with a different request"
-                    )));
-                }
-            }
-            let message = message_for(&new_task);
-            if let Err(err) = services.queue.dispatch(task.queue(), &message).await {
-                // Stored is what counts: the reconciler dispatches it once Redis is back.
-                tracing::warn!(task_id = %id, error = %error_chain(&err), "dispatch failed; the reconciler will retry it");
-            }
+            let done = submissions.submit_idempotent(body, &key, &origin).await?;
+            Ok(accepted(done.id, done.replayed))
         }
     }
-    metrics::counter!(m::TASKS_SUBMITTED, "task_name" => task.name()).increment(1);
-    tracing::info!(task_id = %id, task_name = task.name(), "task accepted");
-    Ok(accepted(id, false))
 }
 
 /// `202` with the task id and its `Location`.
@@ -109,19 +78,6 @@ fn accepted(id: Uuid, replayed: bool) -> Response {
         );
     }
     response
-}
-
-/// A validated task, ready to store, carrying the request's id and trace.
-fn new_task(task: &RegisteredTask, parameters: Value, request_id: &str) -> NewTask {
-    NewTask {
-        id: Uuid::now_v7(),
-        task_name: task.name().to_owned(),
-        queue: task.queue().to_owned(),
-        parameters,
-        max_attempts: i32::try_from(task.retry_policy().max_attempts).unwrap_or(i32::MAX),
-        request_id: Some(request_id.to_owned()),
-        trace_context: traces::traceparent(&tracing::Span::current()),
-    }
 }
 
 /// Submit several tasks at once.
@@ -152,81 +108,7 @@ pub(crate) async fn create_tasks(
     RequestId(request_id): RequestId,
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
-    let services = &state.services;
-    let items = batch_items(body, state.max_batch_size)?;
-    let mut new_tasks = Vec::with_capacity(items.len());
-    for (index, item) in items.into_iter().enumerate() {
-        let (task, parameters) = services
-            .registry
-            .parse_submission(item)
-            .map_err(|err| batch_item_error(index, err))?;
-        new_tasks.push(new_task(task, parameters, &request_id));
-    }
-    services.store.insert_tasks(&new_tasks).await?;
-    let messages: Vec<(&str, Message)> = new_tasks
-        .iter()
-        .map(|task| (task.queue.as_str(), message_for(task)))
-        .collect();
-    for task in &new_tasks {
-        metrics::counter!(m::TASKS_SUBMITTED, "task_name" => task.task_name.clone()).increment(1);
-    }
-    if let Err(err) = services
-        .queue
-        .dispatch_many(messages.iter().map(|(q, msg)| (*q, msg)))
-        .await
-    {
-        tracing::warn!(count = new_tasks.len(), error = %error_chain(&err), "batch dispatch failed; the reconciler will retry it");
-    }
-    tracing::info!(count = new_tasks.len(), "tasks accepted");
-    let body = RunTasksResponse {
-        task_uuids: new_tasks.iter().map(|task| task.id).collect(),
-    };
-    Ok((StatusCode::ACCEPTED, Json(body)).into_response())
-}
-
-/// The `tasks` array of a batch, checked for shape and size.
-fn batch_items(body: Value, max: usize) -> Result<Vec<Value>, ApiError> {
-    let items = match body {
-        Value::Object(mut fields) => {
-            let items = fields.remove("tasks");
-            if let Some(unknown) = fields.keys().next() {
-                return Err(ApiError::validation(
-                    unknown,
-                    "is not a field of a batch (only `tasks`)",
-                ));
-            }
-            items
-        }
-        _ => None,
-    };
-    let Some(Value::Array(items)) = items else {
-        return Err(ApiError::validation("tasks", "must be an array of tasks"));
-    };
-    if items.is_empty() || items.len() > max {
-        return Err(ApiError::validation(
-            "tasks",
-            format!("must hold between 1 and {max} tasks, not {}", items.len()),
-        ));
-    }
-    Ok(items)
-}
-
-fn batch_item_error(index: usize, err: SubmissionError) -> ApiError {
-    let mut details = json!({ "index": index });
-    let field = match &err {
-        SubmissionError::NotAnObject => None,
-        SubmissionError::MissingTaskName { valid }
-        | SubmissionError::UnknownTaskName { valid, .. } => {
-            details["valid_task_names"] = json!(valid);
-            Some("task_name".to_owned())
-        }
-        SubmissionError::InvalidField(field) => Some(field.field.clone()),
-    };
-    if let Some(field) = field {
-        details["field"] = json!(field);
-    }
-    ApiError::Validation {
-        message: format!("tasks[{index}]: {err}"),
-        details,
-    }
+    let origin = crate::http::origin(&request_id);
+    let task_uuids = state.submissions.submit_batch(body, &origin).await?;
+    Ok((StatusCode::ACCEPTED, Json(RunTasksResponse { task_uuids })).into_response())
 }

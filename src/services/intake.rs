@@ -4,14 +4,16 @@
 //! statement carrying its row has committed, so a `2xx` still means the task
 //! is stored.
 
+use tracing::Instrument;
+
+use super::submission::message_of;
 use crate::batching::Batcher;
 use crate::domain::NewTask;
 use crate::queue::{Message, Queue};
 use crate::store::{self, Store};
-use crate::telemetry::logs::error_chain;
+use crate::telemetry::error_chain;
 use crate::telemetry::metrics as m;
 use crate::telemetry::traces;
-use tracing::Instrument;
 
 /// Rows in one INSERT at most.
 const MAX_BATCH: usize = 256;
@@ -73,7 +75,7 @@ async fn store_and_dispatch(
         .iter()
         .zip(&results)
         .filter(|(_, stored)| stored.is_ok())
-        .map(|(task, _)| (task.queue.as_str(), message_for(task)))
+        .map(|(task, _)| (task.queue.as_str(), message_of(task)))
         .collect();
     if !messages.is_empty()
         && let Err(err) = queue
@@ -84,13 +86,4 @@ async fn store_and_dispatch(
         tracing::warn!(count = messages.len(), error = %error_chain(&err), "dispatch failed; the reconciler will retry it");
     }
     results
-}
-
-/// The dispatch message of a task about to be stored.
-pub fn message_for(task: &NewTask) -> Message {
-    Message {
-        task_id: task.id,
-        request_id: task.request_id.clone(),
-        traceparent: task.trace_context.clone(),
-    }
 }

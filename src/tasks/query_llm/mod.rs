@@ -2,6 +2,8 @@
 //! Rate limits, server errors and timeouts are retryable; other client
 //! errors are not.
 
+mod settings;
+
 use std::time::Duration;
 
 use reqwest::StatusCode;
@@ -10,8 +12,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::{FieldError, RetryPolicy, Task, TaskError};
-use crate::config::{LlmConfig, Secret};
-use crate::telemetry::logs::error_chain;
+use crate::config::{ConfigError, ExposeSecret, SecretString};
+use crate::telemetry::error_chain;
+
+pub use settings::LlmSettings;
 
 const ANTHROPIC_VERSION: &str = "2023-06-01";
 /// Upper bound on `max_tokens`, well above what current models accept.
@@ -20,7 +24,7 @@ const MAX_TOKENS_LIMIT: u32 = 128_000;
 pub struct QueryLlm {
     client: reqwest::Client,
     messages_url: String,
-    api_key: Option<Secret>,
+    api_key: Option<SecretString>,
     model: String,
     timeout: Duration,
     default_max_tokens: u32,
@@ -73,6 +77,21 @@ fn whole_number<'de, D: serde::Deserializer<'de>>(
         })
 }
 
+/// Output of `query_llm`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct QueryLlmOutput {
+    /// The reply's text blocks, joined.
+    #[schema(example = "Bonjour !")]
+    pub text: String,
+    /// The model that answered.
+    #[schema(example = "claude-sonnet-4-5")]
+    pub model: String,
+    /// Why the model stopped, as the provider says (`end_turn`, `max_tokens`, …).
+    #[schema(example = "end_turn")]
+    pub stop_reason: Option<String>,
+    pub usage: Usage,
+}
+
 #[derive(Debug, Deserialize)]
 struct MessagesResponse {
     model: String,
@@ -90,35 +109,23 @@ struct ContentBlock {
     text: Option<String>,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
-struct Usage {
-    input_tokens: u64,
-    output_tokens: u64,
+/// Tokens the call used, as the provider counted them.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Usage {
+    pub input_tokens: u64,
+    pub output_tokens: u64,
 }
 
 impl QueryLlm {
-    pub fn new(config: &LlmConfig) -> Result<Self, reqwest::Error> {
-        crate::tls::install_crypto_provider();
-        let timeout = Duration::from_secs(config.timeout_seconds);
-        let client = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(Duration::from_secs(10).min(timeout))
-            .build()?;
-        Ok(Self {
-            client,
-            messages_url: format!("{}/v1/messages", config.base_url.trim_end_matches('/')),
-            api_key: config.api_key.clone(),
-            model: config.model.clone(),
-            timeout,
-            default_max_tokens: config.default_max_tokens,
-        })
-    }
-
-    async fn send(&self, api_key: &Secret, body: &Value) -> Result<Value, TaskError> {
+    async fn send(
+        &self,
+        api_key: &SecretString,
+        body: &Value,
+    ) -> Result<QueryLlmOutput, TaskError> {
         let response = self
             .client
             .post(&self.messages_url)
-            .header("x-api-key", api_key.expose())
+            .header("x-api-key", api_key.expose_secret())
             .header("anthropic-version", ANTHROPIC_VERSION)
             .json(body)
             .send()
@@ -145,15 +152,38 @@ impl QueryLlm {
 impl Task for QueryLlm {
     const NAME: &'static str = "query_llm";
     const DEFAULT_QUEUE: &'static str = "llm";
+    const DESCRIPTION: &'static str = "Sends `prompt` to the configured LLM (Anthropic Messages API). \
+         Output: `{\"text\", \"model\", \"stop_reason\", \"usage\"}`.";
     type Params = QueryLlmParams;
+    type Output = QueryLlmOutput;
+    type Settings = LlmSettings;
 
-    fn description(&self) -> &'static str {
-        "Sends `prompt` to the configured LLM (Anthropic Messages API). \
-         Output: `{\"text\", \"model\", \"stop_reason\", \"usage\"}`."
+    fn build(settings: LlmSettings) -> Result<Self, ConfigError> {
+        crate::tls::install_crypto_provider();
+        let timeout = settings.timeout();
+        let client = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(Duration::from_secs(10).min(timeout))
+            .build()
+            .map_err(|err| ConfigError::Invalid {
+                key: "llm".into(),
+                reason: format!("cannot build the HTTP client: {err}"),
+            })?;
+        Ok(Self {
+            client,
+            messages_url: format!("{}/v1/messages", settings.base_url.trim_end_matches('/')),
+            api_key: settings.api_key(),
+            model: settings.model.clone(),
+            timeout,
+            default_max_tokens: settings.default_max_tokens.get(),
+        })
     }
 
-    fn example(&self) -> Value {
-        json!({"task_name": Self::NAME, "prompt": "Say hello in French.", "max_tokens": 64})
+    fn example() -> QueryLlmParams {
+        QueryLlmParams {
+            prompt: "Say hello in French.".into(),
+            max_tokens: Some(64),
+        }
     }
 
     fn check(&self, params: &QueryLlmParams) -> Result<(), FieldError> {
@@ -182,7 +212,7 @@ impl Task for QueryLlm {
         self.timeout + Duration::from_secs(5)
     }
 
-    async fn run(&self, params: QueryLlmParams) -> Result<Value, TaskError> {
+    async fn run(&self, params: QueryLlmParams) -> Result<QueryLlmOutput, TaskError> {
         let Some(api_key) = &self.api_key else {
             return Err(TaskError::fatal(
                 "no LLM API key is configured: set llm.api_key \
@@ -198,19 +228,19 @@ impl Task for QueryLlm {
     }
 }
 
-fn output(reply: MessagesResponse) -> Value {
+fn output(reply: MessagesResponse) -> QueryLlmOutput {
     let text: String = reply
         .content
         .iter()
         .filter(|block| block.kind == "text")
         .filter_map(|block| block.text.as_deref())
         .collect();
-    json!({
-        "text": text,
-        "model": reply.model,
-        "stop_reason": reply.stop_reason,
-        "usage": reply.usage,
-    })
+    QueryLlmOutput {
+        text,
+        model: reply.model,
+        stop_reason: reply.stop_reason,
+        usage: reply.usage,
+    }
 }
 
 fn transport_error(err: &reqwest::Error) -> TaskError {
@@ -340,7 +370,7 @@ mod tests {
             },
         };
         let out = output(reply);
-        assert_eq!(out["text"], "Bonjour");
-        assert_eq!(out["usage"]["output_tokens"], 2);
+        assert_eq!(out.text, "Bonjour");
+        assert_eq!(out.usage.output_tokens, 2);
     }
 }

@@ -1,0 +1,178 @@
+//! Building the application from its configuration: the one wiring that
+//! `tasker api`, `tasker worker`, `tasker dev` and the tests all start.
+//! Building connects to nothing; binding takes the ports; running serves
+//! until the shutdown switch is triggered.
+
+use std::net::SocketAddr;
+
+use anyhow::Context;
+use axum::Router;
+use tokio::net::TcpListener;
+
+use crate::config::Config;
+use crate::ops::Ops;
+use crate::services::{BuildError, Reads, Services, Submissions};
+use crate::shutdown::Shutdown;
+use crate::store::Store;
+use crate::tasks::Registry;
+use crate::watch::TaskWatch;
+use crate::worker::Worker;
+
+/// The configuration and every handle built from it.
+pub struct Application {
+    config: Config,
+    services: Services,
+}
+
+impl Application {
+    /// Checks the configuration against the task types and builds every
+    /// handle, without connecting.
+    pub fn build(config: Config) -> Result<Self, BuildError> {
+        let services = Services::build(&config)?;
+        Ok(Self { config, services })
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn services(&self) -> &Services {
+        &self.services
+    }
+
+    /// Creates the database if it is missing and applies the migrations.
+    pub async fn migrate(&self) -> anyhow::Result<()> {
+        let created = Store::create_database_if_missing(&self.config.database)
+            .await
+            .context("creating the database")?;
+        if created {
+            tracing::info!("database created");
+        }
+        self.services
+            .store
+            .migrate()
+            .await
+            .context("applying database migrations")?;
+        tracing::info!("database migrations applied");
+        Ok(())
+    }
+
+    /// Binds `api.listen` and builds the API on it.
+    pub async fn bind_api(&self) -> anyhow::Result<ApiServer> {
+        let api = &self.config.api;
+        let listener = bind(api.listen, "api.listen").await?;
+        let services = &self.services;
+        let watch = TaskWatch::start(
+            self.config.redis.url.expose(),
+            services.keys.finished_channel(),
+        )
+        .context("redis.url")?;
+        let submissions = Submissions::new(
+            services.registry.clone(),
+            services.store.clone(),
+            services.queue.clone(),
+            api.idempotency_window(),
+            api.max_batch_size.get(),
+        );
+        let reads = Reads::new(
+            services.store.clone(),
+            services.cache.clone(),
+            watch,
+            api.max_wait(),
+        );
+        let ops = Ops::new(services.clone());
+        let router = crate::http::router(submissions, reads, &services.registry, &ops, api);
+        Ok(ApiServer { listener, router })
+    }
+
+    /// Binds `worker.listen` (its probes) and builds a worker.
+    pub async fn bind_worker(&self) -> anyhow::Result<WorkerServer> {
+        let listener = bind(self.config.worker.listen, "worker.listen").await?;
+        let worker = Worker::new(self.services.clone(), &self.config);
+        Ok(WorkerServer { listener, worker })
+    }
+}
+
+async fn bind(address: SocketAddr, key: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(address)
+        .await
+        .with_context(|| format!("cannot listen on {key} = {address}"))
+}
+
+/// The API, bound and ready to serve.
+pub struct ApiServer {
+    listener: TcpListener,
+    router: Router,
+}
+
+impl ApiServer {
+    pub fn address(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until `shutdown`, then finishes in-flight requests.
+    pub async fn run(self, shutdown: Shutdown) -> anyhow::Result<()> {
+        if let Ok(address) = self.address() {
+            tracing::info!(%address, "api listening");
+        }
+        crate::server::serve(self.listener, self.router, shutdown)
+            .await
+            .context("api server failed")
+    }
+}
+
+/// A worker with its probe port bound.
+pub struct WorkerServer {
+    listener: TcpListener,
+    worker: Worker,
+}
+
+impl WorkerServer {
+    /// The probe port's address.
+    pub fn address(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Runs until `shutdown`, then drains (see [`Worker::run`]).
+    pub async fn run(self, shutdown: Shutdown) -> anyhow::Result<()> {
+        if let Ok(address) = self.address() {
+            tracing::info!(%address, "worker probes listening");
+        }
+        self.worker.run(self.listener, shutdown).await
+    }
+}
+
+/// The configuration as in effect, as TOML: defaults filled in, the queue of
+/// every task type and the queues a worker consumes spelled out, each task
+/// type's section included, secrets redacted.
+pub fn effective_config(config: &Config, registry: &Registry) -> anyhow::Result<String> {
+    let mut table = toml::Table::try_from(config).context("encoding the configuration")?;
+    if let Some(toml::Value::Table(worker)) = table.get_mut("worker") {
+        let queues = registry.consumed_queues(&config.worker.queues);
+        worker.insert("queues".into(), toml::Value::try_from(queues)?);
+    }
+    let task_queues: toml::Table = registry
+        .iter()
+        .map(|task| (task.name().to_owned(), toml::Value::from(task.queue())))
+        .collect();
+    table.insert("task_queues".into(), toml::Value::Table(task_queues));
+    for (section, settings) in registry.settings() {
+        table.insert(
+            section.to_owned(),
+            toml::Value::try_from(without_nulls(settings.clone()))?,
+        );
+    }
+    Ok(toml::to_string_pretty(&table)?)
+}
+
+/// TOML has no null: an unset optional key is simply absent.
+fn without_nulls(value: serde_json::Value) -> serde_json::Value {
+    match value {
+        serde_json::Value::Object(fields) => fields
+            .into_iter()
+            .filter(|(_, v)| !v.is_null())
+            .map(|(k, v)| (k, without_nulls(v)))
+            .collect(),
+        other => other,
+    }
+}

@@ -1,0 +1,222 @@
+//! Operations endpoints, one module for the API and the worker:
+//! `/health` (liveness), `/ready` (readiness: PostgreSQL and Redis
+//! reachable, and for a worker its queue consumer running) and `/metrics`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use metrics_exporter_prometheus::PrometheusHandle;
+use serde::Serialize;
+
+use crate::error_body::{ErrorCode, ErrorResponse};
+use crate::services::Services;
+use crate::telemetry::error_chain;
+use crate::telemetry::metrics;
+
+/// State of one dependency: `ok`, or what went wrong.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct DependencyState {
+    /// `ok` or `unavailable`.
+    #[schema(example = "ok")]
+    pub status: &'static str,
+    /// Why it is unavailable; absent when `ok`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl DependencyState {
+    fn from_result<E: std::error::Error + 'static>(result: Result<(), E>) -> Self {
+        match result {
+            Ok(()) => Self {
+                status: "ok",
+                error: None,
+            },
+            Err(err) => Self {
+                status: "unavailable",
+                error: Some(error_chain(&err)),
+            },
+        }
+    }
+
+    pub fn is_ok(&self) -> bool {
+        self.error.is_none()
+    }
+}
+
+/// Both dependencies, checked at once.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Readiness {
+    pub postgres: DependencyState,
+    pub redis: DependencyState,
+}
+
+impl Readiness {
+    pub async fn check(services: &Services) -> Self {
+        let (postgres, redis) = tokio::join!(services.store.ping(), services.queue.ping());
+        Self {
+            postgres: DependencyState::from_result(postgres),
+            redis: DependencyState::from_result(redis),
+        }
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.postgres.is_ok() && self.redis.is_ok()
+    }
+
+    /// Names of the dependencies that are down, for messages.
+    pub fn down(&self) -> Vec<&'static str> {
+        let mut down = Vec::new();
+        if !self.postgres.is_ok() {
+            down.push("postgres");
+        }
+        if !self.redis.is_ok() {
+            down.push("redis");
+        }
+        down
+    }
+}
+
+/// Liveness answer.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct HealthResponse {
+    #[schema(example = "ok")]
+    pub status: &'static str,
+}
+
+/// Readiness answer when every check passes.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ReadyResponse {
+    #[schema(example = "ready")]
+    pub status: &'static str,
+    pub checks: Readiness,
+    /// For a worker: its queue consumer is taking tasks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub consuming: Option<bool>,
+}
+
+/// What the operations endpoints of one process look at; cheap to clone.
+#[derive(Clone)]
+pub struct Ops(Arc<Inner>);
+
+struct Inner {
+    services: Services,
+    metrics: Option<PrometheusHandle>,
+    /// A worker's "taking tasks" flag: part of its readiness.
+    consuming: Option<Arc<AtomicBool>>,
+}
+
+impl Ops {
+    /// Operations of a process that serves requests.
+    pub fn new(services: Services) -> Self {
+        Self(Arc::new(Inner {
+            services,
+            metrics: metrics::install(),
+            consuming: None,
+        }))
+    }
+
+    /// Operations of a worker: not ready while `consuming` is false.
+    pub fn for_worker(services: Services, consuming: Arc<AtomicBool>) -> Self {
+        Self(Arc::new(Inner {
+            services,
+            metrics: metrics::install(),
+            consuming: Some(consuming),
+        }))
+    }
+
+    /// `/health`, `/ready` and `/metrics`.
+    pub fn router(&self) -> Router {
+        Router::new()
+            .route("/health", get(health))
+            .route("/ready", get(ready))
+            .route("/metrics", get(metrics_text))
+            .with_state(self.clone())
+    }
+
+    /// `/health` and `/ready` only, for a port that must not expose metrics.
+    pub fn probes(&self) -> Router {
+        Router::new()
+            .route("/health", get(health))
+            .route("/ready", get(ready))
+            .with_state(self.clone())
+    }
+
+    /// Refreshes the gauges read at scrape time: pool usage, and the depth
+    /// and oldest age of every queue. Queue figures come from Redis, shared
+    /// by every replica, so `max` over replicas is the true value and the
+    /// cost does not grow with the number of tasks.
+    async fn record_gauges(&self) {
+        let services = &self.0.services;
+        let (open, idle, max) = services.store.pool_stats();
+        metrics::record_pool(metrics::DB_POOL, open, idle, max);
+        let (open, idle, max) = services.redis.pool_status();
+        metrics::record_pool(metrics::REDIS_POOL, open, idle, max);
+        let queues: Vec<String> = services.registry.queues().into_iter().collect();
+        match services.queue.depths(&queues).await {
+            Ok(depths) => {
+                for depth in depths {
+                    ::metrics::gauge!(metrics::QUEUE_DEPTH, "queue" => depth.queue.clone())
+                        .set(depth.ready as f64);
+                    ::metrics::gauge!(metrics::QUEUE_OLDEST_AGE, "queue" => depth.queue)
+                        .set(depth.oldest_age_seconds);
+                }
+            }
+            Err(err) => tracing::debug!(error = %error_chain(&err), "cannot read queue depths"),
+        }
+    }
+}
+
+/// Liveness: the process is up and serving.
+#[utoipa::path(get, path = "/health", tag = "operations",
+    responses((status = 200, description = "Alive", body = HealthResponse)))]
+pub async fn health() -> Json<HealthResponse> {
+    Json(HealthResponse { status: "ok" })
+}
+
+/// Readiness: PostgreSQL and Redis are reachable.
+#[utoipa::path(get, path = "/ready", tag = "operations",
+    responses(
+        (status = 200, description = "Ready to serve", body = ReadyResponse),
+        (status = 503, description = "A dependency is down; `details.checks` says which", body = ErrorResponse,
+            example = json!({"error": {"code": "not_ready", "message": "not ready: redis unavailable", "details": {"checks": {"postgres": {"status": "ok"}, "redis": {"status": "unavailable", "error": "connection refused"}}}}})),
+    ))]
+pub async fn ready(State(ops): State<Ops>) -> Response {
+    let checks = Readiness::check(&ops.0.services).await;
+    let consuming = ops.0.consuming.as_ref().map(|c| c.load(Ordering::Relaxed));
+    if checks.is_ready() && consuming != Some(false) {
+        let body = ReadyResponse {
+            status: "ready",
+            checks,
+            consuming,
+        };
+        return Json(body).into_response();
+    }
+    let mut down = checks.down();
+    if consuming == Some(false) {
+        down.push("queue consumer");
+    }
+    let mut details = serde_json::json!({ "checks": checks });
+    if let Some(consuming) = consuming {
+        details["consuming"] = consuming.into();
+    }
+    let message = format!("not ready: {} unavailable", down.join(", "));
+    ErrorResponse::new(ErrorCode::NotReady, message, details)
+        .into_response_with(StatusCode::SERVICE_UNAVAILABLE)
+}
+
+/// Prometheus metrics in the text exposition format.
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Metrics", content_type = "text/plain", body = String)))]
+pub async fn metrics_text(State(ops): State<Ops>) -> Response {
+    ops.record_gauges().await;
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        metrics::render(ops.0.metrics.as_ref()),
+    )
+        .into_response()
+}

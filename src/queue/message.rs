@@ -1,0 +1,49 @@
+//! The dispatch message: what travels through a queue for one task.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// Derived from the stored task alone, so every dispatch of one task
+/// produces the same queue member (and deduplicates).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Message {
+    pub task_id: Uuid,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    /// W3C trace context of the submitting request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
+}
+
+impl Message {
+    /// The message of task `task_id`, submitted by request `request_id`
+    /// within trace `traceparent`: the one way a message is made.
+    pub fn new(task_id: Uuid, request_id: Option<&str>, traceparent: Option<&str>) -> Self {
+        Self {
+            task_id,
+            request_id: request_id.map(str::to_owned),
+            traceparent: traceparent.map(str::to_owned),
+        }
+    }
+
+    pub fn encode(&self) -> String {
+        // Serialising a struct of a Uuid and optional strings cannot fail.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    pub fn decode(raw: &str) -> Result<Self, serde_json::Error> {
+        serde_json::from_str(raw)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_message_encodes_the_same_way_every_time() {
+        let message = Message::new(Uuid::nil(), Some("req-1"), None);
+        assert_eq!(message.encode(), message.clone().encode());
+        assert_eq!(Message::decode(&message.encode()).ok(), Some(message));
+    }
+}
