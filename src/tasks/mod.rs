@@ -6,6 +6,7 @@
 //! example, retry policy and timeout, and the API, its document, the
 //! configuration and the worker all follow from that.
 
+mod erased;
 mod file_hash;
 mod query_llm;
 mod registry;

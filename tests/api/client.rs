@@ -229,7 +229,7 @@ async fn one_bad_item_rejects_the_whole_batch() {
     assert_eq!(body["error"]["details"]["index"], 0);
     assert_eq!(
         body["error"]["details"]["valid_task_names"],
-        json!(["file_hash", "query_llm", "sum"])
+        json!(app.services.registry.names())
     );
 
     let four = json!({"tasks": vec![json!({"task_name": "sum", "a": 1, "b": 1}); 4]});

@@ -53,14 +53,24 @@ impl Audit {
     }
 
     async fn count(pool: &PgPool, accepted: &[Uuid]) -> Self {
+        // A task re-ran when it took a second attempt, or was handed back
+        // (which raises its budget above its type's).
+        let registry = tasker::tasks::Registry::new(&tasker::config::Config::default())
+            .expect("the built-in task types");
+        let (names, budgets): (Vec<String>, Vec<i32>) = registry
+            .iter()
+            .map(|t| (t.name().to_owned(), t.retry_policy().max_attempts_i32()))
+            .unzip();
         let Ok((found, completed, failed, rerun)) = sqlx::query_as::<_, (i64, i64, i64, i64)>(
             "SELECT count(*), count(*) FILTER (WHERE status = 'completed'), \
              count(*) FILTER (WHERE status = 'failed'), \
-             count(*) FILTER (WHERE attempts > 1 OR max_attempts > \
-               CASE task_name WHEN 'query_llm' THEN 5 ELSE 3 END) \
-             FROM tasks WHERE id = ANY($1)",
+             count(*) FILTER (WHERE attempts > 1 OR tasks.max_attempts > budget.max_attempts) \
+             FROM tasks JOIN unnest($2::varchar[], $3::int4[]) AS budget(task_name, max_attempts) \
+             USING (task_name) WHERE id = ANY($1)",
         )
         .bind(accepted)
+        .bind(names)
+        .bind(budgets)
         .fetch_one(pool)
         .await
         else {
