@@ -50,6 +50,10 @@ down *ARGS:
 helm-lint:
     .ci/deploy-checks helm
 
+# Unit tests of the chart's alerts (promtool test rules on charts/tasker/tests)
+alerts-test:
+    .ci/deploy-checks alerts
+
 # Validate k8s/ (base up to date with the chart, kustomize builds valid)
 k8s-validate:
     .ci/deploy-checks k8s
@@ -58,6 +62,6 @@ k8s-validate:
 k8s-base:
     .ci/deploy-checks generate-k8s-base
 
-# Every deployment check: chart, k8s/, compose, Dockerfile, dashboard, workflow
+# Every deployment check: chart, alerts, k8s/, compose, Dockerfile, dashboard, workflow
 deploy-checks:
     .ci/deploy-checks

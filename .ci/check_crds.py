@@ -16,6 +16,10 @@ Each FILE is a multi-document YAML stream (`helm template …` or
   ServiceMonitors and autoscalers must select or target something that is
   rendered, volumes must name rendered ConfigMaps/Secrets (or an existing
   Secret, reported as such) and existing keys;
+- no Deployment's selector matches another Deployment's pods (worker pools
+  must stay apart), no pod is covered by two PodDisruptionBudgets (eviction
+  refuses such pods), and a worker autoscaler scales on the queues its
+  Deployment consumes (TASKER_WORKER__QUEUES; none means every queue);
 - the pod templates must keep Tasker's hardening: non-root, read-only root
   filesystem, no privilege escalation, all capabilities dropped, probes,
   resources, and a worker grace period longer than its shutdown grace.
@@ -64,6 +68,7 @@ FEATURES = {
     "dashboard": "ConfigMap labelled grafana_dashboard: \"1\"",
     "pdb": "PodDisruptionBudget",
     "migration-job": "migration Job",
+    "worker-pools": "two or more worker Deployments (pools)",
 }
 
 
@@ -285,6 +290,80 @@ def check_worker_grace(doc, where, rep, by_kind):
         rep.fail(where, f"terminationGracePeriodSeconds {period} leaves no margin over worker.shutdown_grace_seconds {grace}")
 
 
+def figment_list(text: str | None) -> list[str] | None:
+    """Parses a TASKER_…=[a, b] list as figment does for plain names; None
+    when the variable is unset."""
+    if text is None:
+        return None
+    inner = text.strip()
+    if not (inner.startswith("[") and inner.endswith("]")):
+        return [inner]
+    return [item.strip().strip('"') for item in inner[1:-1].split(",") if item.strip()]
+
+
+def worker_queues(deployment: dict) -> list[str] | None:
+    """The queues a worker Deployment consumes ([] for every queue), or None
+    when it runs no worker."""
+    spec, _ = pod_spec(deployment)
+    for c in (spec or {}).get("containers", []):
+        if c.get("args") == ["worker"]:
+            return figment_list(env_value(c, "TASKER_WORKER__QUEUES")) or []
+    return None
+
+
+def autoscaler_queues(doc: dict) -> list[str] | None:
+    """The queues a worker autoscaler's metric covers ([] for every queue), or
+    None when that cannot be read (e.g. a custom KEDA query)."""
+    if doc["kind"] == "HorizontalPodAutoscaler":
+        for m in get(doc, "spec", "metrics", default=[]):
+            if get(m, "external", "metric", "name") != "tasker_queue_depth":
+                continue
+            for expr in get(m, "external", "metric", "selector", "matchExpressions", default=[]):
+                if expr.get("key") == "queue" and expr.get("operator") == "In":
+                    return list(expr.get("values") or [])
+            if "queue" in (get(m, "external", "metric", "selector", "matchLabels") or {}):
+                return [m["external"]["metric"]["selector"]["matchLabels"]["queue"]]
+            return []
+        return None
+    for trig in get(doc, "spec", "triggers", default=[]):
+        match = re.search(r'queue=~"((?:[^"\\]|\\.)*)"', get(trig, "metadata", "query") or "")
+        if match:
+            regex = match.group(1).replace("\\\\", "\\")
+            return [] if regex == ".+" else [re.sub(r"\\(.)", r"\1", q) for q in regex.split("|")]
+    return None
+
+
+def check_workers(path, rep, by_kind, features):
+    deployments = by_kind.get("Deployment", {})
+    workers = {name: q for name, d in deployments.items() if (q := worker_queues(d)) is not None}
+    if len(workers) >= 2:
+        features.add("worker-pools")
+    # Deployments must not adopt each other's pods.
+    for name, d in deployments.items():
+        selector = get(d, "spec", "selector", "matchLabels")
+        for other, o in deployments.items():
+            if other != name and selects(selector, get(o, "spec", "template", "metadata", "labels")):
+                rep.fail(f"{path}: Deployment/{name}", f"spec.selector {selector} also matches the pods of Deployment/{other}")
+    # A pod covered by two PodDisruptionBudgets cannot be evicted.
+    pdbs = by_kind.get("PodDisruptionBudget", {})
+    for name, d in deployments.items():
+        labels = get(d, "spec", "template", "metadata", "labels")
+        covering = sorted(p for p, pdb in pdbs.items() if selects(get(pdb, "spec", "selector", "matchLabels"), labels))
+        if len(covering) > 1:
+            rep.fail(f"{path}: Deployment/{name}", f"its pods are covered by several PodDisruptionBudgets: {covering}")
+    # A worker autoscaler scales on its own Deployment's queues.
+    for kind in ("HorizontalPodAutoscaler", "ScaledObject"):
+        for name, doc in by_kind.get(kind, {}).items():
+            target = get(doc, "spec", "scaleTargetRef", "name")
+            if target not in workers:
+                continue
+            covered = autoscaler_queues(doc)
+            if covered is not None and sorted(covered) != sorted(workers[target]):
+                rep.fail(f"{path}: {kind}/{name}",
+                         f"scales on the queues {covered or 'every queue'}, but Deployment/{target} "
+                         f"consumes {workers[target] or 'every queue'}")
+
+
 def check_config_map(doc, where, rep, features):
     data = doc.get("data") or {}
     if "tasker.toml" in data:
@@ -412,6 +491,7 @@ def check_file(path: str, text: str, version: str, rep: Report) -> set[str]:
         check_worker_grace(doc, where, rep, by_kind)
         check_selectors(doc, where, rep, pods)
 
+    check_workers(path, rep, by_kind, features)
     for target, scalers in targets.items():
         deployment = by_kind.get("Deployment", {}).get(target)
         if deployment is None:

@@ -12,7 +12,8 @@ needed for. Run from the repository root:
   non-root USER, the entrypoint, migrations and assets in the build stage;
 - the Grafana dashboard: valid JSON, a datasource variable, PromQL that parses
   and uses only the metrics Tasker exports; the chart's copy byte-identical;
-- charts/tasker/README.md documents every value of values.yaml.
+- charts/tasker/README.md documents every value of values.yaml (worker pools
+  as `workers` plus `workers.<name>.<key>` rows, keys the schema allows).
 """
 
 from __future__ import annotations
@@ -247,7 +248,9 @@ def check_dashboard() -> None:
 
 LEAF_KEYS = {"resources", "livenessProbe", "readinessProbe", "startupProbe", "podSecurityContext",
              "securityContext", "behavior", "affinity", "task_queues", "labels", "annotations",
-             "podAnnotations", "podLabels", "nodeSelector", "commonLabels", "metricLabels"}
+             "podAnnotations", "podLabels", "nodeSelector", "commonLabels", "metricLabels",
+             # A map of worker pools by name: documented as `workers` and `workers.<name>.<key>`.
+             "workers"}
 
 
 def value_paths(values: dict, prefix: str = ""):
@@ -269,6 +272,13 @@ def check_chart_readme() -> None:
     readme = section.group(1)
     documented = set(re.findall(r"^\| `([^`]+)` \|", readme, flags=re.M))
     paths = set(value_paths(values))
+    # Rows for one pool's keys must name keys a pool may have.
+    schema = json.loads((ROOT / "charts/tasker/values.schema.json").read_text(encoding="utf-8"))
+    pool_keys = set(schema["definitions"]["workerPool"]["properties"])
+    for path in sorted(p for p in documented if p.startswith("workers.<name>.")):
+        if path.split(".")[2] not in pool_keys:
+            fail("charts/tasker/README.md", f"documents {path}, but a worker pool has no key {path.split('.')[2]!r}")
+        paths.add(path)
     for path in sorted(paths - documented):
         fail("charts/tasker/README.md", f"value {path} is not in the values table")
     for path in sorted(documented - paths):

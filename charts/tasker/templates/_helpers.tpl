@@ -7,7 +7,8 @@ Names.
 
 {{/*
 Full name: release name, plus the chart name unless the release name already
-contains it. Trimmed so that "<fullname>-worker" and friends fit in 63 chars.
+contains it. Trimmed to 50 chars so that "<fullname>-api" and friends fit in
+63; "<fullname>-worker-<pool>" is checked against 63 per pool.
 */}}
 {{- define "tasker.fullname" -}}
 {{- if .Values.fullnameOverride }}
@@ -43,7 +44,8 @@ contains it. Trimmed so that "<fullname>-worker" and friends fit in 63 chars.
 {{- end }}
 
 {{/*
-Labels. Call with (dict "ctx" $ "component" "api").
+Labels. Call with (dict "ctx" $ "component" "api"), and for a worker pool
+(dict "ctx" $ "component" "worker" "pool" "default").
 */}}
 {{- define "tasker.labels" -}}
 helm.sh/chart: {{ include "tasker.chart" .ctx }}
@@ -61,6 +63,9 @@ app.kubernetes.io/name: {{ include "tasker.name" .ctx }}
 app.kubernetes.io/instance: {{ .ctx.Release.Name }}
 {{- with .component }}
 app.kubernetes.io/component: {{ . }}
+{{- end }}
+{{- with .pool }}
+tasker.dev/pool: {{ . }}
 {{- end }}
 {{- end }}
 
@@ -96,7 +101,7 @@ other section of .Values.config after them.
 {{- if eq $section "api" }}
 listen = {{ printf "0.0.0.0:%d" (int $.Values.api.containerPort) | toJson }}
 {{- else if eq $section "worker" }}
-listen = {{ printf "0.0.0.0:%d" (int $.Values.worker.containerPort) | toJson }}
+listen = {{ printf "0.0.0.0:%d" (int $.Values.workerDefaults.containerPort) | toJson }}
 {{- end }}
 {{- range $key, $value := $values }}
 {{- if not (kindIs "invalid" $value) }}
@@ -136,7 +141,10 @@ Whether the LLM key is wired into the pods.
 {{- end }}
 
 {{/*
-Environment shared by every Tasker container. Call with (dict "ctx" $ "extra" list).
+Environment of a Tasker container: what every container shares, then a
+worker pool's own variables, the global extraEnv and the container's extra
+ones (a later variable of the same name wins). Call with
+(dict "ctx" $ "extra" list), plus "pool" list for a worker pool.
 */}}
 {{- define "tasker.env" -}}
 - name: TASKER_CONFIG
@@ -148,6 +156,9 @@ Environment shared by every Tasker container. Call with (dict "ctx" $ "extra" li
 {{- if include "tasker.hasLlmKey" .ctx }}
 - name: TASKER_LLM__API_KEY_FILE
   value: /run/secrets/tasker/llm-api-key
+{{- end }}
+{{- with .pool }}
+{{ toYaml . }}
 {{- end }}
 {{- with .ctx.Values.extraEnv }}
 {{ toYaml . }}
@@ -216,11 +227,12 @@ securityContext:
 {{- end }}
 
 {{/*
-Topology spread constraints with the component's selector filled in when the
-constraint gives none. Call with (dict "ctx" $ "component" "api" "constraints" list).
+Topology spread constraints with the component's (and worker pool's) selector
+filled in when the constraint gives none. Call with
+(dict "ctx" $ "component" "api" "constraints" list), plus "pool" for a worker pool.
 */}}
 {{- define "tasker.topologySpread" -}}
-{{- $selector := fromYaml (include "tasker.selectorLabels" (dict "ctx" .ctx "component" .component)) }}
+{{- $selector := fromYaml (include "tasker.selectorLabels" (dict "ctx" .ctx "component" .component "pool" .pool)) }}
 {{- $out := list }}
 {{- range .constraints }}
 {{- $c := deepCopy . }}
@@ -236,18 +248,66 @@ topologySpreadConstraints:
 {{- end }}
 
 {{/*
-The worker's queues as a regular expression for PromQL.
+A list of queues as a regular expression for PromQL (".+" for an empty list:
+every queue). Call with the list.
 */}}
-{{- define "tasker.workerQueueRegex" -}}
-{{- $queues := .Values.config.worker.queues | default list }}
-{{- if $queues }}
+{{- define "tasker.queueRegex" -}}
 {{- $escaped := list }}
-{{- range $queues }}
+{{- range . }}
 {{- $escaped = append $escaped (regexQuoteMeta .) }}
 {{- end }}
-{{- join "|" $escaped }}
+{{- join "|" $escaped | default ".+" }}
+{{- end }}
+
+{{/*
+Deep merge of .src into the map .dst, in place: maps are merged key by key,
+anything else in .src (lists included) replaces the value in .dst, and a null
+in .src removes the key.
+*/}}
+{{- define "tasker.mergeInto" -}}
+{{- $dst := .dst }}
+{{- range $key, $value := .src }}
+{{- if kindIs "invalid" $value }}
+{{- $_ := unset $dst $key }}
+{{- else if and (kindIs "map" $value) (kindIs "map" (get $dst $key)) }}
+{{- include "tasker.mergeInto" (dict "dst" (get $dst $key) "src" $value) }}
 {{- else }}
-{{- ".+" }}
+{{- $_ := set $dst $key (deepCopy $value) }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+The worker pools: fills the map .out with pool name → workerDefaults merged
+with that pool's settings (see tasker.mergeInto), plus "queues" (a list,
+empty for every queue). Call with (dict "ctx" $ "out" (dict)); checks what
+the schema cannot see, the merged result.
+*/}}
+{{- define "tasker.workerPools" -}}
+{{- $ctx := .ctx }}
+{{- $fullname := include "tasker.fullname" $ctx }}
+{{- $defaults := omit $ctx.Values.workerDefaults "containerPort" }}
+{{- if not $ctx.Values.workers }}
+{{- fail "workers: define at least one worker pool (the chart's default is workers.default with queues: [])" }}
+{{- end }}
+{{- range $name, $settings := $ctx.Values.workers }}
+{{- $pool := deepCopy $defaults }}
+{{- include "tasker.mergeInto" (dict "dst" $pool "src" ($settings | default dict)) }}
+{{- $_ := set $pool "queues" ($pool.queues | default list) }}
+{{- $resource := printf "%s-worker-%s" $fullname $name }}
+{{- if gt (len $resource) 63 }}
+{{- fail (printf "workers.%s: the pool's resources would be named %s, longer than 63 characters; shorten the pool name or fullnameOverride" $name $resource) }}
+{{- end }}
+{{- $as := $pool.autoscaling }}
+{{- if $as.enabled }}
+{{- if and (eq $as.mode "hpa") (lt (int $as.minReplicas) 1) }}
+{{- fail (printf "workers.%s.autoscaling.minReplicas: the HPA needs at least 1 (only KEDA scales to zero)" $name) }}
+{{- end }}
+{{- if gt (int $as.minReplicas) (int $as.maxReplicas) }}
+{{- fail (printf "workers.%s.autoscaling: minReplicas %v is above maxReplicas %v" $name $as.minReplicas $as.maxReplicas) }}
+{{- end }}
+{{- end }}
+{{- $_ := set $.out $name $pool }}
 {{- end }}
 {{- end }}
 
@@ -260,5 +320,14 @@ Checks that templates cannot express in the schema.
 {{- end }}
 {{- if and (not .Values.secret.create) (not .Values.secret.existingSecret) }}
 {{- fail "set secret.existingSecret, or secret.create=true with secret.databaseUrl and secret.redisUrl" }}
+{{- end }}
+{{- if hasKey .Values "worker" }}
+{{- fail "worker: chart 0.2.0 replaced it by worker pools: shared settings go in workerDefaults, each pool in workers.<name> (see the chart README, \"Worker pools\")" }}
+{{- end }}
+{{- if hasKey .Values.config.worker "queues" }}
+{{- fail "config.worker.queues: each worker pool names its queues, in workers.<name>.queues (see the chart README, \"Worker pools\")" }}
+{{- end }}
+{{- if hasKey .Values.config.worker "concurrency" }}
+{{- fail "config.worker.concurrency: set workerDefaults.concurrency, or workers.<name>.concurrency for one pool (see the chart README, \"Worker pools\")" }}
 {{- end }}
 {{- end }}
