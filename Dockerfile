@@ -54,8 +54,9 @@ COPY --from=builder --chown=0:0 /out/tasker /usr/local/bin/tasker
 # can verify it without reading /etc/passwd.
 USER 65532:65532
 # 8000: the API (`api.listen`). 8001: the worker's /health, /ready, /metrics
-# (`worker.listen`).
-EXPOSE 8000 8001
+# (`worker.listen`). 8002: the API's /health, /ready, /metrics
+# (`api.ops_listen`), never routed to by an Ingress.
+EXPOSE 8000 8001 8002
 # No HEALTHCHECK here: the same image runs as api, worker or migrate, so the
 # check belongs to whoever picks the role (docker-compose.yml, the Helm chart).
 # There is no curl in the image; `tasker probe URL` exits 0 on a 2xx answer.

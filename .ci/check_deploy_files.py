@@ -76,7 +76,8 @@ def check_compose() -> None:
         test = ((services.get(name) or {}).get("healthcheck") or {}).get("test")
         if not test:
             fail(where, f"service {name!r} has no healthcheck")
-    for name, port in (("api", 8000), ("worker", 8001)):
+    # The API checks itself on its operations port (api.ops_listen).
+    for name, port in (("api", 8002), ("worker", 8001)):
         test = ((services.get(name) or {}).get("healthcheck") or {}).get("test") or []
         if test[:3] != ["CMD", "/usr/local/bin/tasker", "probe"] or f":{port}/ready" not in " ".join(test):
             fail(where, f"service {name!r} must check itself with `tasker probe http://127.0.0.1:{port}/ready`")
@@ -133,8 +134,8 @@ def check_prometheus() -> None:
                 targets.add((host, int(port or 0), "static"))
     if ("worker", 8001, "A") not in targets:
         fail(where, "workers must be discovered with dns_sd_configs names [worker], type A, port 8001")
-    if not any(name == "api" and port == 8000 for name, port, _ in targets):
-        fail(where, "the API (api:8000) is not scraped")
+    if not any(name == "api" and port == 8002 for name, port, _ in targets):
+        fail(where, "the API's operations port (api:8002, where /metrics is) is not scraped")
 
 
 def check_grafana_provisioning() -> None:
@@ -188,7 +189,7 @@ def check_dockerfile() -> None:
         ("COPY migrations", "migrations are embedded at compile time, so the build stage needs them"),
         ("COPY assets", "the docs page's script (assets/scalar) is embedded at compile time"),
         ("--locked", "the build must use Cargo.lock (--locked)"),
-        ("EXPOSE 8000 8001", "the API and worker ports are exposed"),
+        ("EXPOSE 8000 8001 8002", "the API, worker and API operations ports are exposed"),
         ("org.opencontainers.image.", "OCI labels"),
     ):
         if needle not in joined:

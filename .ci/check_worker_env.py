@@ -18,23 +18,24 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
+import tomllib
 
 import yaml
 
 
-def effective_worker(output: str) -> tuple[int | None, list[str] | None]:
-    """worker.concurrency and worker.queues from `tasker config` ({:#?})."""
-    block = re.search(r"^    worker: WorkerConfig \{\n(.*?)^    \},?$", output, flags=re.M | re.S)
-    if not block:
-        return None, None
-    text = block.group(1)
-    concurrency = re.search(r"^        concurrency: (\d+),$", text, flags=re.M)
-    queues = re.search(r"^        queues: \[(.*?)\],$", text, flags=re.M | re.S)
-    return (int(concurrency.group(1)) if concurrency else None,
-            re.findall(r'"((?:[^"\\]|\\.)*)"', queues.group(1)) if queues else None)
+def effective_worker(output: str) -> tuple[int | None, list[str] | None, list[str]]:
+    """worker.concurrency, worker.queues and every queue a task type runs on,
+    from the effective configuration `tasker config` prints as TOML (where
+    an empty worker.queues is already spelled out as every queue)."""
+    try:
+        config = tomllib.loads(output)
+    except tomllib.TOMLDecodeError:
+        return None, None, []
+    worker = config.get("worker", {})
+    every_queue = sorted(set(config.get("task_queues", {}).values()))
+    return worker.get("concurrency"), worker.get("queues"), every_queue
 
 
 def main() -> int:
@@ -64,7 +65,9 @@ def main() -> int:
             if run.returncode != 0:
                 errors.append(f"{where}: tasker rejects its environment {env}: {run.stderr.strip()}")
                 continue
-            concurrency, queues = effective_worker(run.stdout)
+            concurrency, queues, every_queue = effective_worker(run.stdout)
+            if want_queues == []:
+                want_queues = every_queue
             if want_queues is None:
                 errors.append(f"{where}: TASKER_WORKER__QUEUES={env['TASKER_WORKER__QUEUES']!r} is not a list of "
                               f"quoted names (figment reads bare 2024 or true as a number or a boolean); "

@@ -287,7 +287,7 @@ measure_startup() {
   local run ports port
   for ((run = 1; run <= RUNS; run++)); do
     idle_gate
-    read -r -a ports < <("${DRIVER[@]}" ports 2)
+    read -r -a ports < <("${DRIVER[@]}" ports 3)
     port=${ports[0]}
     TASKER_API__LISTEN=127.0.0.1:$port "${DRIVER[@]}" startup --out "$RESULTS" \
       --log "$LOGS/startup.log" --field process=api --field run="$run" \
@@ -350,7 +350,7 @@ measure_reads() {
     echo "-- GET /get-task-output (cached), $clients clients, run $run/$RUNS"
     idle_gate
     "${DRIVER[@]}" wrk --out "$RESULTS" --log "$LOGS/wrk.log" --rss api="$API_PID" \
-      --hit-metrics "$API/metrics" \
+      --hit-metrics "$API_METRICS" \
       --field phase=read --field clients="$clients" --field run="$run" -- \
       wrk -t2 "-c$clients" "-d${DURATION}s" --timeout 10s --latency \
       -s "$HELPERS/get.lua" "$API" -- "$OUT_DIR/task-ids.txt"
@@ -439,11 +439,19 @@ main() {
     die "migrate of the pgbench database failed"
 
   local ports
-  read -r -a ports < <("${DRIVER[@]}" ports 2)
+  read -r -a ports < <("${DRIVER[@]}" ports 3)
   export TASKER_API__LISTEN=127.0.0.1:${ports[0]}
   export TASKER_WORKER__LISTEN=127.0.0.1:${ports[1]}
   API=http://127.0.0.1:${ports[0]}
   WORKER=http://127.0.0.1:${ports[1]}
+  # Builds with an operations port serve the api's /metrics there (older
+  # builds, measured with --bin, serve it on the api port).
+  if "$BIN" config 2>/dev/null | grep -q '^ops_listen'; then
+    export TASKER_API__OPS_LISTEN=127.0.0.1:${ports[2]}
+    API_METRICS=http://127.0.0.1:${ports[2]}/metrics
+  else
+    API_METRICS=$API/metrics
+  fi
 
   measure_startup
 

@@ -11,6 +11,7 @@ use tokio::net::TcpListener;
 
 use crate::config::Config;
 use crate::ops::Ops;
+use crate::server::{Limits, serve};
 use crate::services::{BuildError, Reads, Services, Submissions};
 use crate::shutdown::Shutdown;
 use crate::store::Store;
@@ -57,10 +58,11 @@ impl Application {
         Ok(())
     }
 
-    /// Binds `api.listen` and builds the API on it.
+    /// Binds `api.listen` and `api.ops_listen` and builds the API on them.
     pub async fn bind_api(&self) -> anyhow::Result<ApiServer> {
         let api = &self.config.api;
         let listener = bind(api.listen, "api.listen").await?;
+        let ops_listener = bind(api.ops_listen, "api.ops_listen").await?;
         let services = &self.services;
         let watch = TaskWatch::start(
             self.config.redis.url.expose(),
@@ -79,10 +81,21 @@ impl Application {
             services.cache.clone(),
             watch,
             api.max_wait(),
+            api.max_waiters,
         );
         let ops = Ops::new(services.clone());
         let router = crate::http::router(submissions, reads, &services.registry, &ops, api);
-        Ok(ApiServer { listener, router })
+        let limits = Limits {
+            header_read_timeout: api.header_read_timeout(),
+            max_connections: api.max_connections.get(),
+        };
+        Ok(ApiServer {
+            listener,
+            router,
+            limits,
+            ops_listener,
+            ops: ops.router(),
+        })
     }
 
     /// Binds `worker.listen` (its probes) and builds a worker.
@@ -103,21 +116,32 @@ async fn bind(address: SocketAddr, key: &str) -> anyhow::Result<TcpListener> {
 pub struct ApiServer {
     listener: TcpListener,
     router: Router,
+    limits: Limits,
+    ops_listener: TcpListener,
+    ops: Router,
 }
 
 impl ApiServer {
+    /// The public port's address.
     pub fn address(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
     }
 
-    /// Serves until `shutdown`, then finishes in-flight requests.
+    /// The operations port's address (`/metrics`).
+    pub fn ops_address(&self) -> std::io::Result<SocketAddr> {
+        self.ops_listener.local_addr()
+    }
+
+    /// Serves both ports until `shutdown`, then finishes in-flight requests.
     pub async fn run(self, shutdown: Shutdown) -> anyhow::Result<()> {
-        if let Ok(address) = self.address() {
-            tracing::info!(%address, "api listening");
+        if let (Ok(address), Ok(ops)) = (self.address(), self.ops_address()) {
+            tracing::info!(%address, %ops, "api listening");
         }
-        crate::server::serve(self.listener, self.router, shutdown)
-            .await
-            .context("api server failed")
+        let public = serve(self.listener, self.router, shutdown.clone(), self.limits);
+        let ops = serve(self.ops_listener, self.ops, shutdown, Limits::OPERATIONS);
+        let (public, ops) = tokio::join!(public, ops);
+        public.context("api server failed")?;
+        ops.context("api operations server failed")
     }
 }
 

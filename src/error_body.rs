@@ -24,6 +24,10 @@ pub enum ErrorCode {
     IdempotencyKeyReused,
     /// Wrong method for the route (405).
     MethodNotAllowed,
+    /// A browser request from a site not in `api.allowed_origins` (403).
+    CrossSiteRequest,
+    /// The request body did not arrive in time (408).
+    RequestTimeout,
     /// Body over `api.max_body_bytes` (413).
     PayloadTooLarge,
     /// A dependency is unreachable, named in `details.dependency` (503).

@@ -2,8 +2,8 @@
 //! `/health` (liveness), `/ready` (readiness: PostgreSQL and Redis
 //! reachable, and for a worker its queue consumer running) and `/metrics`.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use axum::extract::State;
 use axum::http::{StatusCode, header};
@@ -14,37 +14,60 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Serialize;
 
 use crate::error_body::{ErrorCode, ErrorResponse};
+use crate::redis_pool::RedisError;
 use crate::services::Services;
+use crate::store;
 use crate::telemetry::error_chain;
 use crate::telemetry::metrics;
 
-/// State of one dependency: `ok`, or what went wrong.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+/// State of one dependency: `ok`, or why it is unavailable. The answer
+/// names a stable reason only; the driver's own message (addresses, roles,
+/// databases) goes to the log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct DependencyState {
     /// `ok` or `unavailable`.
     #[schema(example = "ok")]
     pub status: &'static str,
-    /// Why it is unavailable; absent when `ok`.
+    /// Why it is unavailable: `timeout` (no answer in time), `unreachable`
+    /// (no connection could be made) or `error` (it answered with an
+    /// error); absent when `ok`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
+    pub reason: Option<&'static str>,
 }
 
 impl DependencyState {
-    fn from_result<E: std::error::Error + 'static>(result: Result<(), E>) -> Self {
+    const OK: Self = Self {
+        status: "ok",
+        reason: None,
+    };
+
+    fn unavailable(reason: &'static str) -> Self {
+        Self {
+            status: "unavailable",
+            reason: Some(reason),
+        }
+    }
+
+    fn of_postgres(result: &Result<(), store::Error>) -> Self {
         match result {
-            Ok(()) => Self {
-                status: "ok",
-                error: None,
-            },
-            Err(err) => Self {
-                status: "unavailable",
-                error: Some(error_chain(&err)),
-            },
+            Ok(()) => Self::OK,
+            Err(store::Error::TimedOut(_)) => Self::unavailable("timeout"),
+            Err(err) if err.is_unavailable() => Self::unavailable("unreachable"),
+            Err(_) => Self::unavailable("error"),
+        }
+    }
+
+    fn of_redis(result: &Result<(), RedisError>) -> Self {
+        match result {
+            Ok(()) => Self::OK,
+            Err(RedisError::TimedOut(_)) => Self::unavailable("timeout"),
+            Err(RedisError::Pool(_)) => Self::unavailable("unreachable"),
+            Err(_) => Self::unavailable("error"),
         }
     }
 
     pub fn is_ok(&self) -> bool {
-        self.error.is_none()
+        self.reason.is_none()
     }
 }
 
@@ -56,12 +79,22 @@ pub struct Readiness {
 }
 
 impl Readiness {
+    /// Checks both at once; the cause of a failure is logged (once per
+    /// change, not on every probe), never answered.
     pub async fn check(services: &Services) -> Self {
         let (postgres, redis) = tokio::join!(services.store.ping(), services.queue.ping());
-        Self {
-            postgres: DependencyState::from_result(postgres),
-            redis: DependencyState::from_result(redis),
+        let readiness = Self {
+            postgres: DependencyState::of_postgres(&postgres),
+            redis: DependencyState::of_redis(&redis),
+        };
+        let causes = [
+            ("postgres", postgres.err().map(|e| error_chain(&e))),
+            ("redis", redis.err().map(|e| error_chain(&e))),
+        ];
+        for (dependency, cause) in causes {
+            log_change(dependency, cause);
         }
+        readiness
     }
 
     pub fn is_ready(&self) -> bool {
@@ -78,6 +111,26 @@ impl Readiness {
             down.push("redis");
         }
         down
+    }
+}
+
+/// Logs a dependency's failure when its cause changes, and its recovery.
+fn log_change(dependency: &'static str, cause: Option<String>) {
+    static LAST: Mutex<Vec<(&'static str, String)>> = Mutex::new(Vec::new());
+    let mut last = LAST.lock().unwrap_or_else(PoisonError::into_inner);
+    let seen = last.iter().position(|(d, _)| *d == dependency);
+    match (cause, seen) {
+        (Some(cause), Some(i)) if last[i].1 == cause => {}
+        (Some(cause), _) => {
+            tracing::warn!(dependency, error = %cause, "readiness check failed");
+            last.retain(|(d, _)| *d != dependency);
+            last.push((dependency, cause));
+        }
+        (None, Some(i)) => {
+            tracing::info!(dependency, "readiness check passes again");
+            last.remove(i);
+        }
+        (None, None) => {}
     }
 }
 
@@ -113,19 +166,24 @@ struct Inner {
 impl Ops {
     /// Operations of a process that serves requests.
     pub fn new(services: Services) -> Self {
-        Self(Arc::new(Inner {
-            services,
-            metrics: metrics::install(),
-            consuming: None,
-        }))
+        Self::with(services, None)
     }
 
     /// Operations of a worker: not ready while `consuming` is false.
     pub fn for_worker(services: Services, consuming: Arc<AtomicBool>) -> Self {
+        Self::with(services, Some(consuming))
+    }
+
+    fn with(services: Services, consuming: Option<Arc<AtomicBool>>) -> Self {
+        let handle = metrics::install();
+        let registry = &services.registry;
+        let names: Vec<&str> = registry.iter().map(|task| task.name()).collect();
+        let queues = registry.queues();
+        metrics::register_known_series(names, queues.iter().map(String::as_str));
         Self(Arc::new(Inner {
             services,
-            metrics: metrics::install(),
-            consuming: Some(consuming),
+            metrics: handle,
+            consuming,
         }))
     }
 
@@ -183,7 +241,7 @@ pub async fn health() -> Json<HealthResponse> {
     responses(
         (status = 200, description = "Ready to serve", body = ReadyResponse),
         (status = 503, description = "A dependency is down; `details.checks` says which", body = ErrorResponse,
-            example = json!({"error": {"code": "not_ready", "message": "not ready: redis unavailable", "details": {"checks": {"postgres": {"status": "ok"}, "redis": {"status": "unavailable", "error": "connection refused"}}}}})),
+            example = json!({"error": {"code": "not_ready", "message": "not ready: redis unavailable", "details": {"checks": {"postgres": {"status": "ok"}, "redis": {"status": "unavailable", "reason": "unreachable"}}}}})),
     ))]
 pub async fn ready(State(ops): State<Ops>) -> Response {
     let checks = Readiness::check(&ops.0.services).await;
@@ -210,8 +268,6 @@ pub async fn ready(State(ops): State<Ops>) -> Response {
 }
 
 /// Prometheus metrics in the text exposition format.
-#[utoipa::path(get, path = "/metrics", tag = "operations",
-    responses((status = 200, description = "Metrics", content_type = "text/plain", body = String)))]
 pub async fn metrics_text(State(ops): State<Ops>) -> Response {
     ops.record_gauges().await;
     (

@@ -18,20 +18,29 @@ use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use crate::telemetry::error_chain;
+use crate::telemetry::metrics as m;
 
 #[derive(Default)]
 struct Waiters {
-    by_task: Mutex<HashMap<Uuid, (Arc<Notify>, usize)>>,
+    state: Mutex<WaitState>,
+}
+
+#[derive(Default)]
+struct WaitState {
+    /// Per task: who to wake, and how many requests wait on it.
+    by_task: HashMap<Uuid, (Arc<Notify>, usize)>,
+    /// Requests waiting in all.
+    total: usize,
 }
 
 impl Waiters {
-    fn with<T>(&self, f: impl FnOnce(&mut HashMap<Uuid, (Arc<Notify>, usize)>) -> T) -> T {
-        f(&mut self.by_task.lock().unwrap_or_else(PoisonError::into_inner))
+    fn with<T>(&self, f: impl FnOnce(&mut WaitState) -> T) -> T {
+        f(&mut self.state.lock().unwrap_or_else(PoisonError::into_inner))
     }
 
     fn wake(&self, id: Uuid) {
-        self.with(|map| {
-            if let Some((notify, _)) = map.get(&id) {
+        self.with(|state| {
+            if let Some((notify, _)) = state.by_task.get(&id) {
                 notify.notify_waiters();
             }
         });
@@ -74,28 +83,35 @@ impl TaskWatch {
     }
 
     /// Registers interest in `task_id` now, so an announcement that arrives
-    /// while the caller is still reading the task is not missed.
-    pub fn watch(&self, task_id: Uuid) -> Waiter {
-        let notify = self.waiters.with(|map| {
-            let entry = map
+    /// while the caller is still reading the task is not missed; `None`
+    /// when `max` requests wait already (each holds memory and a
+    /// connection, so their number is bounded).
+    pub fn watch(&self, task_id: Uuid, max: usize) -> Option<Waiter> {
+        let notify = self.waiters.with(|state| {
+            if state.total >= max {
+                return None;
+            }
+            state.total += 1;
+            metrics::gauge!(m::LONGPOLL_WAITERS).set(state.total as f64);
+            let entry = state
+                .by_task
                 .entry(task_id)
                 .or_insert_with(|| (Arc::new(Notify::new()), 0));
             entry.1 += 1;
-            entry.0.clone()
-        });
+            Some(entry.0.clone())
+        })?;
         let mut notified = Box::pin(notify.notified_owned());
         notified.as_mut().enable();
-        Waiter {
+        Some(Waiter {
             waiters: self.waiters.clone(),
             task_id,
             notified,
-        }
+        })
     }
 
-    /// Requests waiting right now, for tests and metrics.
+    /// Requests waiting right now.
     pub fn waiting(&self) -> usize {
-        self.waiters
-            .with(|map| map.values().map(|(_, count)| count).sum())
+        self.waiters.with(|state| state.total)
     }
 }
 
@@ -109,13 +125,15 @@ impl Waiter {
 impl Drop for Waiter {
     fn drop(&mut self) {
         let id = self.task_id;
-        self.waiters.with(|map| {
-            if let Some(entry) = map.get_mut(&id) {
+        self.waiters.with(|state| {
+            if let Some(entry) = state.by_task.get_mut(&id) {
                 entry.1 -= 1;
                 if entry.1 == 0 {
-                    map.remove(&id);
+                    state.by_task.remove(&id);
                 }
             }
+            state.total = state.total.saturating_sub(1);
+            metrics::gauge!(m::LONGPOLL_WAITERS).set(state.total as f64);
         });
     }
 }
@@ -166,7 +184,9 @@ mod tests {
             _subscriber: Arc::new(Subscriber(tokio::spawn(async {}))),
         };
         let id = Uuid::new_v4();
-        let mut waiter = watch.watch(id);
+        let Some(mut waiter) = watch.watch(id, 10) else {
+            panic!("room for a waiter");
+        };
         // The announcement lands before the waiter starts awaiting.
         waiters.wake(id);
         let woken = tokio::time::timeout(Duration::from_secs(1), waiter.finished()).await;
@@ -177,13 +197,30 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn waiters_beyond_the_limit_are_refused_until_one_leaves() {
+        let watch = TaskWatch {
+            waiters: Arc::new(Waiters::default()),
+            _subscriber: Arc::new(Subscriber(tokio::spawn(async {}))),
+        };
+        let first = watch.watch(Uuid::new_v4(), 2);
+        let second = watch.watch(Uuid::new_v4(), 2);
+        assert!(first.is_some() && second.is_some());
+        assert!(watch.watch(Uuid::new_v4(), 2).is_none());
+        drop(first);
+        assert!(watch.watch(Uuid::new_v4(), 2).is_some());
+        assert_eq!(watch.waiting(), 1);
+    }
+
+    #[tokio::test]
     async fn other_tasks_do_not_wake_a_waiter() {
         let waiters = Arc::new(Waiters::default());
         let watch = TaskWatch {
             waiters: waiters.clone(),
             _subscriber: Arc::new(Subscriber(tokio::spawn(async {}))),
         };
-        let mut waiter = watch.watch(Uuid::new_v4());
+        let Some(mut waiter) = watch.watch(Uuid::new_v4(), 10) else {
+            panic!("room for a waiter");
+        };
         waiters.wake(Uuid::new_v4());
         let woken = tokio::time::timeout(Duration::from_millis(50), waiter.finished()).await;
         assert!(woken.is_err());

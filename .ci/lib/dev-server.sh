@@ -55,6 +55,8 @@ dev_server_start() {
   api_port=$(free_port)
   worker_port=$(free_port)
   [[ $api_port != "$worker_port" ]] || worker_port=$(free_port)
+  ops_port=$(free_port)
+  while [[ $ops_port == "$api_port" || $ops_port == "$worker_port" ]]; do ops_port=$(free_port); done
   local suffix
   suffix="$(date +%s)_$$_${RANDOM}"
   DEV_DB="tasker_${name//-/_}_${suffix}"
@@ -72,6 +74,7 @@ dev_server_start() {
     TASKER_REDIS__URL="redis://$REDIS_HOST:$REDIS_PORT" \
     TASKER_REDIS__KEY_PREFIX="$DEV_PREFIX" \
     TASKER_API__LISTEN="127.0.0.1:$api_port" \
+    TASKER_API__OPS_LISTEN="127.0.0.1:$ops_port" \
     TASKER_WORKER__LISTEN="127.0.0.1:$worker_port" \
     TASKER_LLM__BASE_URL="http://127.0.0.1:9" \
     TASKER_API__MAX_WAIT_SECONDS="${DEV_MAX_WAIT_SECONDS:-2}" \

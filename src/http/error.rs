@@ -32,6 +32,11 @@ pub enum ApiError {
     Conflict { code: ErrorCode, message: String },
     #[error("method not allowed")]
     MethodNotAllowed,
+    /// A browser request from another site (CSRF protection).
+    #[error("{0}")]
+    CrossSite(String),
+    #[error("the request body did not arrive within {seconds} s")]
+    RequestTimeout { seconds: u64 },
     #[error("request body is larger than the limit of {limit} bytes")]
     PayloadTooLarge { limit: usize },
     #[error("{dependency} is unavailable")]
@@ -61,6 +66,8 @@ impl ApiError {
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Conflict { .. } => StatusCode::CONFLICT,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::CrossSite(_) => StatusCode::FORBIDDEN,
+            Self::RequestTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -75,6 +82,8 @@ impl ApiError {
             Self::NotFound(_) => ErrorCode::NotFound,
             Self::Conflict { code, .. } => *code,
             Self::MethodNotAllowed => ErrorCode::MethodNotAllowed,
+            Self::CrossSite(_) => ErrorCode::CrossSiteRequest,
+            Self::RequestTimeout { .. } => ErrorCode::RequestTimeout,
             Self::PayloadTooLarge { .. } => ErrorCode::PayloadTooLarge,
             Self::Unavailable { .. } => ErrorCode::ServiceUnavailable,
             Self::Internal(_) => ErrorCode::InternalError,
@@ -120,6 +129,16 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = ErrorResponse::new(self.code(), self.message(), self.details());
         let mut response = body.into_response_with(self.status());
+        // The rest of a refused or unread body is not worth reading.
+        if matches!(
+            self,
+            Self::PayloadTooLarge { .. } | Self::RequestTimeout { .. }
+        ) {
+            response.headers_mut().insert(
+                axum::http::header::CONNECTION,
+                axum::http::HeaderValue::from_static("close"),
+            );
+        }
         if let Some(detail) = self.internal_detail() {
             response.extensions_mut().insert(InternalDetail(detail));
         }

@@ -4,38 +4,64 @@ use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
+use std::time::Duration;
+
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use uuid::Uuid;
 
 use super::error::ApiError;
+use crate::domain::json::{StrictJsonError, parse_strict};
 
 /// A JSON request body as a [`Value`]; validation into types comes after.
 /// The body is parsed as JSON whatever its `Content-Type` says, so a plain
-/// `curl -d '{…}'` (sent as form data) works too.
+/// `curl -d '{…}'` (sent as form data) works too; browsers' cross-site
+/// requests are refused before this (see `middleware::edge_guard`). The
+/// whole body must arrive within the read timeout, and a key given twice is
+/// refused, naming it.
 pub struct JsonBody(pub Value);
 
 impl<S: Send + Sync> FromRequest<S> for JsonBody {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let limit = req
+        let limits = req
             .extensions()
-            .get::<BodyLimit>()
-            .map(|l| l.0)
-            .unwrap_or(0);
-        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
-            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::PayloadTooLarge { limit }
-            } else {
-                ApiError::InvalidJson(rejection.body_text())
-            }
-        })?;
+            .get::<BodyLimits>()
+            .copied()
+            .unwrap_or(BodyLimits {
+                max_bytes: 0,
+                read_timeout: Duration::ZERO,
+            });
+        let read = tokio::time::timeout(limits.read_timeout, Bytes::from_request(req, state));
+        let bytes = read
+            .await
+            .map_err(|_| ApiError::RequestTimeout {
+                seconds: limits.read_timeout.as_secs(),
+            })?
+            .map_err(|rejection| {
+                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::PayloadTooLarge {
+                        limit: limits.max_bytes,
+                    }
+                } else {
+                    ApiError::InvalidJson(rejection.body_text())
+                }
+            })?;
         if bytes.is_empty() {
             return Err(ApiError::InvalidJson("the request body is empty".into()));
         }
-        let value: Value =
-            serde_json::from_slice(&bytes).map_err(|err| ApiError::InvalidJson(err.to_string()))?;
+        let value = parse_strict(&bytes).map_err(|err| match err {
+            StrictJsonError::Syntax(message) => ApiError::InvalidJson(message),
+            StrictJsonError::DuplicateKey { path, key } => {
+                let field = if path.is_empty() {
+                    key
+                } else {
+                    format!("{path}.{key}")
+                };
+                ApiError::validation(&field, "is given more than once")
+            }
+        })?;
         if let Some(field) = string_with_nul(&value, "") {
             return Err(ApiError::validation(
                 &field,
@@ -96,9 +122,13 @@ fn parse_query<T: DeserializeOwned>(query: &str) -> Result<T, ApiError> {
     })
 }
 
-/// The configured body limit, put in request extensions so the rejection can name it.
+/// The configured body limits, put in request extensions so the extractor
+/// applies them and its rejection names them.
 #[derive(Debug, Clone, Copy)]
-pub struct BodyLimit(pub usize);
+pub struct BodyLimits {
+    pub max_bytes: usize,
+    pub read_timeout: Duration,
+}
 
 /// Parses a task id given by a client, naming the parameter on failure.
 pub fn parse_task_uuid(raw: &str, parameter: &str) -> Result<Uuid, ApiError> {

@@ -13,7 +13,9 @@ pub mod schemas;
 use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::{Extension, Router};
+use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::config::ApiConfig;
 use crate::domain::Origin;
@@ -40,7 +42,9 @@ pub struct AppStateInner {
     openapi_json: String,
 }
 
-/// The whole API as a router, ready to serve or to call in tests.
+/// The public API as a router, ready to serve or to call in tests. Its
+/// `/health` and `/ready` come from `ops`; `/metrics` is only on the
+/// operations port.
 pub fn router(
     submissions: Submissions,
     reads: Reads,
@@ -56,15 +60,53 @@ pub fn router(
         openapi_json,
     }));
     let limit = config.max_body_bytes.get();
-    routes::router()
+    let policy = middleware::EdgePolicy::new(limit, config.allowed_origins.clone());
+    let router = routes::router()
         .with_state(state)
-        .merge(ops.router())
+        .merge(ops.probes())
         .route_layer(axum::middleware::from_fn(middleware::record_route))
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))
-        .layer(Extension(extract::BodyLimit(limit)))
+        .layer(Extension(extract::BodyLimits {
+            max_bytes: limit,
+            read_timeout: config.body_read_timeout(),
+        }))
+        .layer(axum::middleware::from_fn_with_state(
+            policy,
+            middleware::edge_guard,
+        ));
+    with_cors(router, &config.allowed_origins)
         .layer(axum::middleware::from_fn(middleware::request_context))
+}
+
+/// Pages of the listed origins may call the API from a browser (and read
+/// its answers); with none listed, no CORS header is ever sent.
+fn with_cors(router: Router, origins: &[String]) -> Router {
+    let origins: Vec<HeaderValue> = origins
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o.trim_end_matches('/')).ok())
+        .collect();
+    if origins.is_empty() {
+        return router;
+    }
+    let cors = CorsLayer::new()
+        .allow_origin(AllowOrigin::list(origins))
+        .allow_methods([Method::GET, Method::POST])
+        .allow_headers([
+            header::CONTENT_TYPE,
+            header::AUTHORIZATION,
+            HeaderName::from_static(idempotency::HEADER),
+            HeaderName::from_static(middleware::REQUEST_ID_HEADER),
+        ])
+        .expose_headers([
+            header::LOCATION,
+            header::RETRY_AFTER,
+            HeaderName::from_static(middleware::REQUEST_ID_HEADER),
+            HeaderName::from_static(idempotency::REPLAYED_HEADER),
+            routes::CACHE_HEADER,
+        ]);
+    router.layer(cors)
 }
 
 /// Where a request's submissions come from: its id and its trace.

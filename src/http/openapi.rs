@@ -23,8 +23,7 @@ use super::schemas::{ListTasksResponse, RunTaskResponse, RunTasksResponse};
 use crate::config::ApiConfig;
 use crate::domain::{TaskRecord, TaskStatus};
 use crate::ops::{
-    __path_health, __path_metrics_text, __path_ready, DependencyState, HealthResponse, Readiness,
-    ReadyResponse,
+    __path_health, __path_ready, DependencyState, HealthResponse, Readiness, ReadyResponse,
 };
 use crate::tasks::{RegisteredTask, Registry};
 
@@ -42,7 +41,7 @@ const NO_NUL_PATTERN: &str = "^[^\\u0000]*$";
     ),
     paths(
         create_task, create_tasks, get_task_output, get_task, list_tasks, health, ready,
-        metrics_text, openapi_json
+        openapi_json
     ),
     components(schemas(
         RunTaskResponse, RunTasksResponse, ListTasksResponse, TaskRecord, TaskStatus, ErrorResponse, ErrorDetail, ErrorCode,
@@ -50,7 +49,7 @@ const NO_NUL_PATTERN: &str = "^[^\\u0000]*$";
     )),
     tags(
         (name = "tasks", description = "Submit tasks and read their results"),
-        (name = "operations", description = "Probes, metrics and this document"),
+        (name = "operations", description = "Probes and this document (metrics are on the operations port, `api.ops_listen`)"),
     )
 )]
 struct ApiDoc;

@@ -119,15 +119,23 @@ pub struct Reads {
     cache: Cache,
     watch: TaskWatch,
     max_wait: Duration,
+    max_waiters: usize,
 }
 
 impl Reads {
-    pub fn new(store: Store, cache: Cache, watch: TaskWatch, max_wait: Duration) -> Self {
+    pub fn new(
+        store: Store,
+        cache: Cache,
+        watch: TaskWatch,
+        max_wait: Duration,
+        max_waiters: usize,
+    ) -> Self {
         Self {
             store,
             cache,
             watch,
             max_wait,
+            max_waiters,
         }
     }
 
@@ -137,14 +145,18 @@ impl Reads {
     }
 
     /// Task `id`; with a `wait`, held until the task finishes (woken by its
-    /// announcement, not by polling) or the wait (capped) runs out.
+    /// announcement, not by polling) or the wait (capped) runs out. When
+    /// `api.max_waiters` reads wait already, answered at once.
     pub async fn get(&self, id: Uuid, wait: Duration) -> Result<Found, ReadError> {
         let wait = wait.min(self.max_wait);
         if wait.is_zero() {
             return self.lookup(id).await;
         }
         // Watch first, then read: a finish between the two is not missed.
-        let mut waiter = self.watch.watch(id);
+        let Some(mut waiter) = self.watch.watch(id, self.max_waiters) else {
+            metrics::counter!(m::LONGPOLL_REFUSED).increment(1);
+            return self.lookup(id).await;
+        };
         let found = self.lookup(id).await?;
         if found.is_terminal() {
             return Ok(found);

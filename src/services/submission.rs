@@ -46,6 +46,14 @@ pub struct Accepted {
     pub replayed: bool,
 }
 
+/// A stored batch: its ids in the order given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AcceptedBatch {
+    pub ids: Vec<Uuid>,
+    /// True when an earlier request with the same `Idempotency-Key` created them.
+    pub replayed: bool,
+}
+
 /// Submissions of new tasks; cheap to clone.
 #[derive(Clone)]
 pub struct Submissions(Arc<Inner>);
@@ -100,23 +108,17 @@ impl Submissions {
         key: &str,
         origin: &Origin,
     ) -> Result<Accepted, SubmitError> {
-        let inner = &self.0;
         let task = self.new_task(body, origin)?;
-        let fingerprint = fingerprint(&task.task_name, &task.parameters);
-        let outcome = inner
-            .store
-            .insert_task_idempotent(&task, key, &fingerprint, inner.idempotency_window)
-            .await?;
-        match outcome {
-            IdempotentInsert::Created => {}
-            IdempotentInsert::Replayed(id) => return Ok(Accepted { id, replayed: true }),
-            IdempotentInsert::Conflict => {
-                return Err(SubmitError::IdempotencyKeyReused {
-                    key: key.to_owned(),
-                });
-            }
+        let fingerprint = fingerprint(&json!({
+            "task_name": task.task_name,
+            "parameters": task.parameters,
+        }));
+        let tasks = std::slice::from_ref(&task);
+        if let Some(ids) = self.store_under_key(tasks, key, &fingerprint).await? {
+            let id = ids.first().copied().unwrap_or(task.id);
+            return Ok(Accepted { id, replayed: true });
         }
-        self.dispatch(std::slice::from_ref(&task)).await;
+        self.dispatch(tasks).await;
         accepted(self.accepted_name(&task), task.id);
         Ok(Accepted {
             id: task.id,
@@ -124,14 +126,38 @@ impl Submissions {
         })
     }
 
+    /// Stores `tasks` under `key`; `Some` with the ids of an earlier
+    /// request when the key replays it.
+    async fn store_under_key(
+        &self,
+        tasks: &[NewTask],
+        key: &str,
+        fingerprint: &str,
+    ) -> Result<Option<Vec<Uuid>>, SubmitError> {
+        let inner = &self.0;
+        let outcome = inner
+            .store
+            .insert_tasks_idempotent(tasks, key, fingerprint, inner.idempotency_window)
+            .await?;
+        match outcome {
+            IdempotentInsert::Created => Ok(None),
+            IdempotentInsert::Replayed(ids) => Ok(Some(ids)),
+            IdempotentInsert::Conflict => Err(SubmitError::IdempotencyKeyReused {
+                key: key.to_owned(),
+            }),
+        }
+    }
+
     /// Validates every item of `{"tasks": [...]}` first (one bad item
     /// refuses the batch, naming its index), then stores all in one
-    /// statement and dispatches them. The ids come back in order.
+    /// statement and dispatches them. The ids come back in order. Under an
+    /// `Idempotency-Key`, the same batch again gives the same ids back.
     pub async fn submit_batch(
         &self,
         body: Value,
+        key: Option<&str>,
         origin: &Origin,
-    ) -> Result<Vec<Uuid>, SubmitError> {
+    ) -> Result<AcceptedBatch, SubmitError> {
         let inner = &self.0;
         let items = batch_items(body, inner.max_batch_size)?;
         let mut tasks = Vec::with_capacity(items.len());
@@ -142,14 +168,34 @@ impl Submissions {
             })?;
             tasks.push(task);
         }
-        inner.store.insert_tasks(&tasks).await?;
+        match key {
+            Some(key) => {
+                let items: Vec<Value> = tasks
+                    .iter()
+                    .map(|t| json!({"task_name": t.task_name, "parameters": t.parameters}))
+                    .collect();
+                let fingerprint = fingerprint(&json!({ "batch": items }));
+                if let Some(ids) = self.store_under_key(&tasks, key, &fingerprint).await? {
+                    return Ok(AcceptedBatch {
+                        ids,
+                        replayed: true,
+                    });
+                }
+            }
+            None => {
+                inner.store.insert_tasks(&tasks).await?;
+            }
+        }
         self.dispatch(&tasks).await;
         for task in &tasks {
             metrics::counter!(m::TASKS_SUBMITTED, "task_name" => self.accepted_name(task))
                 .increment(1);
         }
         tracing::info!(count = tasks.len(), "tasks accepted");
-        Ok(tasks.iter().map(|task| task.id).collect())
+        Ok(AcceptedBatch {
+            ids: tasks.iter().map(|task| task.id).collect(),
+            replayed: false,
+        })
     }
 
     fn new_task(&self, body: Value, origin: &Origin) -> Result<NewTask, SubmitError> {
@@ -159,10 +205,7 @@ impl Submissions {
 
     /// The registry's name of the task's type: a bounded metric label.
     fn accepted_name(&self, task: &NewTask) -> &'static str {
-        self.0
-            .registry
-            .get(&task.task_name)
-            .map_or("unknown", |t| t.name())
+        self.0.registry.label(&task.task_name)
     }
 
     async fn dispatch(&self, tasks: &[NewTask]) {
@@ -221,8 +264,7 @@ fn batch_items(body: Value, max: usize) -> Result<Vec<Value>, SubmitError> {
 
 /// sha256 of the normalised request. serde_json maps keep their keys sorted,
 /// so field order and defaults the client left out do not change it.
-fn fingerprint(task_name: &str, parameters: &Value) -> String {
-    let canonical = json!({ "task_name": task_name, "parameters": parameters });
+fn fingerprint(canonical: &Value) -> String {
     hex::encode(Sha256::digest(canonical.to_string().as_bytes()))
 }
 
@@ -234,12 +276,8 @@ mod tests {
     fn the_fingerprint_ignores_field_order() {
         let one: Value = serde_json::from_str(r#"{"a": 1, "b": 2}"#).unwrap_or_default();
         let two: Value = serde_json::from_str(r#"{"b": 2, "a": 1}"#).unwrap_or_default();
-        assert_eq!(fingerprint("sum", &one), fingerprint("sum", &two));
-        assert_ne!(
-            fingerprint("sum", &one),
-            fingerprint("sum", &json!({"a": 1, "b": 3}))
-        );
-        assert_ne!(fingerprint("sum", &one), fingerprint("other", &one));
+        assert_eq!(fingerprint(&one), fingerprint(&two));
+        assert_ne!(fingerprint(&one), fingerprint(&json!({"a": 1, "b": 3})));
     }
 
     #[test]

@@ -1,38 +1,43 @@
-//! Idempotent submission: a client's `Idempotency-Key` maps to one task for
-//! a configurable window. The same key with the same request gives that task
-//! back; the same key with a different request is a conflict.
+//! Idempotent submission: a client's `Idempotency-Key` maps to the tasks of
+//! one request (one task, or a batch) for a configurable window. The same
+//! key with the same request gives those tasks back; the same key with a
+//! different request is a conflict.
 
 use std::time::Duration;
 
 use uuid::Uuid;
 
-use super::tasks::insert_row;
+use super::listing::insert_rows;
 use super::{Result, Store};
 use crate::domain::NewTask;
 
 /// What an idempotent insert did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IdempotentInsert {
-    /// The key was new (or expired): the task was stored.
+    /// The key was new (or expired): the tasks were stored.
     Created,
-    /// The key was used before with the same request: that task's id.
-    Replayed(Uuid),
+    /// The key was used before with the same request: its tasks' ids.
+    Replayed(Vec<Uuid>),
     /// The key was used before with a different request.
     Conflict,
 }
 
 impl Store {
-    /// Stores `task` under `key` unless the key is already taken, in one
+    /// Stores `tasks` under `key` unless the key is already taken, in one
     /// transaction: concurrent requests with one key wait on the key's row
     /// and all but the first see it taken.
-    #[tracing::instrument(skip_all, fields(task_id = %task.id))]
-    pub async fn insert_task_idempotent(
+    #[tracing::instrument(skip_all, fields(count = tasks.len()))]
+    pub async fn insert_tasks_idempotent(
         &self,
-        task: &NewTask,
+        tasks: &[NewTask],
         key: &str,
         fingerprint: &str,
         window: Duration,
     ) -> Result<IdempotentInsert> {
+        let ids: Vec<Uuid> = tasks.iter().map(|task| task.id).collect();
+        let Some(&first) = ids.first() else {
+            return Ok(IdempotentInsert::Created);
+        };
         self.bounded(async {
             let mut tx = self.pool.begin().await?;
             sqlx::query("DELETE FROM idempotency_keys WHERE key = $1 AND expires_at <= now()")
@@ -40,29 +45,31 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
             let claimed: Option<Uuid> = sqlx::query_scalar(
-                "INSERT INTO idempotency_keys (key, task_id, fingerprint, expires_at) \
-                 VALUES ($1, $2, $3, now() + make_interval(secs => $4)) \
+                "INSERT INTO idempotency_keys (key, task_id, task_ids, fingerprint, expires_at) \
+                 VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5)) \
                  ON CONFLICT (key) DO NOTHING RETURNING task_id",
             )
             .bind(key)
-            .bind(task.id)
+            .bind(first)
+            .bind(&ids)
             .bind(fingerprint)
             .bind(window.as_secs_f64())
             .fetch_optional(&mut *tx)
             .await?;
             if claimed.is_some() {
-                insert_row(&mut *tx, task).await?;
+                insert_rows(&mut *tx, tasks).await?;
                 tx.commit().await?;
                 return Ok(IdempotentInsert::Created);
             }
-            let (task_id, stored): (Uuid, String) =
-                sqlx::query_as("SELECT task_id, fingerprint FROM idempotency_keys WHERE key = $1")
-                    .bind(key)
-                    .fetch_one(&mut *tx)
-                    .await?;
+            let (task_id, task_ids, stored): (Uuid, Option<Vec<Uuid>>, String) = sqlx::query_as(
+                "SELECT task_id, task_ids, fingerprint FROM idempotency_keys WHERE key = $1",
+            )
+            .bind(key)
+            .fetch_one(&mut *tx)
+            .await?;
             tx.commit().await?;
             Ok(if stored == fingerprint {
-                IdempotentInsert::Replayed(task_id)
+                IdempotentInsert::Replayed(task_ids.unwrap_or_else(|| vec![task_id]))
             } else {
                 IdempotentInsert::Conflict
             })

@@ -44,13 +44,15 @@ impl Store {
         }
         let (ids, attempts) = split(leases);
         self.bounded(
-            sqlx::query_scalar(
+            sqlx::query_scalar(concat!(
+                lock_in_id_order!(),
                 "UPDATE tasks SET lease_expires_at = now() + make_interval(secs => $3), \
                  updated_at = now() \
-                 FROM unnest($1::uuid[], $2::int4[]) AS held(id, attempt) \
-                 WHERE tasks.id = held.id AND tasks.attempts = held.attempt \
-                 AND tasks.status = 'running' RETURNING tasks.id",
-            )
+                 FROM unnest($1::uuid[], $2::int4[]) AS held(id, attempt), locked \
+                 WHERE tasks.id = held.id AND tasks.id = locked.id \
+                 AND tasks.attempts = held.attempt \
+                 AND (tasks.status = 'running') IS TRUE RETURNING tasks.id"
+            ))
             .bind(ids)
             .bind(attempts)
             .bind(lease.as_secs_f64())
@@ -70,12 +72,14 @@ impl Store {
         let rows: Vec<RecoveredRow> = self
             .bounded(
                 sqlx::query_as(concat!(
+                    lock_in_id_order!(),
                     "UPDATE tasks SET status = 'pending', max_attempts = max_attempts + 1, \
                      lease_expires_at = NULL, run_after = now(), dispatched_at = now(), \
                      updated_at = now() \
-                     FROM unnest($1::uuid[], $2::int4[]) AS held(id, attempt) \
-                     WHERE tasks.id = held.id AND tasks.attempts = held.attempt \
-                     AND tasks.status = 'running' RETURNING ",
+                     FROM unnest($1::uuid[], $2::int4[]) AS held(id, attempt), locked \
+                     WHERE tasks.id = held.id AND tasks.id = locked.id \
+                     AND tasks.attempts = held.attempt \
+                     AND (tasks.status = 'running') IS TRUE RETURNING ",
                     record_columns!("tasks."),
                     ", tasks.queue, tasks.request_id, tasks.trace_context"
                 ))

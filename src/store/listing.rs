@@ -6,6 +6,7 @@ use uuid::Uuid;
 
 use super::tasks::RecordRow;
 use super::{Result, Store};
+use crate::domain::json::to_jsonb_text;
 use crate::domain::{NewTask, TaskRecord, TaskStatus};
 
 /// Which tasks to list: newest first, after an optional cursor.
@@ -47,44 +48,8 @@ impl Store {
     /// how many rows were written.
     #[tracing::instrument(skip_all, fields(count = tasks.len()))]
     pub async fn insert_tasks(&self, tasks: &[NewTask]) -> Result<u64> {
-        let mut ids = Vec::with_capacity(tasks.len());
-        let mut names = Vec::with_capacity(tasks.len());
-        let mut parameters = Vec::with_capacity(tasks.len());
-        let mut queues = Vec::with_capacity(tasks.len());
-        let mut max_attempts = Vec::with_capacity(tasks.len());
-        let mut request_ids = Vec::with_capacity(tasks.len());
-        let mut trace_contexts = Vec::with_capacity(tasks.len());
-        for task in tasks {
-            ids.push(task.id);
-            names.push(task.task_name.as_str());
-            parameters.push(sqlx::types::Json(&task.parameters));
-            queues.push(task.queue.as_str());
-            max_attempts.push(task.max_attempts);
-            request_ids.push(task.request_id.as_deref());
-            trace_contexts.push(task.trace_context.as_deref());
-        }
-        let written = self
-            .bounded(
-                sqlx::query(
-                    "INSERT INTO tasks (id, task_name, task_parameters, queue, max_attempts, \
-                     request_id, trace_context, dispatched_at) \
-                     SELECT id, task_name, task_parameters, queue, max_attempts, request_id, \
-                     trace_context, now() FROM unnest($1::uuid[], $2::varchar[], $3::jsonb[], \
-                     $4::varchar[], $5::int4[], $6::varchar[], $7::varchar[]) \
-                     AS t(id, task_name, task_parameters, queue, max_attempts, request_id, \
-                     trace_context)",
-                )
-                .bind(ids)
-                .bind(names)
-                .bind(parameters)
-                .bind(queues)
-                .bind(max_attempts)
-                .bind(request_ids)
-                .bind(trace_contexts)
-                .execute(&self.pool),
-            )
-            .await?;
-        Ok(written.rows_affected())
+        let written = self.bounded(insert_rows(&self.pool, tasks)).await?;
+        Ok(written)
     }
 
     /// Deletes up to `limit` finished tasks older than `age`; returns their
@@ -105,4 +70,47 @@ impl Store {
         )
         .await
     }
+}
+
+/// Inserts `tasks` in one statement with any executor (the pool, or a
+/// transaction).
+pub(super) async fn insert_rows<'e>(
+    executor: impl sqlx::PgExecutor<'e>,
+    tasks: &[NewTask],
+) -> std::result::Result<u64, sqlx::Error> {
+    let mut ids = Vec::with_capacity(tasks.len());
+    let mut names = Vec::with_capacity(tasks.len());
+    let mut parameters = Vec::with_capacity(tasks.len());
+    let mut queues = Vec::with_capacity(tasks.len());
+    let mut max_attempts = Vec::with_capacity(tasks.len());
+    let mut request_ids = Vec::with_capacity(tasks.len());
+    let mut trace_contexts = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        ids.push(task.id);
+        names.push(task.task_name.as_str());
+        parameters.push(to_jsonb_text(&task.parameters));
+        queues.push(task.queue.as_str());
+        max_attempts.push(task.max_attempts);
+        request_ids.push(task.request_id.as_deref());
+        trace_contexts.push(task.trace_context.as_deref());
+    }
+    let written = sqlx::query(
+        "INSERT INTO tasks (id, task_name, task_parameters, queue, max_attempts, \
+         request_id, trace_context, dispatched_at) \
+         SELECT id, task_name, task_parameters::jsonb, queue, max_attempts, request_id, \
+         trace_context, now() FROM unnest($1::uuid[], $2::varchar[], $3::text[], \
+         $4::varchar[], $5::int4[], $6::varchar[], $7::varchar[]) \
+         AS t(id, task_name, task_parameters, queue, max_attempts, request_id, \
+         trace_context)",
+    )
+    .bind(ids)
+    .bind(names)
+    .bind(parameters)
+    .bind(queues)
+    .bind(max_attempts)
+    .bind(request_ids)
+    .bind(trace_contexts)
+    .execute(executor)
+    .await?;
+    Ok(written.rows_affected())
 }

@@ -35,6 +35,18 @@ macro_rules! record_columns {
     };
 }
 
+/// A `WITH locked AS (…)` that locks the running rows of the ids in `$1`
+/// in id order. Every statement that locks several task rows starts with
+/// it, so two of them (a worker's heartbeat and its outcome writes, a
+/// hand-back at shutdown) always lock in the same order and cannot
+/// deadlock, whatever plan the planner picks for the rest.
+macro_rules! lock_in_id_order {
+    () => {
+        "WITH locked AS (SELECT id FROM tasks WHERE id = ANY($1) \
+         AND (status = 'running') IS TRUE ORDER BY id FOR UPDATE) "
+    };
+}
+
 mod idempotency;
 mod leases;
 mod listing;
@@ -42,7 +54,8 @@ mod tasks;
 
 use std::future::Future;
 use std::str::FromStr;
-use std::time::Duration;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use sqlx::PgPool;
 use sqlx::migrate::Migrator;
@@ -142,6 +155,60 @@ fn is_connectivity_error(err: &sqlx::Error) -> bool {
 pub struct Store {
     pool: PgPool,
     query_timeout: Duration,
+    diagnosis: Diagnosis,
+}
+
+/// Says why the database cannot be reached. A pool that cannot connect
+/// reports only that it timed out waiting for a connection; a direct
+/// attempt names the cause (connection refused, authentication failed, no
+/// such database), which is logged when it changes, at most every 30 s.
+#[derive(Clone)]
+struct Diagnosis {
+    options: PgConnectOptions,
+    last: Arc<Mutex<Option<(Instant, String)>>>,
+}
+
+impl Diagnosis {
+    const EVERY: Duration = Duration::from_secs(30);
+
+    fn explain(&self) {
+        let due = {
+            let last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
+            last.as_ref()
+                .is_none_or(|(at, _)| at.elapsed() >= Self::EVERY)
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        if !due {
+            return;
+        }
+        let this = self.clone();
+        runtime.spawn(async move {
+            let attempt = tokio::time::timeout(
+                Duration::from_secs(5),
+                <sqlx::postgres::PgConnection as sqlx::Connection>::connect_with(&this.options),
+            )
+            .await;
+            let cause = match attempt {
+                Ok(Ok(connection)) => {
+                    drop(connection);
+                    return;
+                }
+                Ok(Err(err)) => crate::telemetry::error_chain(&err),
+                Err(_) => "connecting timed out after 5 s".to_owned(),
+            };
+            let mut last = this.last.lock().unwrap_or_else(PoisonError::into_inner);
+            let repeated = last
+                .as_ref()
+                .is_some_and(|(at, seen)| *seen == cause && at.elapsed() < Self::EVERY * 10);
+            *last = Some((Instant::now(), cause.clone()));
+            drop(last);
+            if !repeated {
+                tracing::error!(error = %cause, "cannot connect to PostgreSQL");
+            }
+        });
+    }
 }
 
 impl Store {
@@ -165,10 +232,14 @@ impl Store {
                     Ok(true)
                 })
             })
-            .connect_lazy_with(options.application_name("tasker"));
+            .connect_lazy_with(options.clone().application_name("tasker"));
         Ok(Self {
             pool,
             query_timeout: config.query_timeout(),
+            diagnosis: Diagnosis {
+                options: options.application_name("tasker"),
+                last: Arc::default(),
+            },
         })
     }
 
@@ -228,6 +299,10 @@ impl Store {
         call: impl Future<Output = std::result::Result<T, sqlx::Error>>,
     ) -> Result<T> {
         match tokio::time::timeout(self.query_timeout, call).await {
+            Ok(Err(sqlx::Error::PoolTimedOut)) => {
+                self.diagnosis.explain();
+                Err(Error::Unavailable(sqlx::Error::PoolTimedOut))
+            }
             Ok(result) => result.map_err(Error::from_sqlx),
             Err(_) => Err(Error::TimedOut(self.query_timeout)),
         }

@@ -13,6 +13,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::{Error, Result, Store};
+use crate::domain::json::to_jsonb_text;
 use crate::domain::{ClaimedTask, NewTask, TaskRecord, TaskStatus};
 
 #[derive(sqlx::FromRow)]
@@ -70,18 +71,19 @@ struct ClaimRow {
 }
 
 /// Inserts one task row with any executor (the pool, or a transaction).
-pub(super) async fn insert_row<'e>(
+async fn insert_row<'e>(
     executor: impl sqlx::PgExecutor<'e>,
     task: &NewTask,
 ) -> std::result::Result<RecordRow, sqlx::Error> {
     sqlx::query_as(concat!(
         "INSERT INTO tasks (id, task_name, task_parameters, queue, max_attempts, request_id, \
-         trace_context, dispatched_at) VALUES ($1, $2, $3, $4, $5, $6, $7, now()) RETURNING ",
+         trace_context, dispatched_at) VALUES ($1, $2, $3::jsonb, $4, $5, $6, $7, now()) \
+         RETURNING ",
         record_columns!()
     ))
     .bind(task.id)
     .bind(&task.task_name)
-    .bind(&task.parameters)
+    .bind(to_jsonb_text(&task.parameters))
     .bind(&task.queue)
     .bind(task.max_attempts)
     .bind(&task.request_id)
@@ -206,10 +208,6 @@ impl Store {
     /// fenced by its attempt number. Returns the records written; a write
     /// whose attempt no longer holds its task is missing from the answer.
     pub async fn finish_many(&self, writes: &[FinalWrite]) -> Result<Vec<TaskRecord>> {
-        // Rows are locked in id order, as the heartbeat's `id = ANY` locks
-        // them, so two statements on the same rows never deadlock.
-        let mut writes: Vec<&FinalWrite> = writes.iter().collect();
-        writes.sort_by_key(|write| write.id);
         let mut ids = Vec::with_capacity(writes.len());
         let mut attempts = Vec::with_capacity(writes.len());
         let mut statuses = Vec::with_capacity(writes.len());
@@ -221,7 +219,7 @@ impl Store {
             match &write.outcome {
                 FinalOutcome::Completed(output) => {
                     statuses.push(TaskStatus::Completed.as_str());
-                    outputs.push(Some(sqlx::types::Json(output)));
+                    outputs.push(Some(to_jsonb_text(output)));
                     errors.push(None);
                 }
                 FinalOutcome::Failed(error) => {
@@ -232,12 +230,13 @@ impl Store {
             }
         }
         let sql = concat!(
-            "UPDATE tasks AS t SET status = u.status, task_output = u.output, error = u.error, \
-             completed_at = now(), updated_at = now(), lease_expires_at = NULL \
-             FROM unnest($1::uuid[], $2::int4[], $3::varchar[], $4::jsonb[], $5::text[]) \
-             AS u(id, attempt, status, output, error) \
-             WHERE t.id = u.id AND (t.status = 'running') IS TRUE AND t.attempts = u.attempt \
-             RETURNING ",
+            lock_in_id_order!(),
+            "UPDATE tasks AS t SET status = u.status, task_output = u.output::jsonb, \
+             error = u.error, completed_at = now(), updated_at = now(), lease_expires_at = NULL \
+             FROM unnest($1::uuid[], $2::int4[], $3::varchar[], $4::text[], $5::text[]) \
+             AS u(id, attempt, status, output, error), locked \
+             WHERE t.id = u.id AND t.id = locked.id AND (t.status = 'running') IS TRUE \
+             AND t.attempts = u.attempt RETURNING ",
             record_columns!("t.")
         );
         let rows: Vec<RecordRow> = self

@@ -120,6 +120,13 @@ impl Registry {
         self.tasks.get(name)
     }
 
+    /// `name` as a metric label: the registered name, or `unknown` for a
+    /// name no task type has (a row written by hand), so labels stay a
+    /// fixed set.
+    pub fn label(&self, name: &str) -> &'static str {
+        self.tasks.get(name).map_or("unknown", |task| task.name)
+    }
+
     pub fn names(&self) -> Vec<String> {
         self.tasks.keys().map(|name| (*name).to_owned()).collect()
     }

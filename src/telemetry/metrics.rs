@@ -1,7 +1,13 @@
 //! Prometheus metrics: one recorder per process, rendered at `/metrics`.
+//! Every family is described (`# HELP`), and every series whose labels are
+//! known in advance exists from start-up at zero, so dashboards and alerts
+//! see a value before the first event. Label values are bounded: task
+//! names and queues come from the registry, methods and routes from a
+//! fixed set (see `http::middleware`).
 
 use std::sync::OnceLock;
 
+use metrics::Unit;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 pub const TASKS_SUBMITTED: &str = "tasker_tasks_submitted_total";
@@ -15,6 +21,10 @@ pub const TASKS_RECOVERED: &str = "tasker_tasks_recovered_total";
 pub const CACHE_REQUESTS: &str = "tasker_cache_requests_total";
 pub const HTTP_REQUESTS: &str = "tasker_http_requests_total";
 pub const HTTP_DURATION: &str = "tasker_http_request_duration_seconds";
+pub const HTTP_CONNECTIONS: &str = "tasker_http_connections";
+pub const HTTP_CONNECTIONS_REFUSED: &str = "tasker_http_connections_refused_total";
+pub const LONGPOLL_WAITERS: &str = "tasker_longpoll_waiters";
+pub const LONGPOLL_REFUSED: &str = "tasker_longpoll_refused_total";
 /// Rows written by one group-commit statement (`statement`: insert, claim, outcome).
 pub const GROUP_COMMIT_ROWS: &str = "tasker_group_commit_rows";
 
@@ -23,6 +33,15 @@ pub const QUEUE_DEPTH: &str = "tasker_queue_depth";
 pub const QUEUE_OLDEST_AGE: &str = "tasker_queue_oldest_age_seconds";
 pub const DB_POOL: &str = "tasker_db_pool_connections";
 pub const REDIS_POOL: &str = "tasker_redis_pool_connections";
+
+/// Terminal statuses, the `status` of [`TASKS_COMPLETED`].
+pub const TERMINAL_STATUSES: [&str; 2] = ["completed", "failed"];
+/// `reason` of [`TASKS_RECOVERED`].
+pub const RECOVERY_REASONS: [&str; 3] = ["lease_expired", "dispatch_lost", "handed_back"];
+/// `result` of [`CACHE_REQUESTS`].
+pub const CACHE_RESULTS: [&str; 3] = ["hit", "miss", "bypass"];
+/// `statement` of [`GROUP_COMMIT_ROWS`].
+pub const GROUP_COMMIT_STATEMENTS: [&str; 3] = ["insert", "claim", "outcome"];
 
 const LATENCY_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
@@ -48,10 +67,128 @@ pub fn install() -> Option<PrometheusHandle> {
                 .ok()?
                 .install_recorder()
                 .ok()?;
+            describe();
             start_upkeep(handle.clone());
             Some(handle)
         })
         .clone()
+}
+
+/// `# HELP` of every family.
+fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(TASKS_SUBMITTED, Unit::Count, "Tasks accepted by the API.");
+    describe_counter!(
+        TASKS_COMPLETED,
+        Unit::Count,
+        "Tasks that reached a terminal status."
+    );
+    describe_histogram!(TASK_DURATION, Unit::Seconds, "Run time of one attempt.");
+    describe_histogram!(
+        TASK_QUEUE_WAIT,
+        Unit::Seconds,
+        "Time from submission to the first claim."
+    );
+    describe_counter!(
+        TASK_RETRIES,
+        Unit::Count,
+        "Attempts that failed with a retryable error and were rescheduled."
+    );
+    describe_counter!(
+        STALE_RESULTS,
+        Unit::Count,
+        "Results discarded because their attempt had lost its lease."
+    );
+    describe_counter!(
+        TASKS_RECOVERED,
+        Unit::Count,
+        "Tasks recovered after a lost worker, a lost queue message, or handed back at shutdown."
+    );
+    describe_counter!(
+        CACHE_REQUESTS,
+        Unit::Count,
+        "Result-cache lookups by result."
+    );
+    describe_counter!(
+        HTTP_REQUESTS,
+        Unit::Count,
+        "HTTP requests by method, route and status."
+    );
+    describe_histogram!(HTTP_DURATION, Unit::Seconds, "HTTP request latency.");
+    describe_gauge!(HTTP_CONNECTIONS, Unit::Count, "HTTP connections open now.");
+    describe_counter!(
+        HTTP_CONNECTIONS_REFUSED,
+        Unit::Count,
+        "Connections answered 503 and closed because the port was at its connection limit."
+    );
+    describe_gauge!(
+        LONGPOLL_WAITERS,
+        Unit::Count,
+        "Reads waiting for their task to finish."
+    );
+    describe_counter!(
+        LONGPOLL_REFUSED,
+        Unit::Count,
+        "Reads with wait= answered at once because api.max_waiters were already waiting."
+    );
+    describe_histogram!(
+        GROUP_COMMIT_ROWS,
+        Unit::Count,
+        "Rows written by one group-commit statement."
+    );
+    describe_gauge!(QUEUE_DEPTH, Unit::Count, "Tasks ready to run, per queue.");
+    describe_gauge!(
+        QUEUE_OLDEST_AGE,
+        Unit::Seconds,
+        "Age of the oldest ready task, per queue (0 when empty)."
+    );
+    describe_gauge!(
+        DB_POOL,
+        Unit::Count,
+        "PostgreSQL connections of this process by state."
+    );
+    describe_gauge!(
+        REDIS_POOL,
+        Unit::Count,
+        "Redis connections of this process by state."
+    );
+}
+
+/// Creates at zero every series whose labels are known: per task type,
+/// per queue, per reason and result.
+pub fn register_known_series<'a>(
+    task_names: impl IntoIterator<Item = &'a str>,
+    queues: impl IntoIterator<Item = &'a str>,
+) {
+    for name in task_names {
+        let name = name.to_owned();
+        metrics::counter!(TASKS_SUBMITTED, "task_name" => name.clone()).absolute(0);
+        metrics::counter!(TASK_RETRIES, "task_name" => name.clone()).absolute(0);
+        for status in TERMINAL_STATUSES {
+            metrics::counter!(TASKS_COMPLETED, "task_name" => name.clone(), "status" => status)
+                .absolute(0);
+        }
+        let _ = metrics::histogram!(TASK_DURATION, "task_name" => name.clone());
+        let _ = metrics::histogram!(TASK_QUEUE_WAIT, "task_name" => name);
+    }
+    for queue in queues {
+        metrics::gauge!(QUEUE_DEPTH, "queue" => queue.to_owned()).set(0.0);
+        metrics::gauge!(QUEUE_OLDEST_AGE, "queue" => queue.to_owned()).set(0.0);
+    }
+    for reason in RECOVERY_REASONS {
+        metrics::counter!(TASKS_RECOVERED, "reason" => reason).absolute(0);
+    }
+    for result in CACHE_RESULTS {
+        metrics::counter!(CACHE_REQUESTS, "result" => result).absolute(0);
+    }
+    for statement in GROUP_COMMIT_STATEMENTS {
+        let _ = metrics::histogram!(GROUP_COMMIT_ROWS, "statement" => statement);
+    }
+    metrics::counter!(STALE_RESULTS).absolute(0);
+    metrics::counter!(HTTP_CONNECTIONS_REFUSED).absolute(0);
+    metrics::counter!(LONGPOLL_REFUSED).absolute(0);
+    metrics::gauge!(HTTP_CONNECTIONS).increment(0.0);
+    metrics::gauge!(LONGPOLL_WAITERS).increment(0.0);
 }
 
 /// The recorder keeps every histogram sample until upkeep (or a scrape)

@@ -97,7 +97,7 @@ impl Worker {
             let waited = (chrono::Utc::now() - claimed.created_at)
                 .to_std()
                 .unwrap_or_default();
-            metrics::histogram!(m::TASK_QUEUE_WAIT, "task_name" => claimed.task_name.clone())
+            metrics::histogram!(m::TASK_QUEUE_WAIT, "task_name" => self.services.registry.label(&claimed.task_name))
                 .record(waited.as_secs_f64());
         }
         tracing::info!("task running");
@@ -118,13 +118,13 @@ impl Worker {
             }
         };
         let elapsed = started.elapsed();
-        metrics::histogram!(m::TASK_DURATION, "task_name" => claimed.task_name.clone())
+        metrics::histogram!(m::TASK_DURATION, "task_name" => self.services.registry.label(&claimed.task_name))
             .record(elapsed.as_secs_f64());
         let record = self.record(&claimed, &outcome).await;
         let duration_ms = elapsed.as_millis() as u64;
         match (&outcome, record) {
             (Outcome::Retry { error, delay }, Some(_)) => {
-                metrics::counter!(m::TASK_RETRIES, "task_name" => claimed.task_name.clone())
+                metrics::counter!(m::TASK_RETRIES, "task_name" => self.services.registry.label(&claimed.task_name))
                     .increment(1);
                 tracing::warn!(
                     duration_ms,
@@ -222,7 +222,7 @@ impl Worker {
     async fn finished(&self, record: &TaskRecord, duration_ms: u64) {
         metrics::counter!(
             m::TASKS_COMPLETED,
-            "task_name" => record.task_name.clone(),
+            "task_name" => self.services.registry.label(&record.task_name),
             "status" => record.status.as_str()
         )
         .increment(1);

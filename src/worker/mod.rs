@@ -98,7 +98,8 @@ impl Worker {
         let ops = Ops::for_worker(self.services.clone(), self.consuming.clone());
         let stop = shutdown.clone();
         loops.spawn(async move {
-            if let Err(err) = crate::server::serve(listener, ops.router(), stop).await {
+            let limits = crate::server::Limits::OPERATIONS;
+            if let Err(err) = crate::server::serve(listener, ops.router(), stop, limits).await {
                 tracing::error!(error = %err, "worker probe server failed");
             }
         });

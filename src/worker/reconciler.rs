@@ -81,7 +81,7 @@ async fn recover_expired_leases(worker: &Worker) -> Result<(), PassError> {
             if record.status.is_terminal() {
                 metrics::counter!(
                     m::TASKS_COMPLETED,
-                    "task_name" => record.task_name.clone(),
+                    "task_name" => services.registry.label(&record.task_name),
                     "status" => record.status.as_str()
                 )
                 .increment(1);

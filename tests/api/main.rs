@@ -7,6 +7,7 @@ mod support;
 mod client;
 mod contract;
 mod errors;
+mod hostile;
 mod idempotency;
 mod operations;
 mod outages;

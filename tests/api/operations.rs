@@ -24,15 +24,7 @@ async fn metrics_count_submissions_and_requests() {
     let app = TestApp::spawn_api_only().await;
     app.submit(json!({"task_name": "file_hash", "content": "x"}))
         .await;
-    let text = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics().await;
     assert!(
         text.contains("tasker_tasks_submitted_total{task_name=\"file_hash\"}"),
         "{text}"
@@ -140,9 +132,31 @@ async fn the_docs_page_loads_the_document_and_its_script_from_the_service() {
             .unwrap()
             .starts_with("text/html")
     );
+    let csp = response.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"),
+        "{csp}"
+    );
+    assert_eq!(response.headers()["x-content-type-options"], "nosniff");
     let html = response.text().await.unwrap();
-    assert!(html.contains(r#"url: "openapi.json""#), "{html}");
+    assert!(html.contains(r#"<script src="docs/init.js">"#), "{html}");
+    assert!(!html.contains("<script>"), "no inline script: {html}");
     assert!(!html.contains("https://"), "nothing from a CDN: {html}");
+    let init = app.get("/docs/init.js").await.text().await.unwrap();
+    assert!(init.contains(r#"url: "openapi.json""#), "{init}");
+    let slash = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .get(app.url("/docs/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(slash.status(), 308);
+    assert_eq!(slash.headers()["location"], "../docs");
     let script = html
         .split(r#"<script src=""#)
         .nth(1)
@@ -262,4 +276,49 @@ async fn queue_depth_and_oldest_age_are_exposed_for_autoscaling() {
         (metric(&page, &depth) == Some(0.0) && metric(&page, &age) == Some(0.0)).then_some(())
     })
     .await;
+}
+
+#[test]
+fn tasker_config_prints_the_effective_configuration_as_toml() {
+    use crate::support::processes::run_to_end;
+    let (ok, printed) = run_to_end(&["config"], &[]);
+    assert!(ok, "{printed}");
+    let table: toml::Table = printed.parse().unwrap();
+    // Defaults spelled out, not hidden behind empty values.
+    let queues = table["worker"]["queues"].as_array().unwrap();
+    assert!(!queues.is_empty(), "{printed}");
+    let task_queues = table["task_queues"].as_table().unwrap();
+    let registry = tasker::tasks::Registry::new(&tasker::config::Config::default()).unwrap();
+    for task in registry.iter() {
+        assert_eq!(task_queues[task.name()].as_str(), Some(task.queue()));
+    }
+    assert!(table["api"]["ops_listen"].is_str());
+    assert!(
+        table["llm"]["model"].is_str(),
+        "a task type's section is printed"
+    );
+}
+
+#[test]
+fn tasker_config_fails_naming_the_key() {
+    use crate::support::processes::run_to_end;
+    for (variable, value, key) in [
+        (
+            "TASKER_RETENTION__INTERVAL_SECONDS",
+            "0",
+            "retention.interval_seconds",
+        ),
+        ("TASKER_API__MAX_BATCH_SIZE", "0", "api.max_batch_size"),
+        ("TASKER_TASK_QUEUES__DIVIDE", "x", "task_queues.divide"),
+        ("TASKER_WORKER__QUEUES", "[\"nowhere\"]", "worker.queues"),
+        ("TASKER_LLM__TIMEOUT_SECONDS", "0", "llm.timeout_seconds"),
+        ("TASKER_DATABSE__URL", "postgres://x", "databse"),
+    ] {
+        let (ok, printed) = run_to_end(&["config"], &[(variable, value)]);
+        assert!(!ok, "{variable}={value} was accepted");
+        assert!(printed.contains(key), "{variable}={value}: {printed}");
+    }
+    let (ok, printed) = run_to_end(&["--config", "/nonexistent/tasker.toml", "config"], &[]);
+    assert!(!ok);
+    assert!(printed.contains("/nonexistent/tasker.toml"), "{printed}");
 }

@@ -142,3 +142,46 @@ async fn a_postgres_that_stops_answering_gives_503s_not_hangs() {
     assert_eq!(ready.status(), 503);
     assert!(started.elapsed() < FAST, "took {:?}", started.elapsed());
 }
+
+#[tokio::test]
+async fn an_unreachable_database_is_explained_in_the_log() {
+    use crate::support::processes::{Process, free_port};
+    let (port, ops) = (free_port(), free_port());
+    let dir = std::env::temp_dir().join(format!("tasker-explain-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let env = vec![
+        // Nothing listens on port 9: every connection is refused.
+        (
+            "TASKER_DATABASE__URL".to_owned(),
+            "postgres://postgres@127.0.0.1:9/x".to_owned(),
+        ),
+        (
+            "TASKER_DATABASE__ACQUIRE_TIMEOUT_SECONDS".into(),
+            "1".into(),
+        ),
+        ("TASKER_REDIS__URL".into(), crate::support::REDIS_URL.into()),
+        ("TASKER_API__LISTEN".into(), format!("127.0.0.1:{port}")),
+        ("TASKER_API__OPS_LISTEN".into(), format!("127.0.0.1:{ops}")),
+    ];
+    let api = Process::spawn("api", port, env, dir.join("api.log"));
+    let client = reqwest::Client::new();
+    eventually(|| async {
+        let response = client
+            .post(api.url("/run-task"))
+            .json(&json!({"task_name": "sum", "a": 1, "b": 2}))
+            .send()
+            .await
+            .ok()?;
+        (response.status() == 503).then_some(())
+    })
+    .await;
+    let line = eventually(|| async {
+        api.log()
+            .lines()
+            .find(|line| line.contains("cannot connect to PostgreSQL"))
+            .map(str::to_owned)
+    })
+    .await;
+    assert!(line.to_ascii_lowercase().contains("refused"), "{line}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -102,6 +102,7 @@ impl TestEnv {
         config.redis.url = SecretUrl::new(REDIS_URL);
         config.redis.key_prefix = prefix.clone();
         config.api.listen = "127.0.0.1:0".parse().expect("addr");
+        config.api.ops_listen = "127.0.0.1:0".parse().expect("addr");
         config.worker.listen = "127.0.0.1:0".parse().expect("addr");
         config.worker.reconcile_interval_seconds = 1.try_into().unwrap();
         config.worker.concurrency = 4.try_into().unwrap();
@@ -188,6 +189,8 @@ impl Drop for TestEnv {
 pub struct TestApp {
     pub env: TestEnv,
     pub address: SocketAddr,
+    /// The API's operations port (`/metrics`).
+    pub ops_address: SocketAddr,
     pub worker_address: Option<SocketAddr>,
     pub client: reqwest::Client,
     pub services: Services,
@@ -220,10 +223,12 @@ impl TestApp {
         let shutdown = Shutdown::new();
         let api = app.bind_api().await.expect("bind api");
         let address = api.address().expect("api address");
+        let ops_address = api.ops_address().expect("ops address");
         tokio::spawn(api.run(shutdown.clone()));
         let mut app = Self {
             env,
             address,
+            ops_address,
             worker_address: None,
             client: reqwest::Client::new(),
             services,
@@ -296,11 +301,11 @@ impl TestApp {
             .expect("count tasks")
     }
 
-    /// The API's `/metrics` page.
+    /// The API's `/metrics` page (on its operations port).
     pub async fn metrics(&self) -> String {
         let response = self
             .client
-            .get(self.url("/metrics"))
+            .get(format!("http://{}/metrics", self.ops_address))
             .send()
             .await
             .expect("GET /metrics");

@@ -21,7 +21,9 @@ pub struct Process {
 }
 
 impl Process {
-    fn spawn(role: &'static str, port: u16, env: Vec<(String, String)>, log: PathBuf) -> Self {
+    /// Starts `tasker <role>` with exactly `env`, logging to `log`; `port`
+    /// is where its HTTP answers.
+    pub fn spawn(role: &'static str, port: u16, env: Vec<(String, String)>, log: PathBuf) -> Self {
         let child = start(role, &env, &log);
         Self {
             role,
@@ -112,7 +114,7 @@ fn start(role: &str, env: &[(String, String)], log: &PathBuf) -> Child {
         .expect("start tasker")
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     listener.local_addr().expect("addr").port()
 }
@@ -151,11 +153,16 @@ impl Cluster {
                 .map(|(k, v)| ((*k).to_owned(), v.clone()))
                 .collect()
         };
-        let api_port = free_port();
+        let (api_port, ops_port) = (free_port(), free_port());
+        let mut api_env = with(("TASKER_API__LISTEN", format!("127.0.0.1:{api_port}")));
+        api_env.push((
+            "TASKER_API__OPS_LISTEN".into(),
+            format!("127.0.0.1:{ops_port}"),
+        ));
         let api = Process::spawn(
             "api",
             api_port,
-            with(("TASKER_API__LISTEN", format!("127.0.0.1:{api_port}"))),
+            api_env,
             logs.join(format!("{name}-api.log")),
         );
         let workers = (0..workers)

@@ -470,3 +470,10 @@ async fn popped_queues(consumer: &mut tasker::queue::Consumer, max: usize) -> Ve
 fn tasker_redis_url(app: &TestApp) -> &str {
     app.env.config.redis.url.expose()
 }
+
+#[tokio::test]
+async fn dispatching_nothing_sends_nothing_and_succeeds() {
+    let app = TestApp::spawn_api_only().await;
+    let none: Vec<(&str, &Message)> = Vec::new();
+    assert_eq!(app.services.queue.dispatch_many(none).await.unwrap(), 0);
+}

@@ -188,3 +188,54 @@ async fn shutdown_hands_back_what_cannot_finish_and_another_worker_takes_it_at_o
     assert_eq!(task["task_output"]["text"], "second worker");
     assert_eq!(task["attempts"], 2);
 }
+
+#[tokio::test]
+async fn heartbeats_and_outcome_writes_on_the_same_rows_never_deadlock() {
+    use tasker::store::{FinalOutcome, FinalWrite, Lease};
+    let app = TestApp::spawn_api_only().await;
+    let store = &app.services.store;
+    // Rounds of: claim a batch, then renew its leases (in one order) while
+    // writing its outcomes (in another) at the same time, as a worker's
+    // heartbeat and its outcome writer do.
+    for round in 0..15 {
+        let mut ids = Vec::new();
+        for i in 0..60 {
+            let task = crate::support::new_task(
+                &app.services,
+                json!({"task_name": "sum", "a": i, "b": round}),
+            );
+            ids.push(store.insert_task(&task).await.unwrap().id);
+        }
+        let claimed = store
+            .claim_many(&ids, Duration::from_secs(30))
+            .await
+            .unwrap();
+        assert_eq!(claimed.len(), ids.len());
+        let mut leases: Vec<Lease> = claimed
+            .iter()
+            .map(|c| Lease {
+                task_id: c.id,
+                attempt: c.attempt,
+            })
+            .collect();
+        leases.sort_by_key(|l| std::cmp::Reverse(l.task_id));
+        let writes: Vec<FinalWrite> = claimed
+            .iter()
+            .map(|c| FinalWrite {
+                id: c.id,
+                attempt: c.attempt,
+                outcome: FinalOutcome::Completed(json!({"result": 0})),
+            })
+            .collect();
+        let (first_half, second_half) = writes.split_at(writes.len() / 2);
+        let renew = store.renew_leases(&leases, Duration::from_secs(30));
+        let finish_a = store.finish_many(first_half);
+        let finish_b = store.finish_many(second_half);
+        let (renewed, a, b) = tokio::join!(renew, finish_a, finish_b);
+        let renewed = renewed.expect("the heartbeat does not deadlock");
+        let finished = a.expect("outcome writes do not deadlock").len()
+            + b.expect("outcome writes do not deadlock").len();
+        assert_eq!(finished, ids.len(), "every outcome is written once");
+        assert!(renewed.len() <= ids.len());
+    }
+}

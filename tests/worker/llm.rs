@@ -108,11 +108,41 @@ async fn a_client_error_fails_at_once() {
     let task = app.wait_terminal(id).await;
     assert_eq!(task["status"], "failed");
     assert_eq!(task["attempts"], 1);
+    // The kind of error, not the provider's words or address.
+    let error = task["error"].as_str().unwrap();
     assert!(
-        task["error"]
-            .as_str()
-            .unwrap()
-            .contains("prompt is too long"),
+        error.contains("400") && error.contains("invalid_request_error"),
+        "{task}"
+    );
+    assert!(!error.contains("prompt is too long"), "{task}");
+    assert!(!error.contains(&llm.base_url()), "{task}");
+}
+
+#[tokio::test]
+async fn an_unreachable_provider_is_not_named_in_the_error() {
+    let llm = FakeLlm::start(Vec::new()).await;
+    let app = TestApp::spawn_with(
+        |c| {
+            llm.configure(c);
+            // Nothing listens here; the worker log has the address, the task not.
+            c.tasks
+                .set("llm", "base_url", "http://127.0.0.1:9/secret-path");
+        },
+        true,
+    )
+    .await;
+    let id = app
+        .submit(json!({"task_name": "query_llm", "prompt": "hi"}))
+        .await;
+    let task = crate::support::eventually(|| async {
+        let task = app.task(id).await;
+        task["error"].is_string().then_some(task)
+    })
+    .await;
+    let error = task["error"].as_str().unwrap();
+    assert!(error.contains("could not connect to the LLM API"), "{task}");
+    assert!(
+        !error.contains("127.0.0.1") && !error.contains("secret-path"),
         "{task}"
     );
 }

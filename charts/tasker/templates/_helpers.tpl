@@ -100,6 +100,7 @@ other section of .Values.config after them.
 [{{ $section }}]
 {{- if eq $section "api" }}
 listen = {{ printf "0.0.0.0:%d" (int $.Values.api.containerPort) | toJson }}
+ops_listen = {{ printf "0.0.0.0:%d" (int $.Values.api.opsPort) | toJson }}
 {{- else if eq $section "worker" }}
 listen = {{ printf "0.0.0.0:%d" (int $.Values.workerDefaults.containerPort) | toJson }}
 {{- end }}

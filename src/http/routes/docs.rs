@@ -39,17 +39,36 @@ const PAGE_TEMPLATE: &str = r##"<!doctype html>
 <body>
   <div id="tasker-api-reference"></div>
   <script src="$script_url"></script>
-  <script>
-    Scalar.createApiReference("#tasker-api-reference", {
-      url: "openapi.json",
-      withDefaultFonts: false,
-      telemetry: false,
-      agent: { disabled: true },
-    });
-  </script>
+  <script src="docs/init.js"></script>
 </body>
 </html>
 "##;
+
+/// Starts Scalar on the page. A file of its own, not an inline script, so
+/// the page's Content-Security-Policy can refuse every inline script.
+const INIT_JS: &str = r##"Scalar.createApiReference("#tasker-api-reference", {
+  url: "openapi.json",
+  withDefaultFonts: false,
+  telemetry: false,
+  agent: { disabled: true },
+});
+"##;
+
+/// Route of [`INIT_JS`].
+pub(crate) const INIT_ROUTE: &str = "/docs/init.js";
+
+/// What the docs page may load and run: its own scripts, the document,
+/// Scalar's inline styles; never framed by another site.
+const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
+     style-src 'self' 'unsafe-inline'; img-src 'self' data:; font-src 'self' data:; \
+     connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
+
+/// The headers of every docs response (`nosniff` is on every response).
+const PAGE_HEADERS: [(HeaderName, &str); 3] = [
+    (header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY),
+    (header::X_FRAME_OPTIONS, "DENY"),
+    (header::REFERRER_POLICY, "no-referrer"),
+];
 
 static PAGE: LazyLock<String> =
     LazyLock::new(|| PAGE_TEMPLATE.replace("$script_url", &script_url()));
@@ -70,8 +89,28 @@ fn script_url() -> String {
 }
 
 /// Interactive API documentation (Scalar), reading `/openapi.json`.
-pub(crate) async fn docs() -> Html<&'static str> {
-    Html(PAGE.as_str())
+pub(crate) async fn docs() -> Response {
+    (PAGE_HEADERS, Html(PAGE.as_str())).into_response()
+}
+
+/// `/docs/` is `/docs`: a relative redirect, so it also works under a
+/// path prefix.
+pub(crate) async fn docs_slash() -> Response {
+    (
+        axum::http::StatusCode::PERMANENT_REDIRECT,
+        [(header::LOCATION, "../docs")],
+    )
+        .into_response()
+}
+
+/// The script that starts Scalar.
+pub(crate) async fn init_js() -> Response {
+    (
+        PAGE_HEADERS,
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        INIT_JS,
+    )
+        .into_response()
 }
 
 /// The Scalar script, gzipped when the client accepts it.
@@ -83,6 +122,7 @@ pub(crate) async fn scalar_js(headers: HeaderMap) -> Response {
     ];
     if accepts_gzip(&headers) {
         return (
+            PAGE_HEADERS,
             HEADERS,
             [(header::CONTENT_ENCODING, "gzip")],
             Bytes::from_static(SCALAR_JS_GZ),
@@ -98,7 +138,7 @@ pub(crate) async fn scalar_js(headers: HeaderMap) -> Response {
         })
         .await;
     match plain {
-        Ok(script) => (HEADERS, script.clone()).into_response(),
+        Ok(script) => (PAGE_HEADERS, HEADERS, script.clone()).into_response(),
         Err(err) => ApiError::Internal(format!("cannot decompress the Scalar script: {err}"))
             .into_response(),
     }
@@ -187,7 +227,11 @@ mod tests {
         assert!(url.starts_with("docs/scalar.js?v="), "{url}");
         assert_eq!(url.len(), "docs/scalar.js?v=".len() + 16);
         assert!(page.contains(&format!(r#"<script src="{url}">"#)), "{page}");
-        assert!(page.contains(r#"url: "openapi.json""#), "{page}");
+        assert!(INIT_JS.contains(r#"url: "openapi.json""#));
+        assert!(
+            page.contains(r#"<script src="docs/init.js">"#) && !page.contains("<script>"),
+            "no inline script: {page}"
+        );
         assert!(
             !page.contains("https://"),
             "the page loads nothing from elsewhere"

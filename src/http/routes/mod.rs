@@ -13,7 +13,7 @@ use axum::routing::{get, post};
 use super::AppState;
 use super::error::ApiError;
 
-pub(super) use read::{__path_get_task, __path_get_task_output, __path_list_tasks};
+pub(super) use read::{__path_get_task, __path_get_task_output, __path_list_tasks, CACHE_HEADER};
 pub(super) use submit::{__path_create_task, __path_create_tasks};
 
 pub(super) fn router() -> Router<AppState> {
@@ -25,7 +25,9 @@ pub(super) fn router() -> Router<AppState> {
         .route("/tasks/{task_uuid}", get(read::get_task))
         .route("/openapi.json", get(openapi_json))
         .route("/docs", get(docs::docs))
+        .route("/docs/", get(docs::docs_slash))
         .route(docs::SCRIPT_ROUTE, get(docs::scalar_js))
+        .route(docs::INIT_ROUTE, get(docs::init_js))
 }
 
 pub(super) async fn not_found() -> ApiError {

@@ -90,9 +90,15 @@ fn accepted(id: Uuid, replayed: bool) -> Response {
     post,
     path = "/run-tasks",
     tag = "tasks",
-    params(("X-Request-ID" = Option<String>, Header, description = "Correlation id; generated when absent, echoed in the response")),
+    params(
+        ("X-Request-ID" = Option<String>, Header, description = "Correlation id; generated when absent, echoed in the response"),
+        ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = "^[!-~]([ !-~]*[!-~])?$", description = "Makes retries safe: the same key and batch return the same tasks within `api.idempotency_window_seconds`. 1 to 255 visible ASCII characters"),
+    ),
     responses(
-        (status = 202, description = "Accepted: every task is stored and queued", body = RunTasksResponse),
+        (status = 202, description = "Accepted: every task is stored and queued", body = RunTasksResponse,
+            headers(("Idempotent-Replayed" = String, description = "`true` when an earlier request with the same Idempotency-Key created the tasks"))),
+        (status = 409, description = "Idempotency-Key reused with a different request", body = ErrorResponse,
+            example = json!({"error": {"code": "idempotency_key_reused", "message": "Idempotency-Key `nightly-42` was already used with a different request", "details": null}})),
         (status = 400, description = "Malformed JSON", body = ErrorResponse,
             example = json!({"error": {"code": "invalid_json", "message": "malformed JSON: EOF while parsing an object at line 1 column 25", "details": null}})),
         (status = 413, description = "Body larger than `api.max_body_bytes`", body = ErrorResponse,
@@ -106,9 +112,27 @@ fn accepted(id: Uuid, replayed: bool) -> Response {
 pub(crate) async fn create_tasks(
     State(state): State<AppState>,
     RequestId(request_id): RequestId,
+    headers: HeaderMap,
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
     let origin = crate::http::origin(&request_id);
-    let task_uuids = state.submissions.submit_batch(body, &origin).await?;
-    Ok((StatusCode::ACCEPTED, Json(RunTasksResponse { task_uuids })).into_response())
+    let key = idempotency::key(&headers)?;
+    let batch = state
+        .submissions
+        .submit_batch(body, key.as_deref(), &origin)
+        .await?;
+    let mut response = (
+        StatusCode::ACCEPTED,
+        Json(RunTasksResponse {
+            task_uuids: batch.ids,
+        }),
+    )
+        .into_response();
+    if batch.replayed {
+        response.headers_mut().insert(
+            idempotency::REPLAYED_HEADER,
+            HeaderValue::from_static("true"),
+        );
+    }
+    Ok(response)
 }

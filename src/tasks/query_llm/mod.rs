@@ -133,10 +133,10 @@ impl QueryLlm {
             .map_err(|err| transport_error(&err))?;
         let status = response.status();
         let retry_after = retry_after(response.headers());
-        let text = response
-            .text()
-            .await
-            .map_err(|err| TaskError::retryable(format!("reading the LLM reply failed: {err}")))?;
+        let text = response.text().await.map_err(|err| {
+            tracing::warn!(error = %error_chain(&err), "reading the LLM reply failed");
+            TaskError::retryable("reading the LLM reply failed")
+        })?;
         if !status.is_success() {
             return Err(status_error(status, &text, retry_after));
         }
@@ -243,17 +243,27 @@ fn output(reply: MessagesResponse) -> QueryLlmOutput {
     }
 }
 
+/// A task's `error` is shown to whoever reads the task: it says what kind
+/// of failure it was, never the provider's address or its raw words, which
+/// go to the worker's log.
 fn transport_error(err: &reqwest::Error) -> TaskError {
+    tracing::warn!(error = %error_chain(err), "the LLM request failed");
     if err.is_timeout() {
         TaskError::retryable("the LLM request timed out")
+    } else if err.is_connect() {
+        TaskError::retryable("could not connect to the LLM API")
     } else {
-        TaskError::retryable(format!("the LLM request failed: {}", error_chain(err)))
+        TaskError::retryable("the LLM request failed")
     }
 }
 
 fn status_error(status: StatusCode, body: &str, retry_after: Option<Duration>) -> TaskError {
     let detail = api_error_message(body).unwrap_or_else(|| truncate(body, 300));
-    let message = format!("the LLM API answered {status}: {detail}");
+    tracing::warn!(status = status.as_u16(), detail = %detail, "the LLM API refused the request");
+    let message = match api_error_type(body) {
+        Some(kind) => format!("the LLM API answered {status} ({kind})"),
+        None => format!("the LLM API answered {status}"),
+    };
     if status == StatusCode::TOO_MANY_REQUESTS
         || status == StatusCode::REQUEST_TIMEOUT
         || status.is_server_error()
@@ -265,6 +275,18 @@ fn status_error(status: StatusCode, body: &str, retry_after: Option<Duration>) -
     } else {
         TaskError::Fatal(message)
     }
+}
+
+/// The Messages API names the kind of error at `error.type`, a short
+/// stable token (`authentication_error`, `rate_limit_error`, …): safe to
+/// show, unlike the message beside it.
+fn api_error_type(body: &str) -> Option<String> {
+    let value: Value = serde_json::from_str(body).ok()?;
+    let kind = value.pointer("/error/type")?.as_str()?;
+    let plain = !kind.is_empty()
+        && kind.len() <= 40
+        && kind.bytes().all(|b| b.is_ascii_lowercase() || b == b'_');
+    plain.then(|| kind.to_owned())
 }
 
 /// The Messages API puts a readable message at `error.message`.
@@ -308,12 +330,21 @@ mod tests {
     }
 
     #[test]
-    fn other_client_errors_are_fatal_and_carry_the_api_message() {
-        let body = r#"{"type":"error","error":{"type":"invalid_request_error","message":"max_tokens too large"}}"#;
+    fn other_client_errors_are_fatal_and_name_only_the_kind() {
+        let body = r#"{"type":"error","error":{"type":"invalid_request_error","message":"max_tokens too large for key sk-1"}}"#;
         let err = status_error(StatusCode::BAD_REQUEST, body, None);
-        assert!(matches!(&err, TaskError::Fatal(m) if m.contains("max_tokens too large")));
-        let err = status_error(StatusCode::UNAUTHORIZED, "nope", None);
-        assert!(matches!(&err, TaskError::Fatal(m) if m.contains("401")));
+        assert!(
+            matches!(&err, TaskError::Fatal(m) if m.contains("invalid_request_error") && !m.contains("sk-1")),
+            "{err:?}"
+        );
+        let err = status_error(
+            StatusCode::UNAUTHORIZED,
+            "<html>internal host 10.1.2.3</html>",
+            None,
+        );
+        assert!(
+            matches!(&err, TaskError::Fatal(m) if m.contains("401") && !m.contains("10.1.2.3"))
+        );
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! Plain task types shared by every layer: no I/O here.
 
+pub mod json;
+
 use std::fmt;
 use std::str::FromStr;
 
