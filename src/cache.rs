@@ -54,26 +54,36 @@ impl Cache {
         self.put_many(std::slice::from_ref(record)).await
     }
 
-    /// [`Cache::put`] for several records, in one round trip.
+    /// [`Cache::put`] for several records, in one round trip: one `SET`
+    /// each, and one announcement naming them all (comma-separated ids).
     pub async fn put_many(&self, records: &[TaskRecord]) -> Result<(), CacheError> {
         let mut pipe = redis::pipe();
-        let mut any = false;
+        let mut finished = String::new();
         for record in records.iter().filter(|r| r.status.is_terminal()) {
             pipe.cmd("SET")
                 .arg(self.keys.result(record.id))
                 .arg(entry_of(record)?)
                 .arg("EX")
                 .arg(self.ttl_seconds)
-                .ignore()
-                .cmd("PUBLISH")
-                .arg(self.keys.finished_channel())
-                .arg(record.id.to_string())
                 .ignore();
-            any = true;
+            if !finished.is_empty() {
+                finished.push(',');
+            }
+            finished.push_str(
+                record
+                    .id
+                    .hyphenated()
+                    .encode_lower(&mut Uuid::encode_buffer()),
+            );
         }
-        if any {
-            self.redis.pipeline::<()>(&pipe).await?;
+        if finished.is_empty() {
+            return Ok(());
         }
+        pipe.cmd("PUBLISH")
+            .arg(self.keys.finished_channel())
+            .arg(finished)
+            .ignore();
+        self.redis.pipeline::<()>(&pipe).await?;
         Ok(())
     }
 

@@ -1,7 +1,8 @@
-//! Wakes long-polling readers the moment a task finishes. Whoever finishes a
-//! task announces its id on a Redis channel (in the same round trip that
-//! caches the result); each API process keeps one subscription and wakes
-//! the requests waiting on that id. Nothing polls the database.
+//! Wakes long-polling readers the moment a task finishes. Whoever finishes
+//! tasks announces their ids (comma-separated, one message per write) on a
+//! Redis channel, in the same round trip that caches the results; each API
+//! process keeps one subscription and wakes the requests waiting on those
+//! ids. Nothing polls the database.
 //!
 //! An announcement missed while Redis is unreachable only delays a waiter to
 //! its deadline, where it reads the task once more: never a wrong answer.
@@ -165,7 +166,8 @@ async fn subscribe(
         let Ok(payload) = message.get_payload::<String>() else {
             continue;
         };
-        if let Ok(id) = payload.parse::<Uuid>() {
+        // One announcement names every task a write finished.
+        for id in payload.split(',').filter_map(|id| id.parse::<Uuid>().ok()) {
             waiters.wake(id);
         }
     }

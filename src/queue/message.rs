@@ -8,6 +8,10 @@ use uuid::Uuid;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Message {
     pub task_id: Uuid,
+    /// The task's type, so a worker can tell quick tasks (claimed and
+    /// finished in one transaction) before it reads the row.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
     /// W3C trace context of the submitting request.
@@ -16,11 +20,18 @@ pub struct Message {
 }
 
 impl Message {
-    /// The message of task `task_id`, submitted by request `request_id`
-    /// within trace `traceparent`: the one way a message is made.
-    pub fn new(task_id: Uuid, request_id: Option<&str>, traceparent: Option<&str>) -> Self {
+    /// The message of task `task_id` of type `task_name`, submitted by
+    /// request `request_id` within trace `traceparent`: the one way a
+    /// message is made.
+    pub fn new(
+        task_id: Uuid,
+        task_name: &str,
+        request_id: Option<&str>,
+        traceparent: Option<&str>,
+    ) -> Self {
         Self {
             task_id,
+            task_name: Some(task_name.to_owned()),
             request_id: request_id.map(str::to_owned),
             traceparent: traceparent.map(str::to_owned),
         }
@@ -42,7 +53,7 @@ mod tests {
 
     #[test]
     fn a_message_encodes_the_same_way_every_time() {
-        let message = Message::new(Uuid::nil(), Some("req-1"), None);
+        let message = Message::new(Uuid::nil(), "sum", Some("req-1"), None);
         assert_eq!(message.encode(), message.clone().encode());
         assert_eq!(Message::decode(&message.encode()).ok(), Some(message));
     }

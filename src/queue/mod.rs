@@ -130,17 +130,35 @@ impl Queue {
         message: &Message,
         due: SystemTime,
     ) -> Result<(), RedisError> {
-        let key = self.keys.delayed(queue);
+        self.schedule_many(std::iter::once((queue, message, due)))
+            .await
+    }
+
+    /// [`Queue::schedule`] for several messages, in one round trip.
+    pub async fn schedule_many<'a>(
+        &self,
+        messages: impl IntoIterator<Item = (&'a str, &'a Message, SystemTime)>,
+    ) -> Result<(), RedisError> {
         let mut pipe = redis::pipe();
-        pipe.cmd("ZADD")
-            .arg(&key)
-            .arg(millis_since_epoch(due))
-            .arg(message.encode())
-            .ignore()
-            .cmd("EXPIRE")
-            .arg(&key)
-            .arg(QUEUE_KEY_TTL_SECONDS)
-            .ignore();
+        let mut keys = std::collections::BTreeSet::new();
+        for (queue, message, due) in messages {
+            let key = self.keys.delayed(queue);
+            pipe.cmd("ZADD")
+                .arg(&key)
+                .arg(millis_since_epoch(due))
+                .arg(message.encode())
+                .ignore();
+            keys.insert(key);
+        }
+        if keys.is_empty() {
+            return Ok(());
+        }
+        for key in keys {
+            pipe.cmd("EXPIRE")
+                .arg(key)
+                .arg(QUEUE_KEY_TTL_SECONDS)
+                .ignore();
+        }
         self.redis.pipeline(&pipe).await
     }
 

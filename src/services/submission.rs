@@ -221,6 +221,7 @@ impl Submissions {
 pub(super) fn message_of(task: &NewTask) -> Message {
     Message::new(
         task.id,
+        &task.task_name,
         task.request_id.as_deref(),
         task.trace_context.as_deref(),
     )

@@ -93,23 +93,26 @@ impl Store {
 
     /// Recovers up to `limit` tasks whose lease expired (their worker died or
     /// froze): back to `pending` after a jittered backoff, or `failed` with a
-    /// "worker lost" error when that was the last attempt. `SKIP LOCKED` lets
-    /// every worker's reconciler run this at once without fighting.
+    /// "worker lost" error when that was the last attempt. A task back to
+    /// `pending` counts as dispatched at its due time: the caller schedules
+    /// its message for then, and re-dispatch covers a lost one. `SKIP
+    /// LOCKED` lets every worker's reconciler run this at once.
     #[tracing::instrument(skip_all)]
     pub async fn recover_expired_leases(&self, limit: i64) -> Result<Vec<Recovered>> {
         let rows: Vec<RecoveredRow> = self
             .bounded(
                 sqlx::query_as(concat!(
                     "WITH expired AS ( \
-                       SELECT id FROM tasks WHERE status = 'running' AND lease_expires_at < now() \
+                       SELECT id, now() + make_interval(secs => \
+                         random() * least(60.0, power(2, greatest(attempts - 1, 0)))) AS due \
+                       FROM tasks WHERE status = 'running' AND lease_expires_at < now() \
                        ORDER BY lease_expires_at LIMIT $1 FOR UPDATE SKIP LOCKED) \
                      UPDATE tasks SET \
                        status = CASE WHEN attempts >= max_attempts THEN 'failed' ELSE 'pending' END, \
                        error = 'worker lost: the lease of attempt ' || attempts || ' expired', \
                        completed_at = CASE WHEN attempts >= max_attempts THEN now() END, \
-                       run_after = now() + make_interval(secs => \
-                         random() * least(60.0, power(2, greatest(attempts - 1, 0)))), \
-                       dispatched_at = NULL, lease_expires_at = NULL, updated_at = now() \
+                       run_after = expired.due, dispatched_at = expired.due, \
+                       lease_expires_at = NULL, updated_at = now() \
                      FROM expired WHERE tasks.id = expired.id RETURNING ",
                     record_columns!("tasks."),
                     ", tasks.queue, tasks.request_id, tasks.trace_context"

@@ -50,6 +50,7 @@ macro_rules! lock_in_id_order {
 mod idempotency;
 mod leases;
 mod listing;
+mod quick;
 mod tasks;
 
 use std::future::Future;
@@ -66,9 +67,27 @@ use crate::config::DatabaseConfig;
 pub use idempotency::IdempotentInsert;
 pub use leases::{Lease, Recovered};
 pub use listing::TaskFilter;
+pub use quick::{QuickClaim, QuickOutcome, QuickWrite};
 pub use tasks::{DispatchCandidate, FinalOutcome, FinalWrite};
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
+
+/// Settings of every session Tasker opens, sent with the connection (no
+/// round trip). Every statement Tasker runs finds its rows through an
+/// index; with sequential scans priced out, the planner never picks one
+/// because statistics are missing (a new install), stale (after a burst or
+/// a TRUNCATE) or say the table is small, which would read the whole table
+/// for each batch (docs/decisions.md, "Plans that never depend on
+/// statistics").
+///
+/// A session left idle inside a transaction (a quick task's claim, when its
+/// worker froze) is ended after `idle_in_transaction_session_timeout`, so
+/// the rows it locked go back to other workers (see `store::quick`); quick
+/// tasks run well within it.
+const SESSION_SETTINGS: [(&str, &str); 2] = [
+    ("enable_seqscan", "off"),
+    ("idle_in_transaction_session_timeout", "15s"),
+];
 
 /// A pooled connection idle this long is pinged before it is used.
 const IDLE_CHECK_AFTER: Duration = Duration::from_secs(1);
@@ -215,7 +234,10 @@ impl Store {
     /// Creates the pool without connecting, so a process starts (and reports
     /// not ready) while PostgreSQL is down, and connects once it is back.
     pub fn connect_lazy(config: &DatabaseConfig) -> Result<Self> {
-        let options = PgConnectOptions::from_str(config.url.expose()).map_err(Error::InvalidUrl)?;
+        let options = PgConnectOptions::from_str(config.url.expose())
+            .map_err(Error::InvalidUrl)?
+            .application_name("tasker")
+            .options(SESSION_SETTINGS);
         let pool = PgPoolOptions::new()
             .max_connections(config.max_connections.get())
             .acquire_timeout(config.acquire_timeout())
@@ -232,12 +254,12 @@ impl Store {
                     Ok(true)
                 })
             })
-            .connect_lazy_with(options.clone().application_name("tasker"));
+            .connect_lazy_with(options.clone());
         Ok(Self {
             pool,
             query_timeout: config.query_timeout(),
             diagnosis: Diagnosis {
-                options: options.application_name("tasker"),
+                options,
                 last: Arc::default(),
             },
         })

@@ -59,7 +59,7 @@ impl TryFrom<RecordRow> for TaskRecord {
 }
 
 #[derive(sqlx::FromRow)]
-struct ClaimRow {
+pub(super) struct ClaimRow {
     id: Uuid,
     task_name: String,
     task_parameters: Value,
@@ -68,6 +68,21 @@ struct ClaimRow {
     created_at: DateTime<Utc>,
     request_id: Option<String>,
     trace_context: Option<String>,
+}
+
+impl From<ClaimRow> for ClaimedTask {
+    fn from(row: ClaimRow) -> Self {
+        Self {
+            id: row.id,
+            task_name: row.task_name,
+            parameters: row.task_parameters,
+            attempt: row.attempts,
+            max_attempts: row.max_attempts,
+            created_at: row.created_at,
+            request_id: row.request_id,
+            trace_context: row.trace_context,
+        }
+    }
 }
 
 /// Inserts one task row with any executor (the pool, or a transaction).
@@ -111,10 +126,12 @@ pub struct FinalWrite {
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct DispatchCandidate {
     pub id: Uuid,
+    pub task_name: String,
     pub queue: String,
     pub request_id: Option<String>,
     pub trace_context: Option<String>,
-    pub run_after: DateTime<Utc>,
+    /// When its message was last sent (the keyset of the scan).
+    pub dispatched_at: DateTime<Utc>,
 }
 
 impl Store {
@@ -161,19 +178,7 @@ impl Store {
                 .fetch_all(&self.pool),
             )
             .await?;
-        Ok(rows
-            .into_iter()
-            .map(|row| ClaimedTask {
-                id: row.id,
-                task_name: row.task_name,
-                parameters: row.task_parameters,
-                attempt: row.attempts,
-                max_attempts: row.max_attempts,
-                created_at: row.created_at,
-                request_id: row.request_id,
-                trace_context: row.trace_context,
-            })
-            .collect())
+        Ok(rows.into_iter().map(ClaimedTask::from).collect())
     }
 
     /// Records success of `attempt`. `None` when the attempt no longer holds
@@ -286,8 +291,9 @@ impl Store {
     }
 
     /// Up to `limit` due `pending` tasks not dispatched in the last `quiet`,
-    /// in (`run_after`, id) order after `after`: candidates for a
-    /// re-dispatch. A read only: most of them merely wait in a backlog.
+    /// in (`dispatched_at`, id) order after `after`: candidates for a
+    /// re-dispatch. A read only, served by the pending tasks' dispatch-time
+    /// index: tasks dispatched recently are never read at all.
     #[tracing::instrument(skip_all)]
     pub async fn undispatched(
         &self,
@@ -298,11 +304,11 @@ impl Store {
         let (after_time, after_id) = after.unzip();
         self.bounded(
             sqlx::query_as(
-                "SELECT id, queue, request_id, trace_context, run_after FROM tasks \
-                 WHERE status = 'pending' AND run_after <= now() \
-                 AND (dispatched_at IS NULL OR dispatched_at < now() - make_interval(secs => $1)) \
-                 AND ($2::timestamptz IS NULL OR (run_after, id) > ($2, $3)) \
-                 ORDER BY run_after, id LIMIT $4",
+                "SELECT id, task_name, queue, request_id, trace_context, dispatched_at FROM tasks \
+                 WHERE status = 'pending' AND dispatched_at < now() - make_interval(secs => $1) \
+                 AND ($2::timestamptz IS NULL OR (dispatched_at, id) > ($2, $3)) \
+                 AND run_after <= now() \
+                 ORDER BY dispatched_at, id LIMIT $4",
             )
             .bind(quiet.as_secs_f64())
             .bind(after_time)
@@ -327,8 +333,8 @@ impl Store {
             sqlx::query_as(
                 "UPDATE tasks SET dispatched_at = now() \
                  WHERE id = ANY($1) AND (status = 'pending') IS TRUE \
-                 AND (dispatched_at IS NULL OR dispatched_at < now() - make_interval(secs => $2)) \
-                 RETURNING id, queue, request_id, trace_context, run_after",
+                 AND dispatched_at < now() - make_interval(secs => $2) \
+                 RETURNING id, task_name, queue, request_id, trace_context, dispatched_at",
             )
             .bind(ids)
             .bind(quiet.as_secs_f64())

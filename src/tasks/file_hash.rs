@@ -61,6 +61,7 @@ impl Task for FileHash {
          Output: `{\"digest\": hex, \"algorithm\": name, \"size_bytes\": n}`.";
     type Params = FileHashParams;
     type Output = FileHashOutput;
+    const QUICK: bool = true;
     type Settings = NoSettings;
 
     fn build(_: NoSettings) -> Result<Self, ConfigError> {
@@ -79,7 +80,8 @@ impl Task for FileHash {
     }
 
     fn timeout(&self) -> Duration {
-        Duration::from_secs(30)
+        // Contents are at most api.max_body_bytes: hashed in milliseconds.
+        Duration::from_secs(10)
     }
 
     async fn run(&self, params: FileHashParams) -> Result<FileHashOutput, TaskError> {

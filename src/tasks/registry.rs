@@ -23,6 +23,7 @@ use uuid::Uuid;
 pub struct RegisteredTask {
     name: &'static str,
     queue: String,
+    quick: bool,
     description: &'static str,
     example: Value,
     schemas: Schemas,
@@ -36,6 +37,11 @@ impl RegisteredTask {
 
     pub fn queue(&self) -> &str {
         &self.queue
+    }
+
+    /// Claimed, run and finished in one transaction (see [`Task::QUICK`]).
+    pub fn is_quick(&self) -> bool {
+        self.quick
     }
 
     pub fn retry_policy(&self) -> RetryPolicy {
@@ -218,6 +224,7 @@ impl<'c> Builder<'c> {
             None => T::Settings::default(),
         };
         let task = T::build(settings)?;
+        let quick = T::QUICK && Task::timeout(&task) <= super::QUICK_TIMEOUT_LIMIT;
         let queue = self
             .config
             .task_queues
@@ -231,6 +238,7 @@ impl<'c> Builder<'c> {
         let entry = RegisteredTask {
             name: T::NAME,
             queue,
+            quick,
             description: T::DESCRIPTION,
             example,
             schemas: Schemas::of::<T>(),

@@ -36,6 +36,7 @@ impl Task for Sum {
     const DESCRIPTION: &'static str = "Adds `a` and `b`. Output: `{\"result\": a + b}`.";
     type Params = SumParams;
     type Output = SumOutput;
+    const QUICK: bool = true;
     type Settings = NoSettings;
 
     fn build(_: NoSettings) -> Result<Self, ConfigError> {

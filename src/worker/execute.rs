@@ -19,7 +19,7 @@ use crate::telemetry::metrics as m;
 use crate::telemetry::traces;
 
 /// What one attempt ended with, before it is written down.
-enum Outcome {
+pub(super) enum Outcome {
     Completed(Value),
     Retry { error: String, delay: Duration },
     Failed(String),
@@ -27,20 +27,7 @@ enum Outcome {
 
 impl Worker {
     pub(super) async fn execute(&self, queue: String, message: Message) {
-        // The span starts before the claim so that the claim belongs to the
-        // submitter's trace too; the rest of its fields come with the claim.
-        let span = tracing::info_span!(
-            "task",
-            task_id = %message.task_id,
-            task_name = tracing::field::Empty,
-            attempt = tracing::field::Empty,
-            request_id = message.request_id.as_deref().unwrap_or(""),
-            otel.name = "run task",
-            otel.kind = "consumer",
-        );
-        if let Some(traceparent) = &message.traceparent {
-            traces::adopt_traceparent(&span, traceparent);
-        }
+        let span = task_span(&message);
         self.claim_and_run(queue, message).instrument(span).await;
     }
 
@@ -81,7 +68,7 @@ impl Worker {
 
     /// Puts a message back when its task could not be claimed; the
     /// reconciler covers the case where Redis is unreachable too.
-    async fn requeue(&self, queue: &str, message: &Message) {
+    pub(super) async fn requeue(&self, queue: &str, message: &Message) {
         if let Err(err) = self.services.queue.dispatch(queue, message).await {
             tracing::debug!(error = %error_chain(&err), "cannot requeue the message");
         }
@@ -93,22 +80,10 @@ impl Worker {
         message: Message,
         registration: &Registration,
     ) {
-        if claimed.attempt == 1 {
-            let waited = (chrono::Utc::now() - claimed.created_at)
-                .to_std()
-                .unwrap_or_default();
-            metrics::histogram!(m::TASK_QUEUE_WAIT, "task_name" => self.services.registry.label(&claimed.task_name))
-                .record(waited.as_secs_f64());
-        }
-        tracing::info!("task running");
+        self.started(&claimed);
         let started = Instant::now();
         let task = self.services.registry.get(&claimed.task_name).cloned();
-        let run = async {
-            match &task {
-                Some(task) => attempt(task, &claimed).await,
-                None => Outcome::Failed(format!("unknown task type `{}`", claimed.task_name)),
-            }
-        };
+        let run = run_attempt(task.as_ref(), &claimed);
         let outcome = tokio::select! {
             outcome = run => outcome,
             () = registration.lost() => {
@@ -118,24 +93,50 @@ impl Worker {
             }
         };
         let elapsed = started.elapsed();
-        metrics::histogram!(m::TASK_DURATION, "task_name" => self.services.registry.label(&claimed.task_name))
-            .record(elapsed.as_secs_f64());
         let record = self.record(&claimed, &outcome).await;
+        self.ended(&claimed, &outcome, record.as_ref(), elapsed);
+        if let (Outcome::Retry { delay, .. }, Some(_)) = (&outcome, &record) {
+            self.schedule_retry(task.as_ref(), message, *delay).await;
+        }
+    }
+
+    /// Metrics and the log line of an attempt about to run.
+    pub(super) fn started(&self, claimed: &ClaimedTask) {
+        if claimed.attempt == 1 {
+            let waited = (chrono::Utc::now() - claimed.created_at)
+                .to_std()
+                .unwrap_or_default();
+            metrics::histogram!(m::TASK_QUEUE_WAIT, "task_name" => self.services.registry.label(&claimed.task_name))
+                .record(waited.as_secs_f64());
+        }
+        tracing::info!("task running");
+    }
+
+    /// Metrics and the log line of an attempt whose outcome is written
+    /// (`record` is `None` when it was not: fenced off or unreachable).
+    pub(super) fn ended(
+        &self,
+        claimed: &ClaimedTask,
+        outcome: &Outcome,
+        record: Option<&TaskRecord>,
+        elapsed: Duration,
+    ) {
+        let task_name = self.services.registry.label(&claimed.task_name);
+        metrics::histogram!(m::TASK_DURATION, "task_name" => task_name)
+            .record(elapsed.as_secs_f64());
+        let Some(record) = record else { return };
         let duration_ms = elapsed.as_millis() as u64;
-        match (&outcome, record) {
-            (Outcome::Retry { error, delay }, Some(_)) => {
-                metrics::counter!(m::TASK_RETRIES, "task_name" => self.services.registry.label(&claimed.task_name))
-                    .increment(1);
+        match outcome {
+            Outcome::Retry { error, delay } => {
+                metrics::counter!(m::TASK_RETRIES, "task_name" => task_name).increment(1);
                 tracing::warn!(
                     duration_ms,
                     error,
                     retry_in_ms = delay.as_millis() as u64,
                     "task will be retried"
                 );
-                self.schedule_retry(task.as_ref(), message, *delay).await;
             }
-            (_, Some(record)) => self.finished(&record, duration_ms).await,
-            (_, None) => {}
+            _ => self.finished(record, duration_ms),
         }
     }
 
@@ -200,7 +201,7 @@ impl Worker {
         }
     }
 
-    async fn schedule_retry(
+    pub(super) async fn schedule_retry(
         &self,
         task: Option<&RegisteredTask>,
         message: Message,
@@ -219,7 +220,7 @@ impl Worker {
         }
     }
 
-    async fn finished(&self, record: &TaskRecord, duration_ms: u64) {
+    fn finished(&self, record: &TaskRecord, duration_ms: u64) {
         metrics::counter!(
             m::TASKS_COMPLETED,
             "task_name" => self.services.registry.label(&record.task_name),
@@ -234,6 +235,33 @@ impl Worker {
                 "task failed"
             ),
         }
+    }
+}
+
+/// The span of one task's attempt, in the submitter's trace. It starts
+/// before the claim so the claim belongs to that trace too; the rest of its
+/// fields come with the claim.
+pub(super) fn task_span(message: &Message) -> tracing::Span {
+    let span = tracing::info_span!(
+        "task",
+        task_id = %message.task_id,
+        task_name = tracing::field::Empty,
+        attempt = tracing::field::Empty,
+        request_id = message.request_id.as_deref().unwrap_or(""),
+        otel.name = "run task",
+        otel.kind = "consumer",
+    );
+    if let Some(traceparent) = &message.traceparent {
+        traces::adopt_traceparent(&span, traceparent);
+    }
+    span
+}
+
+/// Runs one attempt of `claimed` as `task`, or fails it when its type is unknown.
+pub(super) async fn run_attempt(task: Option<&RegisteredTask>, claimed: &ClaimedTask) -> Outcome {
+    match task {
+        Some(task) => attempt(task, claimed).await,
+        None => Outcome::Failed(format!("unknown task type `{}`", claimed.task_name)),
     }
 }
 

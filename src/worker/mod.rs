@@ -6,6 +6,7 @@ mod batches;
 mod execute;
 mod heartbeat;
 mod inflight;
+mod quick;
 mod reconciler;
 mod retention;
 
@@ -157,10 +158,17 @@ impl Worker {
             match popped {
                 Ok(popped) => {
                     backoff.reset();
+                    let mut quick = Vec::new();
+                    let mut quick_slots = Vec::new();
                     for item in popped {
                         match item {
                             Popped::Message { queue, message } => {
                                 let Some(slot) = slots.pop() else { break };
+                                if self.is_quick(&message) {
+                                    quick.push((queue, message));
+                                    quick_slots.push(slot);
+                                    continue;
+                                }
                                 let worker = self.clone();
                                 in_flight.spawn(async move {
                                     worker.execute(queue, message).await;
@@ -171,6 +179,13 @@ impl Worker {
                                 tracing::warn!(queue, raw, "dropped an undecodable queue message");
                             }
                         }
+                    }
+                    if !quick.is_empty() {
+                        let worker = self.clone();
+                        in_flight.spawn(async move {
+                            worker.execute_quick(quick).await;
+                            drop(quick_slots);
+                        });
                     }
                 }
                 Err(err) => {
@@ -248,6 +263,7 @@ impl Worker {
             .map(|r| {
                 Message::new(
                     r.record.id,
+                    &r.record.task_name,
                     r.request_id.as_deref(),
                     r.trace_context.as_deref(),
                 )
@@ -268,6 +284,15 @@ impl Worker {
             count = returned.len(),
             "grace period over; unfinished tasks handed back"
         );
+    }
+
+    /// Whether `message`'s task runs on the quick path (`Task::QUICK`).
+    fn is_quick(&self, message: &Message) -> bool {
+        message
+            .task_name
+            .as_deref()
+            .and_then(|name| self.services.registry.get(name))
+            .is_some_and(|task| task.is_quick())
     }
 
     async fn promote_loop(self, shutdown: Shutdown) {

@@ -11,7 +11,7 @@
 //! `SKIP LOCKED` in the store keeps the copies in several workers from doing
 //! the same work, and dispatch is idempotent, so queues never grow duplicates.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use uuid::Uuid;
 
@@ -19,7 +19,7 @@ use super::Worker;
 use crate::queue::Message;
 use crate::redis_pool::RedisError;
 use crate::shutdown::Shutdown;
-use crate::store::{self, DispatchCandidate};
+use crate::store::{self, DispatchCandidate, Recovered};
 use crate::telemetry::error_chain;
 use crate::telemetry::metrics as m;
 
@@ -92,11 +92,38 @@ async fn recover_expired_leases(worker: &Worker) -> Result<(), PassError> {
         }
         metrics::counter!(m::TASKS_RECOVERED, "reason" => "lease_expired")
             .increment(recovered.len() as u64);
+        schedule_recovered(worker, &recovered).await;
         if (recovered.len() as i64) < BATCH {
             return Ok(());
         }
     }
     Ok(())
+}
+
+/// Sends the messages of tasks back to `pending` for their due time; a
+/// message lost here is re-sent by [`redispatch_lost`] once due.
+async fn schedule_recovered(worker: &Worker, recovered: &[Recovered]) {
+    let due: Vec<(&str, Message, SystemTime)> = recovered
+        .iter()
+        .filter_map(|task| {
+            let at = task.record.next_attempt_at?;
+            let message = Message::new(
+                task.record.id,
+                &task.record.task_name,
+                task.request_id.as_deref(),
+                task.trace_context.as_deref(),
+            );
+            Some((task.queue.as_str(), message, SystemTime::from(at)))
+        })
+        .collect();
+    let scheduled = worker
+        .services
+        .queue
+        .schedule_many(due.iter().map(|(q, m, at)| (*q, m, *at)))
+        .await;
+    if let Err(err) = scheduled {
+        tracing::warn!(error = %error_chain(&err), "cannot schedule recovered tasks; re-dispatch will");
+    }
 }
 
 async fn redispatch_lost(worker: &Worker, quiet: Duration) -> Result<(), PassError> {
@@ -107,7 +134,7 @@ async fn redispatch_lost(worker: &Worker, quiet: Duration) -> Result<(), PassErr
         let Some(last) = candidates.last() else {
             return Ok(());
         };
-        after = Some((last.run_after, last.id));
+        after = Some((last.dispatched_at, last.id));
         let messages: Vec<Message> = candidates.iter().map(message_of).collect();
         let queued = queue
             .queued(candidates.iter().map(|c| c.queue.as_str()).zip(&messages))
@@ -144,6 +171,7 @@ async fn redispatch_lost(worker: &Worker, quiet: Duration) -> Result<(), PassErr
 fn message_of(candidate: &DispatchCandidate) -> Message {
     Message::new(
         candidate.id,
+        &candidate.task_name,
         candidate.request_id.as_deref(),
         candidate.trace_context.as_deref(),
     )

@@ -104,12 +104,18 @@ const CALLER_SPAN: &str = "b7ad6b7169203331";
 async fn one_trace_runs_from_the_request_through_the_queue_into_the_worker() {
     let collector = Collector::default();
     let endpoint = collector.start().await;
+    let llm = crate::support::fake_llm::FakeLlm::start(vec![crate::support::fake_llm::Reply::ok(
+        "traced",
+    )])
+    .await;
     let env = TestEnv::new().await;
     let client = reqwest::Client::new();
     let settings = [
         ("TASKER_OTEL__ENDPOINT", endpoint),
         ("TASKER_OTEL__PROTOCOL", "http/json".to_owned()),
         ("TASKER_LOG__LEVEL", "info".to_owned()),
+        ("TASKER_LLM__BASE_URL", llm.base_url()),
+        ("TASKER_LLM__API_KEY", "sk-test".to_owned()),
     ];
     let mut cluster = Cluster::start(&env, "traces", 1, &settings, &client).await;
     let response = client
@@ -124,12 +130,28 @@ async fn one_trace_runs_from_the_request_through_the_queue_into_the_worker() {
         .as_str()
         .unwrap()
         .to_owned();
-    let url = cluster.api.url(&format!("/tasks/{id}"));
-    eventually(|| async {
-        let task: Value = client.get(&url).send().await.ok()?.json().await.ok()?;
-        (task["status"] == "completed").then_some(())
-    })
-    .await;
+    // A task of a type that is claimed, run and finished apart (an LLM
+    // call), in a trace of its own.
+    let llm_trace = "1af7651916cd43dd8448eb211c80319d";
+    let slow = client
+        .post(cluster.api.url("/run-task"))
+        .header("traceparent", format!("00-{llm_trace}-{CALLER_SPAN}-01"))
+        .json(&json!({"task_name": "query_llm", "prompt": "hi"}))
+        .send()
+        .await
+        .unwrap();
+    let slow_id = slow.json::<Value>().await.unwrap()["task_uuid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for id in [&id, &slow_id] {
+        let url = cluster.api.url(&format!("/tasks/{id}"));
+        eventually(|| async {
+            let task: Value = client.get(&url).send().await.ok()?.json().await.ok()?;
+            (task["status"] == "completed").then_some(())
+        })
+        .await;
+    }
 
     // A clean shutdown flushes the spans still batched.
     for process in std::iter::once(&mut cluster.api).chain(cluster.workers.iter_mut()) {
@@ -157,10 +179,21 @@ async fn one_trace_runs_from_the_request_through_the_queue_into_the_worker() {
         .get(run.parent_span_id.as_str())
         .expect("the worker span's parent is in the trace");
     assert_eq!(parent.component, "api");
-    for name in ["store_and_dispatch", "claim", "complete"] {
+    assert!(trace.iter().any(|s| s.name == "store_and_dispatch"));
+    // `sum` is quick: one claim-and-finish serves a batch, linked to the
+    // trace of every task it carries.
+    assert!(
+        spans
+            .iter()
+            .any(|s| s.name == "claim and finish quick tasks"
+                && s.links.iter().any(|(trace, _)| trace == TRACE_ID)),
+        "no quick-task span linked to the trace in {spans:#?}"
+    );
+    let llm_spans: Vec<&Span> = spans.iter().filter(|s| s.trace_id == llm_trace).collect();
+    for name in ["run task", "claim", "complete"] {
         assert!(
-            trace.iter().any(|s| s.name == name),
-            "no `{name}` span in {trace:#?}"
+            llm_spans.iter().any(|s| s.name == name),
+            "no `{name}` span in {llm_spans:#?}"
         );
     }
     // The group commit that stored the task serves many requests: it is

@@ -26,7 +26,7 @@ async fn the_same_task_delivered_twice_runs_once() {
         .submit(json!({"task_name": "query_llm", "prompt": "hi"}))
         .await;
     // A second, distinct message for the same task (as a re-dispatch would add).
-    let duplicate = Message::new(id, Some("duplicate"), None);
+    let duplicate = Message::new(id, "query_llm", Some("duplicate"), None);
     app.services
         .queue
         .dispatch("llm", &duplicate)
@@ -53,7 +53,7 @@ async fn a_message_for_a_finished_task_changes_nothing() {
         .submit(json!({"task_name": "sum", "a": 1, "b": 2}))
         .await;
     let done = app.wait_terminal(id).await;
-    let again = Message::new(id, None, None);
+    let again = Message::new(id, "sum", None, None);
     app.services
         .queue
         .dispatch("default", &again)
@@ -277,7 +277,7 @@ async fn a_lost_message_behind_a_page_of_queued_ones_is_found() {
     let lost = tasks.last().unwrap().id;
     let messages: Vec<Message> = tasks[..599]
         .iter()
-        .map(|t| Message::new(t.id, None, None))
+        .map(|t| Message::new(t.id, "sum", None, None))
         .collect();
     app.services
         .queue
@@ -419,7 +419,7 @@ async fn a_worker_pops_a_batch_across_queues_in_one_call() {
     let queues = vec!["default".to_owned(), "llm".to_owned()];
     for (queue, count) in [("default", 3), ("llm", 4)] {
         for _ in 0..count {
-            let message = Message::new(Uuid::now_v7(), None, None);
+            let message = Message::new(Uuid::now_v7(), "sum", None, None);
             app.services.queue.dispatch(queue, &message).await.unwrap();
         }
     }
@@ -476,4 +476,113 @@ async fn dispatching_nothing_sends_nothing_and_succeeds() {
     let app = TestApp::spawn_api_only().await;
     let none: Vec<(&str, &Message)> = Vec::new();
     assert_eq!(app.services.queue.dispatch_many(none).await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn a_quick_task_delivered_many_times_at_once_runs_once() {
+    let mut app = TestApp::spawn_api_only().await;
+    let id = app
+        .submit(json!({"task_name": "sum", "a": 1, "b": 2}))
+        .await;
+    // Distinct members for one task, as repeated re-dispatches would add.
+    for i in 0..5 {
+        let duplicate = Message::new(id, "sum", Some(&format!("duplicate-{i}")), None);
+        app.services
+            .queue
+            .dispatch("default", &duplicate)
+            .await
+            .unwrap();
+    }
+    app.start_worker().await;
+    app.start_worker().await;
+    let task = app.wait_terminal(id).await;
+    assert_eq!(task["status"], "completed");
+    assert_eq!(task["attempts"], 1, "{task}");
+    assert_eq!(task["task_output"], json!({"result": 3}));
+    eventually(|| async {
+        (app.services.queue.ready_len("default").await.unwrap() == 0).then_some(())
+    })
+    .await;
+    let again = app.task(id).await;
+    assert_eq!(again["attempts"], 1, "no duplicate ran it again: {again}");
+}
+
+#[tokio::test]
+async fn a_quick_claim_holds_its_tasks_and_writes_each_outcome_once() {
+    use tasker::store::{QuickOutcome, QuickWrite};
+    let app = TestApp::spawn_api_only().await;
+    let store = &app.services.store;
+    let ids = stored_sum_tasks(&app, 3).await;
+    let claim = store.claim_quick(&ids).await.unwrap();
+    assert_eq!(claim.tasks.len(), 3);
+    assert!(claim.tasks.iter().all(|t| t.attempt == 1));
+    // Another worker's quick claim skips what this one holds.
+    let other = store.claim_quick(&ids).await.unwrap();
+    assert!(other.tasks.is_empty());
+    drop(other);
+    let writes = vec![
+        QuickWrite {
+            id: ids[0],
+            outcome: QuickOutcome::Completed(json!({"result": 1e16})),
+        },
+        QuickWrite {
+            id: ids[1],
+            outcome: QuickOutcome::Failed("boom".into()),
+        },
+        QuickWrite {
+            id: ids[2],
+            outcome: QuickOutcome::Retry {
+                error: "busy".into(),
+                delay: std::time::Duration::from_secs(60),
+            },
+        },
+    ];
+    let records = claim.finish(&writes).await.unwrap();
+    assert_eq!(records.len(), 3);
+    let done = store.get_task(ids[0]).await.unwrap().unwrap();
+    assert_eq!(done.status.as_str(), "completed");
+    assert_eq!(done.attempts, 1);
+    assert!(
+        done.task_output.unwrap()["result"].is_f64(),
+        "a float stays a float"
+    );
+    assert!(done.started_at.is_some() && done.completed_at.is_some());
+    let failed = store.get_task(ids[1]).await.unwrap().unwrap();
+    assert_eq!(failed.status.as_str(), "failed");
+    assert_eq!(failed.error.as_deref(), Some("boom"));
+    let retry = store.get_task(ids[2]).await.unwrap().unwrap();
+    assert_eq!(retry.status.as_str(), "pending");
+    assert_eq!(retry.attempts, 1);
+    assert_eq!(retry.error.as_deref(), Some("busy"));
+    assert!(
+        retry
+            .next_attempt_at
+            .is_some_and(|at| at > chrono::Utc::now())
+    );
+    // Finished is finished: a second claim finds nothing pending but the retry.
+    let again = store.claim_quick(&ids).await.unwrap();
+    assert_eq!(
+        again.tasks.iter().map(|t| t.id).collect::<Vec<_>>(),
+        vec![ids[2]]
+    );
+    assert_eq!(
+        again.tasks[0].attempt, 2,
+        "the attempt number keeps growing"
+    );
+}
+
+#[tokio::test]
+async fn a_quick_claim_dropped_unfinished_leaves_its_tasks_pending() {
+    let app = TestApp::spawn_api_only().await;
+    let store = &app.services.store;
+    let ids = stored_sum_tasks(&app, 2).await;
+    let claim = store.claim_quick(&ids).await.unwrap();
+    assert_eq!(claim.tasks.len(), 2);
+    drop(claim);
+    for id in &ids {
+        let task = store.get_task(*id).await.unwrap().unwrap();
+        assert_eq!(task.status.as_str(), "pending");
+        assert_eq!(task.attempts, 0);
+    }
+    assert_eq!(store.claim_quick(&ids).await.unwrap().tasks.len(), 2);
 }

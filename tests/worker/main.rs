@@ -9,3 +9,4 @@ mod flows;
 mod leases;
 mod llm;
 mod migrations;
+mod plans;
