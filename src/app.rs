@@ -9,10 +9,11 @@ use anyhow::Context;
 use axum::Router;
 use tokio::net::TcpListener;
 
-use crate::config::Config;
+use crate::auth::Authenticator;
+use crate::config::{Config, ExposeSecret, SecretString};
 use crate::ops::Ops;
 use crate::server::{Limits, serve};
-use crate::services::{BuildError, Reads, Services, Submissions};
+use crate::services::{ApiKeys, BuildError, Quotas, Reads, Services, Submissions};
 use crate::shutdown::Shutdown;
 use crate::store::Store;
 use crate::tasks::Registry;
@@ -73,6 +74,7 @@ impl Application {
             services.registry.clone(),
             services.store.clone(),
             services.queue.clone(),
+            Quotas::new(services.redis.clone(), services.keys.clone()),
             api.idempotency_window(),
             api.max_batch_size.get(),
         );
@@ -83,8 +85,26 @@ impl Application {
             api.max_wait(),
             api.max_waiters,
         );
+        let auth = &self.config.auth;
+        let authenticator =
+            Authenticator::new(services.store.clone(), auth.enabled, auth.cache_ttl());
+        if let Some(token) = auth.bootstrap_token() {
+            tokio::spawn(ensure_bootstrap_key(
+                services.store.clone(),
+                auth.bootstrap_tenant.clone(),
+                token,
+            ));
+        }
         let ops = Ops::new(services.clone());
-        let router = crate::http::router(submissions, reads, &services.registry, &ops, api);
+        let router = crate::http::router(
+            submissions,
+            reads,
+            ApiKeys::new(services.store.clone()),
+            authenticator,
+            &services.registry,
+            &ops,
+            api,
+        );
         let limits = Limits {
             header_read_timeout: api.header_read_timeout(),
             max_connections: api.max_connections.get(),
@@ -103,6 +123,29 @@ impl Application {
         let listener = bind(self.config.worker.listen, "worker.listen").await?;
         let worker = Worker::new(self.services.clone(), &self.config);
         Ok(WorkerServer { listener, worker })
+    }
+}
+
+/// The id of the key made from `auth.bootstrap_token`.
+pub const BOOTSTRAP_KEY_ID: &str = "bootstrap";
+
+/// Makes `auth.bootstrap_token` an admin key, retrying while the database
+/// is unreachable (the API starts anyway and reports not ready).
+async fn ensure_bootstrap_key(store: Store, tenant: String, token: SecretString) {
+    let hash = crate::auth::hash_token(token.expose_secret());
+    let mut wait = std::time::Duration::from_millis(200);
+    loop {
+        match store
+            .ensure_admin_key(BOOTSTRAP_KEY_ID, &tenant, &hash)
+            .await
+        {
+            Ok(()) => return,
+            Err(err) => {
+                tracing::warn!(error = %crate::telemetry::error_chain(&err), "cannot store the bootstrap key yet");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(std::time::Duration::from_secs(10));
+            }
+        }
     }
 }
 

@@ -1,7 +1,8 @@
 //! Result cache in Redis, keyed by task id. Only terminal tasks are cached:
 //! they never change, so a cached copy can never be stale. An entry is a
-//! header line naming the task, then the JSON the API answers with, so a
-//! hit is checked without decoding and served without copying.
+//! header line naming the task and its tenant, then the JSON the API
+//! answers with, so a hit is checked (is it this task? may this caller see
+//! it?) without decoding and served without copying.
 
 use axum::body::Bytes;
 use uuid::Uuid;
@@ -37,9 +38,9 @@ impl Cache {
         }
     }
 
-    /// The cached JSON of a finished task, or `None` on a miss.
+    /// The cached copy of a finished task, or `None` on a miss.
     #[tracing::instrument(skip_all, fields(task_id = %id))]
-    pub async fn get(&self, id: Uuid) -> Result<Option<Bytes>, CacheError> {
+    pub async fn get(&self, id: Uuid) -> Result<Option<Cached>, CacheError> {
         let cached: Option<String> = self
             .redis
             .query(redis::cmd("GET").arg(self.keys.result(id)))
@@ -99,26 +100,51 @@ impl Cache {
     }
 }
 
-/// `<task id>\n<the API's JSON of the task>`.
-fn entry_of(record: &TaskRecord) -> Result<String, serde_json::Error> {
-    let json = serde_json::to_string(record)?;
-    Ok(format!("{}\n{json}", record.id))
+/// A cached finished task: its tenant, and the API's JSON of it.
+#[derive(Debug, Clone)]
+pub struct Cached {
+    entry: Bytes,
+    tenant: std::ops::Range<usize>,
+    body: std::ops::RangeFrom<usize>,
 }
 
-/// The JSON of an entry, checked to be task `id`'s (a stray write under the
-/// key must never be served as this task).
-fn body_of(entry: String, id: Uuid) -> Result<Bytes, CacheError> {
+impl Cached {
+    pub fn tenant(&self) -> &str {
+        std::str::from_utf8(&self.entry[self.tenant.clone()]).unwrap_or_default()
+    }
+
+    /// The JSON, served as is.
+    pub fn into_body(self) -> Bytes {
+        self.entry.slice(self.body)
+    }
+}
+
+/// `<task id>\t<tenant>\n<the API's JSON of the task>`.
+fn entry_of(record: &TaskRecord) -> Result<String, serde_json::Error> {
+    let json = serde_json::to_string(record)?;
+    Ok(format!("{}\t{}\n{json}", record.id, record.tenant))
+}
+
+/// The parts of an entry, checked to be task `id`'s (a stray write under
+/// the key must never be served as this task).
+fn body_of(entry: String, id: Uuid) -> Result<Cached, CacheError> {
     let mut buffer = Uuid::encode_buffer();
     let expected = id.hyphenated().encode_lower(&mut buffer);
-    let header_len = expected.len() + 1;
-    let matches = entry
-        .as_bytes()
-        .get(..header_len)
-        .is_some_and(|header| header.starts_with(expected.as_bytes()) && header.ends_with(b"\n"));
-    if !matches {
-        return Err(CacheError::Foreign(id));
+    let bytes = entry.as_bytes();
+    let after_id = expected.len() + 1;
+    let own = bytes.starts_with(expected.as_bytes()) && bytes.get(expected.len()) == Some(&b'\t');
+    let newline = bytes
+        .get(after_id..)
+        .and_then(|rest| rest.iter().position(|b| *b == b'\n'))
+        .map(|at| after_id + at);
+    match (own, newline) {
+        (true, Some(newline)) => Ok(Cached {
+            entry: Bytes::from(entry),
+            tenant: after_id..newline,
+            body: newline + 1..,
+        }),
+        _ => Err(CacheError::Foreign(id)),
     }
-    Ok(Bytes::from(entry).slice(header_len..))
 }
 
 #[cfg(test)]
@@ -131,6 +157,7 @@ mod tests {
         let record = TaskRecord {
             id: Uuid::now_v7(),
             task_name: "sum".into(),
+            tenant: "acme".into(),
             status: TaskStatus::Completed,
             task_output: Some(serde_json::json!({"result": 3})),
             error: None,
@@ -142,9 +169,13 @@ mod tests {
             completed_at: Some(chrono::Utc::now()),
         };
         let entry = entry_of(&record).unwrap_or_default();
-        let body = body_of(entry.clone(), record.id).ok();
+        let cached = body_of(entry.clone(), record.id).ok();
+        assert_eq!(cached.as_ref().map(Cached::tenant), Some("acme"));
         let json = serde_json::to_string(&record).unwrap_or_default();
-        assert_eq!(body.as_deref(), Some(json.as_bytes()));
+        assert_eq!(
+            cached.map(Cached::into_body).as_deref(),
+            Some(json.as_bytes())
+        );
         assert!(body_of(entry, Uuid::now_v7()).is_err());
         assert!(body_of(json, record.id).is_err());
     }

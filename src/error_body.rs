@@ -18,6 +18,10 @@ pub enum ErrorCode {
     ValidationFailed,
     /// `details.valid_task_names` lists the valid ones (422).
     UnknownTaskName,
+    /// No or a bad API key (401).
+    Unauthorized,
+    /// The API key lacks the scope this needs (403).
+    Forbidden,
     /// No such task or route (404).
     NotFound,
     /// An `Idempotency-Key` sent again with a different request (409).
@@ -30,6 +34,8 @@ pub enum ErrorCode {
     RequestTimeout,
     /// Body over `api.max_body_bytes` (413).
     PayloadTooLarge,
+    /// The API key's submission rate is spent; `Retry-After` says when (429).
+    RateLimited,
     /// A dependency is unreachable, named in `details.dependency` (503).
     ServiceUnavailable,
     /// `/ready`: a dependency is down, `details.checks` says which (503).

@@ -34,6 +34,11 @@ impl Keys {
         format!("{}:finished", self.prefix)
     }
 
+    /// The rate-limit state of API key `key_id`.
+    pub fn rate(&self, key_id: &str) -> String {
+        format!("{}:rate:{key_id}", self.prefix)
+    }
+
     /// Cached copy of one finished task. (Named `cached`: the `result` and
     /// `task` keys of earlier versions held entries of other shapes.)
     pub fn result(&self, id: Uuid) -> String {

@@ -13,6 +13,7 @@
 //! ARCHITECTURE.md at the root of the repository is the map.
 
 pub mod app;
+pub mod auth;
 pub mod batching;
 pub mod cache;
 pub mod cli;

@@ -8,6 +8,7 @@
 //! the sections they use; nothing here connects to anything.
 
 mod api;
+mod auth;
 mod cache;
 mod database;
 mod log;
@@ -27,6 +28,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 pub use api::ApiConfig;
+pub use auth::AuthConfig;
 pub use cache::CacheConfig;
 pub use database::DatabaseConfig;
 pub use log::{LogConfig, LogFormat};
@@ -70,6 +72,7 @@ pub struct Config {
     pub log: LogConfig,
     pub otel: OtelConfig,
     pub retention: RetentionConfig,
+    pub auth: AuthConfig,
     /// Overrides of the queue a task type runs on: task name → queue name.
     pub task_queues: BTreeMap<String, String>,
     /// Every other top-level section: those of task types, read by them.
@@ -171,6 +174,7 @@ impl Config {
         self.worker.validate()?;
         self.log.validate()?;
         self.otel.validate()?;
+        self.auth.validate()?;
         for (task, queue) in &self.task_queues {
             check(
                 &format!("task_queues.{task}"),

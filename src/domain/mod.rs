@@ -67,6 +67,7 @@ impl FromStr for TaskStatus {
 #[schema(as = TaskResponse, example = json!({
     "task_uuid": "0193a6c2-7b1e-7c3a-9f64-2b1d8e4c5a10",
     "task_name": "sum",
+    "tenant": "default",
     "status": "completed",
     "task_output": {"result": 3},
     "error": null,
@@ -82,6 +83,10 @@ pub struct TaskRecord {
     #[serde(rename = "task_uuid")]
     pub id: Uuid,
     pub task_name: String,
+    /// The tenant of the API key that submitted it (`default` without
+    /// authentication).
+    #[schema(example = "default")]
+    pub tenant: String,
     pub status: TaskStatus,
     /// The result, once `completed`.
     #[schema(value_type = Object, nullable)]
@@ -99,13 +104,137 @@ pub struct TaskRecord {
     pub completed_at: Option<DateTime<Utc>>,
 }
 
-/// Where a submission came from: carried with the task into the worker's logs
-/// and trace.
-#[derive(Debug, Clone, Default)]
+/// The tenant of everything when authentication is off, and of every task
+/// stored before tenants existed.
+pub const DEFAULT_TENANT: &str = "default";
+
+/// Where a submission came from: its tenant, and the request and trace
+/// carried with the task into the worker's logs.
+#[derive(Debug, Clone)]
 pub struct Origin {
+    pub tenant: String,
     pub request_id: Option<String>,
     /// W3C `traceparent` of the submitting request's span.
     pub trace_context: Option<String>,
+    /// The submitting key's rate limit, if it has one.
+    pub rate: Option<RateLimit>,
+}
+
+/// Submissions per second an API key may make.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RateLimit {
+    pub key_id: String,
+    pub per_second: u32,
+}
+
+impl Default for Origin {
+    fn default() -> Self {
+        Self {
+            tenant: DEFAULT_TENANT.to_owned(),
+            request_id: None,
+            trace_context: None,
+            rate: None,
+        }
+    }
+}
+
+/// What a caller may do.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    /// Submit tasks, and cancel or retry one's own.
+    Submit,
+    /// Read one's own tasks.
+    Read,
+    /// Everything, on every tenant's tasks: bulk actions, queues, keys.
+    Admin,
+}
+
+impl Scope {
+    pub const ALL: [Scope; 3] = [Self::Submit, Self::Read, Self::Admin];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Submit => "submit",
+            Self::Read => "read",
+            Self::Admin => "admin",
+        }
+    }
+}
+
+impl FromStr for Scope {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|scope| scope.as_str() == s)
+            .ok_or_else(|| format!("unknown scope `{s}`: submit, read or admin"))
+    }
+}
+
+/// Who is asking: the key (when authentication is on), its tenant and what
+/// it may do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    /// The API key's id, for logs; `None` when authentication is off.
+    pub key_id: Option<String>,
+    pub tenant: String,
+    pub scopes: Vec<Scope>,
+}
+
+impl Caller {
+    /// Everyone, when authentication is off: the default tenant, every scope.
+    pub fn anonymous() -> Self {
+        Self {
+            key_id: None,
+            tenant: DEFAULT_TENANT.to_owned(),
+            scopes: Scope::ALL.to_vec(),
+        }
+    }
+
+    /// `admin` holds every other scope too.
+    pub fn may(&self, scope: Scope) -> bool {
+        self.scopes.contains(&scope) || self.scopes.contains(&Scope::Admin)
+    }
+
+    pub fn is_admin(&self) -> bool {
+        self.scopes.contains(&Scope::Admin)
+    }
+
+    /// Whether the caller may see task of `tenant`.
+    pub fn sees(&self, tenant: &str) -> bool {
+        self.is_admin() || self.tenant == tenant
+    }
+
+    /// The tenant a listing is confined to: the caller's own, or none for
+    /// an admin.
+    pub fn tenant_scope(&self) -> Option<&str> {
+        (!self.is_admin()).then_some(self.tenant.as_str())
+    }
+}
+
+/// Whether `name` can be a tenant: 1 to 100 of `a-z 0-9 _ -`, starting with
+/// a letter or digit (it appears in Redis keys and metric-free logs).
+pub fn is_valid_tenant(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 100
+        && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
 }
 
 /// A validated submission, ready to be stored.
@@ -113,6 +242,7 @@ pub struct Origin {
 pub struct NewTask {
     pub id: Uuid,
     pub task_name: String,
+    pub tenant: String,
     pub queue: String,
     pub parameters: Value,
     pub max_attempts: i32,
@@ -126,6 +256,7 @@ pub struct NewTask {
 pub struct ClaimedTask {
     pub id: Uuid,
     pub task_name: String,
+    pub tenant: String,
     pub parameters: Value,
     /// The attempt number, which is also the fencing token for every later write.
     pub attempt: i32,
@@ -145,6 +276,31 @@ mod tests {
             assert_eq!(status.as_str().parse::<TaskStatus>().ok(), Some(status));
         }
         assert!("done".parse::<TaskStatus>().is_err());
+    }
+
+    #[test]
+    fn tenant_names_are_plain() {
+        assert!(is_valid_tenant("acme-2_x"));
+        for bad in ["", "Acme", "-x", "a b", "a:b", &"a".repeat(101)] {
+            assert!(!is_valid_tenant(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn admin_sees_every_tenant_and_holds_every_scope() {
+        let admin = Caller {
+            key_id: Some("k".into()),
+            tenant: "ops".into(),
+            scopes: vec![Scope::Admin],
+        };
+        assert!(admin.may(Scope::Submit) && admin.sees("acme"));
+        assert_eq!(admin.tenant_scope(), None);
+        let reader = Caller {
+            scopes: vec![Scope::Read],
+            ..admin
+        };
+        assert!(!reader.may(Scope::Submit) && !reader.sees("acme"));
+        assert_eq!(reader.tenant_scope(), Some("ops"));
     }
 
     #[test]

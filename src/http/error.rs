@@ -26,6 +26,15 @@ pub enum ApiError {
     #[error("unknown task_name `{name}`")]
     UnknownTaskName { name: String, valid: Vec<String> },
     #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{message}")]
+    RateLimited {
+        message: String,
+        retry_after: std::time::Duration,
+    },
+    #[error("{0}")]
     NotFound(String),
     /// The request conflicts with the state of what it names.
     #[error("{message}")]
@@ -63,6 +72,9 @@ impl ApiError {
             Self::Validation { .. } | Self::UnknownTaskName { .. } => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
+            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Conflict { .. } => StatusCode::CONFLICT,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -79,6 +91,9 @@ impl ApiError {
             Self::InvalidJson(_) => ErrorCode::InvalidJson,
             Self::Validation { .. } => ErrorCode::ValidationFailed,
             Self::UnknownTaskName { .. } => ErrorCode::UnknownTaskName,
+            Self::Unauthorized(_) => ErrorCode::Unauthorized,
+            Self::Forbidden(_) => ErrorCode::Forbidden,
+            Self::RateLimited { .. } => ErrorCode::RateLimited,
             Self::NotFound(_) => ErrorCode::NotFound,
             Self::Conflict { code, .. } => *code,
             Self::MethodNotAllowed => ErrorCode::MethodNotAllowed,
@@ -98,6 +113,9 @@ impl ApiError {
             }
             Self::PayloadTooLarge { limit } => json!({ "limit_bytes": limit }),
             Self::Unavailable { dependency, .. } => json!({ "dependency": dependency }),
+            Self::RateLimited { retry_after, .. } => {
+                json!({ "retry_after_seconds": retry_after.as_secs_f64() })
+            }
             _ => Value::Null,
         }
     }
@@ -189,7 +207,20 @@ impl From<SubmitError> for ApiError {
                 code: ErrorCode::IdempotencyKeyReused,
                 message: err.to_string(),
             },
+            err @ SubmitError::RateLimited { retry_after } => Self::RateLimited {
+                message: err.to_string(),
+                retry_after,
+            },
             SubmitError::Store(err) => err.into(),
+        }
+    }
+}
+
+impl From<crate::auth::AuthError> for ApiError {
+    fn from(err: crate::auth::AuthError) -> Self {
+        match err {
+            crate::auth::AuthError::Store(err) => err.into(),
+            other => Self::Unauthorized(other.to_string()),
         }
     }
 }

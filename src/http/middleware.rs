@@ -63,6 +63,7 @@ pub async fn request_context(mut request: Request, next: Next) -> Response {
         http.request.method = method,
         http.route = tracing::field::Empty,
         http.response.status_code = tracing::field::Empty,
+        key_id = tracing::field::Empty,
         otel.name = method,
         otel.kind = "server",
     );

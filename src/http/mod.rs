@@ -2,6 +2,7 @@
 //! document. Handlers turn HTTP into calls of the services and their
 //! outcomes into responses; they never touch SQL or Redis.
 
+mod auth;
 pub mod error;
 mod extract;
 mod idempotency;
@@ -17,10 +18,11 @@ use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::{Extension, Router};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
+use crate::auth::Authenticator;
 use crate::config::ApiConfig;
 use crate::domain::Origin;
 use crate::ops::Ops;
-use crate::services::{Reads, Submissions};
+use crate::services::{ApiKeys, Reads, Submissions};
 use crate::tasks::Registry;
 use crate::telemetry::traces;
 
@@ -39,6 +41,7 @@ impl std::ops::Deref for AppState {
 pub struct AppStateInner {
     submissions: Submissions,
     reads: Reads,
+    api_keys: ApiKeys,
     openapi_json: String,
 }
 
@@ -48,6 +51,8 @@ pub struct AppStateInner {
 pub fn router(
     submissions: Submissions,
     reads: Reads,
+    api_keys: ApiKeys,
+    authenticator: Authenticator,
     registry: &Registry,
     ops: &Ops,
     config: &ApiConfig,
@@ -57,11 +62,17 @@ pub fn router(
     let state = AppState(Arc::new(AppStateInner {
         submissions,
         reads,
+        api_keys,
         openapi_json,
     }));
     let limit = config.max_body_bytes.get();
     let policy = middleware::EdgePolicy::new(limit, config.allowed_origins.clone());
-    let router = routes::router()
+    let tasks = routes::tasks().route_layer(axum::middleware::from_fn_with_state(
+        authenticator,
+        auth::authenticate,
+    ));
+    let router = tasks
+        .merge(routes::public())
         .with_state(state)
         .merge(ops.probes())
         .route_layer(axum::middleware::from_fn(middleware::record_route))
@@ -109,10 +120,12 @@ fn with_cors(router: Router, origins: &[String]) -> Router {
     router.layer(cors)
 }
 
-/// Where a request's submissions come from: its id and its trace.
-pub(crate) fn origin(request_id: &str) -> Origin {
+/// Where a request's submissions come from: its id and its trace (the
+/// tenant and rate come from its key, see `auth::CallerOf::origin`).
+fn origin(request_id: &str) -> Origin {
     Origin {
         request_id: Some(request_id.to_owned()),
         trace_context: traces::traceparent(&tracing::Span::current()),
+        ..Origin::default()
     }
 }

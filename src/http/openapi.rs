@@ -16,15 +16,17 @@ use utoipa::openapi::{ContentBuilder, Ref, RefOr, Required};
 
 use super::error::{ErrorCode, ErrorDetail, ErrorResponse};
 use super::routes::{
-    __path_create_task, __path_create_tasks, __path_get_task, __path_get_task_output,
-    __path_list_tasks, __path_openapi_json,
+    __path_create_key, __path_create_task, __path_create_tasks, __path_get_task,
+    __path_get_task_output, __path_list_keys, __path_list_tasks, __path_openapi_json,
+    __path_revoke_key, CreateKeyRequest, CreatedKeyResponse, ListKeysResponse,
 };
 use super::schemas::{ListTasksResponse, RunTaskResponse, RunTasksResponse};
 use crate::config::ApiConfig;
-use crate::domain::{TaskRecord, TaskStatus};
+use crate::domain::{Scope, TaskRecord, TaskStatus};
 use crate::ops::{
     __path_health, __path_ready, DependencyState, HealthResponse, Readiness, ReadyResponse,
 };
+use crate::store::ApiKey;
 use crate::tasks::{RegisteredTask, Registry};
 
 const REQUEST_SCHEMA: &str = "RunTaskRequest";
@@ -41,14 +43,16 @@ const NO_NUL_PATTERN: &str = "^[^\\u0000]*$";
     ),
     paths(
         create_task, create_tasks, get_task_output, get_task, list_tasks, health, ready,
-        openapi_json
+        openapi_json, create_key, list_keys, revoke_key
     ),
     components(schemas(
         RunTaskResponse, RunTasksResponse, ListTasksResponse, TaskRecord, TaskStatus, ErrorResponse, ErrorDetail, ErrorCode,
-        HealthResponse, ReadyResponse, Readiness, DependencyState
+        HealthResponse, ReadyResponse, Readiness, DependencyState, ApiKey, Scope,
+        CreateKeyRequest, CreatedKeyResponse, ListKeysResponse
     )),
     tags(
         (name = "tasks", description = "Submit tasks and read their results"),
+        (name = "keys", description = "API keys (admin keys only; with `auth.enabled`)"),
         (name = "operations", description = "Probes and this document (metrics are on the operations port, `api.ops_listen`)"),
     )
 )]
@@ -84,10 +88,81 @@ pub fn document(registry: &Registry, api: &ApiConfig) -> utoipa::openapi::OpenAp
     components
         .schemas
         .insert(REQUEST_SCHEMA.to_owned(), union.into());
+    secure_task_operations(&mut doc);
     set_run_task_body(&mut doc, registry);
     set_run_tasks_body(&mut doc, registry, api.max_batch_size.get());
     link_submission_to_reads(&mut doc);
     doc
+}
+
+/// The bearer scheme, required by every operation of the `tasks` and
+/// `keys` tags (when `auth.enabled`), with the answers it adds: 401 without
+/// a valid key, 403 without the scope, 429 past a key's rate.
+fn secure_task_operations(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::security::{
+        HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
+    };
+    let components = doc.components.get_or_insert_with(Default::default);
+    components.add_security_scheme(
+        "bearer",
+        SecurityScheme::Http(
+            HttpBuilder::new()
+                .scheme(HttpAuthScheme::Bearer)
+                .description(Some(
+                    "An API key's token (`tsk_…`), when the service runs with `auth.enabled`.",
+                ))
+                .build(),
+        ),
+    );
+    let error = |description: &str, code: &str, message: &str| {
+        let example =
+            serde_json::json!({"error": {"code": code, "message": message, "details": null}});
+        utoipa::openapi::ResponseBuilder::new()
+            .description(description)
+            .content(
+                "application/json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("ErrorResponse")))
+                    .example(Some(example))
+                    .build(),
+            )
+            .build()
+    };
+    let unauthorized = error(
+        "No API key, or one that is unknown, revoked or expired (with `auth.enabled`)",
+        "unauthorized",
+        "an API key is required: send `Authorization: Bearer <token>`",
+    );
+    let forbidden = error(
+        "The API key lacks the scope this needs",
+        "forbidden",
+        "this API key lacks the `submit` scope",
+    );
+    let rate_limited = error(
+        "The API key's submission rate is spent; `Retry-After` says when to try again",
+        "rate_limited",
+        "this API key's rate limit is reached; retry after 400 ms",
+    );
+    for (path, item) in doc.paths.paths.iter_mut() {
+        let operations = [("get", item.get.as_mut()), ("post", item.post.as_mut())];
+        for (method, operation) in operations {
+            let Some(operation) = operation else { continue };
+            let tags = operation.tags.clone().unwrap_or_default();
+            if !tags.iter().any(|t| t == "tasks" || t == "keys") {
+                continue;
+            }
+            operation.security = Some(vec![SecurityRequirement::new(
+                "bearer",
+                Vec::<String>::new(),
+            )]);
+            let responses = &mut operation.responses.responses;
+            responses.insert("401".into(), RefOr::T(unauthorized.clone()));
+            responses.insert("403".into(), RefOr::T(forbidden.clone()));
+            if method == "post" && (path == "/run-task" || path == "/run-tasks") {
+                responses.insert("429".into(), RefOr::T(rate_limited.clone()));
+            }
+        }
+    }
 }
 
 /// `file_hash` → `FileHashTask`.

@@ -3,7 +3,9 @@
 //! handles on PostgreSQL, Redis and the task types; [`Submissions`] stores
 //! and dispatches new tasks, [`Reads`] answers for them.
 
+mod api_keys;
 mod intake;
+mod quota;
 mod reading;
 mod submission;
 
@@ -15,7 +17,9 @@ use crate::redis_pool::{Redis, RedisError};
 use crate::store::{self, Store};
 use crate::tasks::Registry;
 
+pub use api_keys::{ApiKeys, KeyError, KeyRequest};
 pub use intake::Intake;
+pub use quota::{Admission, Quotas};
 pub use reading::{
     CacheState, Cursor, DEFAULT_PAGE, Found, ListRequest, MAX_PAGE, Page, ReadError, Reads,
 };

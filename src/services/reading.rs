@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use uuid::Uuid;
 
-use crate::cache::Cache;
-use crate::domain::{TaskRecord, TaskStatus};
+use crate::cache::{Cache, Cached};
+use crate::domain::{Caller, TaskRecord, TaskStatus};
 use crate::store::{self, Store, TaskFilter};
 use crate::telemetry::error_chain;
 use crate::telemetry::metrics as m;
@@ -49,8 +49,8 @@ impl CacheState {
 /// A task as a read found it.
 #[derive(Debug)]
 pub enum Found {
-    /// The cached JSON of a finished task, to be served as is.
-    Cached(axum::body::Bytes),
+    /// The cached copy of a finished task, to be served as is.
+    Cached(Cached),
     /// Read from PostgreSQL (`Miss` or `Bypass`).
     Stored(TaskRecord, CacheState),
 }
@@ -74,6 +74,8 @@ impl Found {
 /// What to list.
 #[derive(Debug, Clone, Default)]
 pub struct ListRequest {
+    /// Only this tenant's tasks (an admin's choice; others see their own).
+    pub tenant: Option<String>,
     pub status: Option<TaskStatus>,
     pub task_name: Option<String>,
     /// 1 to [`MAX_PAGE`]; [`DEFAULT_PAGE`] when `None`.
@@ -147,33 +149,36 @@ impl Reads {
     /// Task `id`; with a `wait`, held until the task finishes (woken by its
     /// announcement, not by polling) or the wait (capped) runs out. When
     /// `api.max_waiters` reads wait already, answered at once.
-    pub async fn get(&self, id: Uuid, wait: Duration) -> Result<Found, ReadError> {
+    /// A task another tenant owns is `NotFound`, as an unknown one: whether
+    /// it exists is not revealed.
+    pub async fn get(&self, id: Uuid, wait: Duration, caller: &Caller) -> Result<Found, ReadError> {
         let wait = wait.min(self.max_wait);
         if wait.is_zero() {
-            return self.lookup(id).await;
+            return self.lookup(id, caller).await;
         }
         // Watch first, then read: a finish between the two is not missed.
         let Some(mut waiter) = self.watch.watch(id, self.max_waiters) else {
             metrics::counter!(m::LONGPOLL_REFUSED).increment(1);
-            return self.lookup(id).await;
+            return self.lookup(id, caller).await;
         };
-        let found = self.lookup(id).await?;
+        let found = self.lookup(id, caller).await?;
         if found.is_terminal() {
             return Ok(found);
         }
         // Woken or not, read once more: an announcement missed while Redis
         // was unreachable only makes the answer late, never stale.
         let _ = tokio::time::timeout(wait, waiter.finished()).await;
-        self.lookup(id).await
+        self.lookup(id, caller).await
     }
 
     /// Cache-aside read of one task.
-    async fn lookup(&self, id: Uuid) -> Result<Found, ReadError> {
+    async fn lookup(&self, id: Uuid, caller: &Caller) -> Result<Found, ReadError> {
         let state = match self.cache.get(id).await {
-            Ok(Some(json)) => {
+            Ok(Some(cached)) if caller.sees(cached.tenant()) => {
                 count(CacheState::Hit);
-                return Ok(Found::Cached(json));
+                return Ok(Found::Cached(cached));
             }
+            Ok(Some(_)) => return Err(ReadError::NotFound(id)),
             Ok(None) => CacheState::Miss,
             Err(err) => {
                 tracing::warn!(task_id = %id, error = %error_chain(&err), "cache read failed; reading PostgreSQL");
@@ -185,6 +190,7 @@ impl Reads {
             .store
             .get_task(id)
             .await?
+            .filter(|record| caller.sees(&record.tenant))
             .ok_or(ReadError::NotFound(id))?;
         if state == CacheState::Miss
             && record.status.is_terminal()
@@ -195,11 +201,16 @@ impl Reads {
         Ok(Found::Stored(record, state))
     }
 
-    /// One page of tasks matching `request`, newest first (keyset
-    /// pagination on the time-ordered ids).
-    pub async fn list(&self, request: ListRequest) -> Result<Page, ReadError> {
+    /// One page of the tasks `caller` may see matching `request`, newest
+    /// first (keyset pagination on the time-ordered ids).
+    pub async fn list(&self, request: ListRequest, caller: &Caller) -> Result<Page, ReadError> {
         let limit = request.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
+        let tenant = match caller.tenant_scope() {
+            Some(own) => Some(own.to_owned()),
+            None => request.tenant,
+        };
         let filter = TaskFilter {
+            tenant,
             status: request.status,
             task_name: request.task_name,
             before: request.cursor.map(|cursor| cursor.0),

@@ -11,6 +11,7 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::intake::Intake;
+use super::quota::{Admission, Quotas};
 use crate::domain::{NewTask, Origin};
 use crate::queue::{Message, Queue};
 use crate::store::{self, IdempotentInsert, Store};
@@ -34,6 +35,9 @@ pub enum SubmitError {
     },
     #[error("Idempotency-Key `{key}` was already used with a different request")]
     IdempotencyKeyReused { key: String },
+    /// The key's rate allows no more submissions now.
+    #[error("this API key's rate limit is reached; retry after {} ms", retry_after.as_millis())]
+    RateLimited { retry_after: Duration },
     #[error(transparent)]
     Store(#[from] store::Error),
 }
@@ -63,6 +67,7 @@ struct Inner {
     store: Store,
     queue: Queue,
     intake: Intake,
+    quotas: Quotas,
     idempotency_window: Duration,
     max_batch_size: usize,
 }
@@ -72,6 +77,7 @@ impl Submissions {
         registry: Registry,
         store: Store,
         queue: Queue,
+        quotas: Quotas,
         idempotency_window: Duration,
         max_batch_size: usize,
     ) -> Self {
@@ -83,6 +89,7 @@ impl Submissions {
             store,
             queue,
             intake,
+            quotas,
             idempotency_window,
             max_batch_size,
         }))
@@ -92,6 +99,7 @@ impl Submissions {
     /// and dispatches it.
     pub async fn submit(&self, body: Value, origin: &Origin) -> Result<Uuid, SubmitError> {
         let task = self.new_task(body, origin)?;
+        self.admit(origin, 1).await?;
         let id = task.id;
         let name = self.accepted_name(&task);
         self.0.intake.submit(task).await?;
@@ -109,6 +117,7 @@ impl Submissions {
         origin: &Origin,
     ) -> Result<Accepted, SubmitError> {
         let task = self.new_task(body, origin)?;
+        self.admit(origin, 1).await?;
         let fingerprint = fingerprint(&json!({
             "task_name": task.task_name,
             "parameters": task.parameters,
@@ -168,6 +177,7 @@ impl Submissions {
             })?;
             tasks.push(task);
         }
+        self.admit(origin, tasks.len()).await?;
         match key {
             Some(key) => {
                 let items: Vec<Value> = tasks
@@ -196,6 +206,28 @@ impl Submissions {
             ids: tasks.iter().map(|task| task.id).collect(),
             replayed: false,
         })
+    }
+
+    /// Takes `count` submissions from the caller's rate, if it has one. With
+    /// Redis unreachable the limit is not enforced: submissions are
+    /// accepted while Redis is down, as they are without limits.
+    async fn admit(&self, origin: &Origin, count: usize) -> Result<(), SubmitError> {
+        let Some(rate) = &origin.rate else {
+            return Ok(());
+        };
+        match self
+            .0
+            .quotas
+            .admit(&rate.key_id, rate.per_second, count)
+            .await
+        {
+            Ok(Admission::Admitted) => Ok(()),
+            Ok(Admission::Refused { retry_after }) => Err(SubmitError::RateLimited { retry_after }),
+            Err(err) => {
+                tracing::warn!(error = %error_chain(&err), "cannot check the rate limit; admitting");
+                Ok(())
+            }
+        }
     }
 
     fn new_task(&self, body: Value, origin: &Origin) -> Result<NewTask, SubmitError> {

@@ -1,4 +1,4 @@
-//! Idempotent submission: a client's `Idempotency-Key` maps to the tasks of
+//! Idempotent submission: a tenant's `Idempotency-Key` maps to the tasks of
 //! one request (one task, or a batch) for a configurable window. The same
 //! key with the same request gives those tasks back; the same key with a
 //! different request is a conflict.
@@ -35,20 +35,27 @@ impl Store {
         window: Duration,
     ) -> Result<IdempotentInsert> {
         let ids: Vec<Uuid> = tasks.iter().map(|task| task.id).collect();
-        let Some(&first) = ids.first() else {
+        let (Some(&first), Some(tenant)) = (ids.first(), tasks.first().map(|t| t.tenant.as_str()))
+        else {
             return Ok(IdempotentInsert::Created);
         };
         self.bounded(async {
             let mut tx = self.pool.begin().await?;
-            sqlx::query("DELETE FROM idempotency_keys WHERE key = $1 AND expires_at <= now()")
-                .bind(key)
-                .execute(&mut *tx)
-                .await?;
-            let claimed: Option<Uuid> = sqlx::query_scalar(
-                "INSERT INTO idempotency_keys (key, task_id, task_ids, fingerprint, expires_at) \
-                 VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5)) \
-                 ON CONFLICT (key) DO NOTHING RETURNING task_id",
+            sqlx::query(
+                "DELETE FROM idempotency_keys WHERE tenant = $1 AND key = $2 \
+                 AND expires_at <= now()",
             )
+            .bind(tenant)
+            .bind(key)
+            .execute(&mut *tx)
+            .await?;
+            let claimed: Option<Uuid> = sqlx::query_scalar(
+                "INSERT INTO idempotency_keys \
+                 (tenant, key, task_id, task_ids, fingerprint, expires_at) \
+                 VALUES ($1, $2, $3, $4, $5, now() + make_interval(secs => $6)) \
+                 ON CONFLICT (tenant, key) DO NOTHING RETURNING task_id",
+            )
+            .bind(tenant)
             .bind(key)
             .bind(first)
             .bind(&ids)
@@ -62,8 +69,10 @@ impl Store {
                 return Ok(IdempotentInsert::Created);
             }
             let (task_id, task_ids, stored): (Uuid, Option<Vec<Uuid>>, String) = sqlx::query_as(
-                "SELECT task_id, task_ids, fingerprint FROM idempotency_keys WHERE key = $1",
+                "SELECT task_id, task_ids, fingerprint FROM idempotency_keys \
+                 WHERE tenant = $1 AND key = $2",
             )
+            .bind(tenant)
             .bind(key)
             .fetch_one(&mut *tx)
             .await?;
@@ -82,8 +91,8 @@ impl Store {
         let done = self
             .bounded(
                 sqlx::query(
-                    "DELETE FROM idempotency_keys WHERE key IN ( \
-                       SELECT key FROM idempotency_keys WHERE expires_at <= now() \
+                    "DELETE FROM idempotency_keys WHERE (tenant, key) IN ( \
+                       SELECT tenant, key FROM idempotency_keys WHERE expires_at <= now() \
                        LIMIT $1 FOR UPDATE SKIP LOCKED)",
                 )
                 .bind(limit)

@@ -12,6 +12,8 @@ use crate::domain::{NewTask, TaskRecord, TaskStatus};
 /// Which tasks to list: newest first, after an optional cursor.
 #[derive(Debug, Clone, Default)]
 pub struct TaskFilter {
+    /// Only this tenant's tasks; `None` for every tenant (an admin).
+    pub tenant: Option<String>,
     pub status: Option<TaskStatus>,
     pub task_name: Option<String>,
     /// Only tasks older than this one (the last of the previous page).
@@ -21,25 +23,27 @@ pub struct TaskFilter {
 
 impl Store {
     /// Tasks matching `filter`, newest first. Ids are UUIDv7, so id order is
-    /// creation order and the keyset is the id alone, served by the primary
-    /// key or the `(status, id)` / `(task_name, id)` indexes.
+    /// creation order and the keyset is the id alone, served by the
+    /// `(tenant, id)`, `(tenant, status, id)` and `(tenant, task_name, id)`
+    /// indexes (the primary key for an admin's listing of every tenant).
     #[tracing::instrument(skip_all)]
     pub async fn list_tasks(&self, filter: &TaskFilter) -> Result<Vec<TaskRecord>> {
-        let rows: Vec<RecordRow> = self
-            .bounded(
-                sqlx::query_as(concat!(
-                    "SELECT ",
-                    record_columns!(),
-                    " FROM tasks WHERE ($1::varchar IS NULL OR status = $1) \
-                     AND ($2::varchar IS NULL OR task_name = $2) \
-                     AND ($3::uuid IS NULL OR id < $3) ORDER BY id DESC LIMIT $4"
-                ))
-                .bind(filter.status.map(TaskStatus::as_str))
-                .bind(filter.task_name.as_deref())
-                .bind(filter.before)
-                .bind(filter.limit)
-                .fetch_all(&self.pool),
-            )
+        let sql = listing_sql(filter);
+        let mut query = sqlx::query_as::<_, RecordRow>(sqlx::AssertSqlSafe(sql));
+        if let Some(tenant) = &filter.tenant {
+            query = query.bind(tenant);
+        }
+        if let Some(status) = filter.status {
+            query = query.bind(status.as_str());
+        }
+        if let Some(name) = &filter.task_name {
+            query = query.bind(name);
+        }
+        if let Some(before) = filter.before {
+            query = query.bind(before);
+        }
+        let rows = self
+            .bounded(query.bind(filter.limit).fetch_all(&self.pool))
             .await?;
         rows.into_iter().map(TaskRecord::try_from).collect()
     }
@@ -85,6 +89,7 @@ pub(super) async fn insert_rows<'e>(
     let mut max_attempts = Vec::with_capacity(tasks.len());
     let mut request_ids = Vec::with_capacity(tasks.len());
     let mut trace_contexts = Vec::with_capacity(tasks.len());
+    let mut tenants = Vec::with_capacity(tasks.len());
     for task in tasks {
         ids.push(task.id);
         names.push(task.task_name.as_str());
@@ -93,15 +98,16 @@ pub(super) async fn insert_rows<'e>(
         max_attempts.push(task.max_attempts);
         request_ids.push(task.request_id.as_deref());
         trace_contexts.push(task.trace_context.as_deref());
+        tenants.push(task.tenant.as_str());
     }
     let written = sqlx::query(
         "INSERT INTO tasks (id, task_name, task_parameters, queue, max_attempts, \
-         request_id, trace_context, dispatched_at) \
+         request_id, trace_context, tenant, dispatched_at) \
          SELECT id, task_name, task_parameters::jsonb, queue, max_attempts, request_id, \
-         trace_context, now() FROM unnest($1::uuid[], $2::varchar[], $3::text[], \
-         $4::varchar[], $5::int4[], $6::varchar[], $7::varchar[]) \
+         trace_context, tenant, now() FROM unnest($1::uuid[], $2::varchar[], $3::text[], \
+         $4::varchar[], $5::int4[], $6::varchar[], $7::varchar[], $8::varchar[]) \
          AS t(id, task_name, task_parameters, queue, max_attempts, request_id, \
-         trace_context)",
+         trace_context, tenant)",
     )
     .bind(ids)
     .bind(names)
@@ -110,7 +116,66 @@ pub(super) async fn insert_rows<'e>(
     .bind(max_attempts)
     .bind(request_ids)
     .bind(trace_contexts)
+    .bind(tenants)
     .execute(executor)
     .await?;
     Ok(written.rows_affected())
+}
+
+/// The listing statement for the filters `filter` sets: one statement per
+/// combination, each with only the conditions it needs, so every plan can
+/// use the index its filters match (a `$1 IS NULL OR …` condition cannot).
+/// Built from fixed text only; every value is a bound parameter.
+fn listing_sql(filter: &TaskFilter) -> String {
+    let mut conditions = Vec::new();
+    let mut next = 1;
+    let mut condition = |column: &str, op: &str| {
+        conditions.push(format!("{column} {op} ${next}"));
+        next += 1;
+    };
+    if filter.tenant.is_some() {
+        condition("tenant", "=");
+    }
+    if filter.status.is_some() {
+        condition("status", "=");
+    }
+    if filter.task_name.is_some() {
+        condition("task_name", "=");
+    }
+    if filter.before.is_some() {
+        condition("id", "<");
+    }
+    let mut sql = format!("SELECT {} FROM tasks", record_columns!());
+    if !conditions.is_empty() {
+        sql.push_str(" WHERE ");
+        sql.push_str(&conditions.join(" AND "));
+    }
+    sql.push_str(&format!(" ORDER BY id DESC LIMIT ${next}"));
+    sql
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_listing_statement_has_only_the_conditions_it_needs() {
+        let all = listing_sql(&TaskFilter::default());
+        assert!(
+            all.ends_with("FROM tasks ORDER BY id DESC LIMIT $1"),
+            "{all}"
+        );
+        let some = listing_sql(&TaskFilter {
+            tenant: Some("acme".into()),
+            task_name: Some("sum".into()),
+            before: Some(Uuid::nil()),
+            ..TaskFilter::default()
+        });
+        assert!(
+            some.ends_with(
+                "WHERE tenant = $1 AND task_name = $2 AND id < $3 ORDER BY id DESC LIMIT $4"
+            ),
+            "{some}"
+        );
+    }
 }

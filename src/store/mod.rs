@@ -14,6 +14,8 @@ macro_rules! record_columns {
             $t,
             "task_name, ",
             $t,
+            "tenant, ",
+            $t,
             "status, ",
             $t,
             "task_output, ",
@@ -48,6 +50,7 @@ macro_rules! lock_in_id_order {
 }
 
 mod idempotency;
+mod keys;
 mod leases;
 mod listing;
 mod quick;
@@ -65,6 +68,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use crate::config::DatabaseConfig;
 
 pub use idempotency::IdempotentInsert;
+pub use keys::{ApiKey, NewKey, new_key_id};
 pub use leases::{Lease, Recovered};
 pub use listing::TaskFilter;
 pub use quick::{QuickClaim, QuickOutcome, QuickWrite};

@@ -60,7 +60,7 @@ impl Store {
             .bounded(async {
                 let mut tx = self.pool.begin().await?;
                 let rows: Vec<ClaimRow> = sqlx::query_as(
-                    "SELECT id, task_name, task_parameters, attempts + 1 AS attempts, \
+                    "SELECT id, task_name, tenant, task_parameters, attempts + 1 AS attempts, \
                      max_attempts, created_at, request_id, trace_context FROM tasks \
                      WHERE id = ANY($1) AND (status = 'pending') IS TRUE \
                      ORDER BY id FOR UPDATE SKIP LOCKED",

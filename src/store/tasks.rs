@@ -20,6 +20,7 @@ use crate::domain::{ClaimedTask, NewTask, TaskRecord, TaskStatus};
 pub(super) struct RecordRow {
     id: Uuid,
     task_name: String,
+    tenant: String,
     status: String,
     task_output: Option<Value>,
     error: Option<String>,
@@ -45,6 +46,7 @@ impl TryFrom<RecordRow> for TaskRecord {
         Ok(TaskRecord {
             id: row.id,
             task_name: row.task_name,
+            tenant: row.tenant,
             status,
             task_output: row.task_output,
             error: row.error,
@@ -62,6 +64,7 @@ impl TryFrom<RecordRow> for TaskRecord {
 pub(super) struct ClaimRow {
     id: Uuid,
     task_name: String,
+    tenant: String,
     task_parameters: Value,
     attempts: i32,
     max_attempts: i32,
@@ -75,6 +78,7 @@ impl From<ClaimRow> for ClaimedTask {
         Self {
             id: row.id,
             task_name: row.task_name,
+            tenant: row.tenant,
             parameters: row.task_parameters,
             attempt: row.attempts,
             max_attempts: row.max_attempts,
@@ -92,7 +96,7 @@ async fn insert_row<'e>(
 ) -> std::result::Result<RecordRow, sqlx::Error> {
     sqlx::query_as(concat!(
         "INSERT INTO tasks (id, task_name, task_parameters, queue, max_attempts, request_id, \
-         trace_context, dispatched_at) VALUES ($1, $2, $3::jsonb, $4, $5, $6, $7, now()) \
+         trace_context, tenant, dispatched_at) VALUES ($1, $2, $3::jsonb, $4, $5, $6, $7, $8, now()) \
          RETURNING ",
         record_columns!()
     ))
@@ -103,6 +107,7 @@ async fn insert_row<'e>(
     .bind(task.max_attempts)
     .bind(&task.request_id)
     .bind(&task.trace_context)
+    .bind(&task.tenant)
     .fetch_one(executor)
     .await
 }
@@ -127,6 +132,7 @@ pub struct FinalWrite {
 pub struct DispatchCandidate {
     pub id: Uuid,
     pub task_name: String,
+    pub tenant: String,
     pub queue: String,
     pub request_id: Option<String>,
     pub trace_context: Option<String>,
@@ -170,7 +176,7 @@ impl Store {
                      started_at = now(), updated_at = now(), \
                      lease_expires_at = now() + make_interval(secs => $2) \
                      WHERE id = ANY($1) AND (status = 'pending') IS TRUE \
-                     RETURNING id, task_name, task_parameters, attempts, max_attempts, \
+                     RETURNING id, task_name, tenant, task_parameters, attempts, max_attempts, \
                      created_at, request_id, trace_context",
                 )
                 .bind(ids)
@@ -304,7 +310,7 @@ impl Store {
         let (after_time, after_id) = after.unzip();
         self.bounded(
             sqlx::query_as(
-                "SELECT id, task_name, queue, request_id, trace_context, dispatched_at FROM tasks \
+                "SELECT id, task_name, tenant, queue, request_id, trace_context, dispatched_at FROM tasks \
                  WHERE status = 'pending' AND dispatched_at < now() - make_interval(secs => $1) \
                  AND ($2::timestamptz IS NULL OR (dispatched_at, id) > ($2, $3)) \
                  AND run_after <= now() \
@@ -334,7 +340,7 @@ impl Store {
                 "UPDATE tasks SET dispatched_at = now() \
                  WHERE id = ANY($1) AND (status = 'pending') IS TRUE \
                  AND dispatched_at < now() - make_interval(secs => $2) \
-                 RETURNING id, task_name, queue, request_id, trace_context, dispatched_at",
+                 RETURNING id, task_name, tenant, queue, request_id, trace_context, dispatched_at",
             )
             .bind(ids)
             .bind(quiet.as_secs_f64())

@@ -91,6 +91,7 @@ impl RegisteredTask {
         NewTask {
             id: Uuid::now_v7(),
             task_name: self.name.to_owned(),
+            tenant: origin.tenant.clone(),
             queue: self.queue.clone(),
             parameters,
             max_attempts: self.retry_policy().max_attempts_i32(),

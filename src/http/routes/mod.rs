@@ -1,6 +1,7 @@
 //! Route table.
 
 mod docs;
+mod keys;
 mod read;
 mod submit;
 
@@ -13,16 +14,28 @@ use axum::routing::{get, post};
 use super::AppState;
 use super::error::ApiError;
 
+pub(super) use keys::{
+    __path_create_key, __path_list_keys, __path_revoke_key, CreateKeyRequest, CreatedKeyResponse,
+    ListKeysResponse,
+};
 pub(super) use read::{__path_get_task, __path_get_task_output, __path_list_tasks, CACHE_HEADER};
 pub(super) use submit::{__path_create_task, __path_create_tasks};
 
-pub(super) fn router() -> Router<AppState> {
+/// The task API: every route here needs an API key when `auth` is on.
+pub(super) fn tasks() -> Router<AppState> {
     Router::new()
         .route("/run-task", post(submit::create_task))
         .route("/run-tasks", post(submit::create_tasks))
         .route("/get-task-output", get(read::get_task_output))
         .route("/tasks", get(read::list_tasks))
         .route("/tasks/{task_uuid}", get(read::get_task))
+        .route("/keys", post(keys::create_key).get(keys::list_keys))
+        .route("/keys/{id}/revoke", post(keys::revoke_key))
+}
+
+/// Pages and documents anyone may read.
+pub(super) fn public() -> Router<AppState> {
+    Router::new()
         .route("/openapi.json", get(openapi_json))
         .route("/docs", get(docs::docs))
         .route("/docs/", get(docs::docs_slash))

@@ -12,8 +12,9 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use uuid::Uuid;
 
-use crate::domain::{TaskRecord, TaskStatus};
+use crate::domain::{Caller, Scope, TaskRecord, TaskStatus};
 use crate::http::AppState;
+use crate::http::auth::CallerOf;
 use crate::http::error::{ApiError, ErrorResponse};
 use crate::http::extract::{QueryParams, parse_task_uuid};
 use crate::http::schemas::ListTasksResponse;
@@ -65,15 +66,17 @@ pub(crate) struct WaitQuery {
 )]
 pub(crate) async fn get_task_output(
     State(state): State<AppState>,
+    caller: CallerOf,
     QueryParams(query): QueryParams<OutputQuery>,
 ) -> Result<Response, ApiError> {
+    let caller = caller.require(Scope::Read)?;
     let wait = parse_wait(query.wait.as_deref())?;
     let raw = query
         .task_uuid
         .or(query.taskuuid)
         .ok_or_else(|| ApiError::validation("task_uuid", "is required"))?;
     let id = parse_task_uuid(&raw, "task_uuid")?;
-    read_task(&state, id, wait).await
+    read_task(&state, id, wait, caller).await
 }
 
 /// Status and result of a task.
@@ -95,13 +98,15 @@ pub(crate) async fn get_task_output(
 )]
 pub(crate) async fn get_task(
     State(state): State<AppState>,
+    caller: CallerOf,
     path: Result<Path<String>, PathRejection>,
     QueryParams(query): QueryParams<WaitQuery>,
 ) -> Result<Response, ApiError> {
+    let caller = caller.require(Scope::Read)?;
     let Path(raw) = path.map_err(|err| ApiError::validation("task_uuid", err.body_text()))?;
     let wait = parse_wait(query.wait.as_deref())?;
     let id = parse_task_uuid(&raw, "task_uuid")?;
-    read_task(&state, id, wait).await
+    read_task(&state, id, wait, caller).await
 }
 
 /// `wait` in whole or fractional seconds (the service caps it).
@@ -117,17 +122,22 @@ fn parse_wait(raw: Option<&str>) -> Result<Duration, ApiError> {
         .ok_or_else(|| ApiError::validation("wait", "must be a number of seconds, 0 or more"))
 }
 
-async fn read_task(state: &AppState, id: Uuid, wait: Duration) -> Result<Response, ApiError> {
-    let found = state.reads.get(id, wait).await?;
+async fn read_task(
+    state: &AppState,
+    id: Uuid,
+    wait: Duration,
+    caller: &Caller,
+) -> Result<Response, ApiError> {
+    let found = state.reads.get(id, wait, caller).await?;
     let cache_state = HeaderValue::from_static(found.cache_state().as_str());
     let mut response = match found {
         // The cached JSON is the API's answer already: served as is.
-        Found::Cached(json) => (
+        Found::Cached(cached) => (
             [(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("application/json"),
             )],
-            json,
+            cached.into_body(),
         )
             .into_response(),
         Found::Stored(record, _) => Json(record).into_response(),
@@ -139,6 +149,9 @@ async fn read_task(state: &AppState, id: Uuid, wait: Duration) -> Result<Respons
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub(crate) struct ListQuery {
+    /// Only this tenant's tasks (admin keys; other keys see their own tenant's).
+    #[param(pattern = "^[a-z0-9][a-z0-9_-]{0,99}$")]
+    tenant: Option<String>,
     /// Only tasks in this status.
     status: Option<TaskStatus>,
     /// Only tasks of this type.
@@ -171,8 +184,10 @@ pub(crate) struct ListQuery {
 )]
 pub(crate) async fn list_tasks(
     State(state): State<AppState>,
+    caller: CallerOf,
     QueryParams(query): QueryParams<ListQuery>,
 ) -> Result<Json<ListTasksResponse>, ApiError> {
+    let caller = caller.require(Scope::Read)?;
     if query
         .limit
         .is_some_and(|limit| !(1..=MAX_PAGE).contains(&limit))
@@ -199,12 +214,16 @@ pub(crate) async fn list_tasks(
         .transpose()?;
     let page = state
         .reads
-        .list(ListRequest {
-            status: query.status,
-            task_name: query.task_name,
-            limit: query.limit,
-            cursor,
-        })
+        .list(
+            ListRequest {
+                tenant: query.tenant,
+                status: query.status,
+                task_name: query.task_name,
+                limit: query.limit,
+                cursor,
+            },
+            caller,
+        )
         .await?;
     Ok(Json(ListTasksResponse {
         tasks: page.tasks,

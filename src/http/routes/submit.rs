@@ -7,7 +7,9 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use uuid::Uuid;
 
+use crate::domain::Scope;
 use crate::http::AppState;
+use crate::http::auth::CallerOf;
 use crate::http::error::{ApiError, ErrorResponse};
 use crate::http::extract::{JsonBody, RequestId};
 use crate::http::idempotency;
@@ -45,11 +47,13 @@ use crate::http::schemas::{RunTaskResponse, RunTasksResponse};
 )]
 pub(crate) async fn create_task(
     State(state): State<AppState>,
+    caller: CallerOf,
     RequestId(request_id): RequestId,
     headers: HeaderMap,
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
-    let origin = crate::http::origin(&request_id);
+    caller.require(Scope::Submit)?;
+    let origin = caller.origin(&request_id);
     let submissions = &state.submissions;
     match idempotency::key(&headers)? {
         None => Ok(accepted(submissions.submit(body, &origin).await?, false)),
@@ -111,11 +115,13 @@ fn accepted(id: Uuid, replayed: bool) -> Response {
 )]
 pub(crate) async fn create_tasks(
     State(state): State<AppState>,
+    caller: CallerOf,
     RequestId(request_id): RequestId,
     headers: HeaderMap,
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
-    let origin = crate::http::origin(&request_id);
+    caller.require(Scope::Submit)?;
+    let origin = caller.origin(&request_id);
     let key = idempotency::key(&headers)?;
     let batch = state
         .submissions

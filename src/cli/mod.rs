@@ -1,4 +1,6 @@
-//! The command line: `tasker api | worker | migrate | dev | config | probe`.
+//! The command line: `tasker api | worker | migrate | dev | config | keys | probe`.
+
+mod keys;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -37,6 +39,11 @@ enum Command {
     /// Print the effective configuration as TOML (defaults filled in, secrets
     /// redacted) and exit; fails, naming the key, when it is invalid.
     Config,
+    /// Manage API keys (in PostgreSQL; for an operator on a pod).
+    Keys {
+        #[command(subcommand)]
+        command: keys::KeysCommand,
+    },
     /// GET a URL and exit 0 on a 2xx answer: a health check for images without curl.
     Probe {
         /// e.g. http://127.0.0.1:8000/ready
@@ -52,6 +59,7 @@ impl Command {
             Self::Migrate => "migrate",
             Self::Dev => "dev",
             Self::Config => "config",
+            Self::Keys { .. } => "keys",
             Self::Probe { .. } => "probe",
         }
     }
@@ -87,13 +95,19 @@ pub fn main() -> ExitCode {
     }
     let (default_format, component) = match &cli.command {
         Command::Dev => (LogFormat::Text, "dev"),
+        Command::Keys { .. } => (LogFormat::Text, "keys"),
         Command::Api => (LogFormat::Json, "api"),
         Command::Worker => (LogFormat::Json, "worker"),
         _ => (LogFormat::Json, "migrate"),
     };
+    // A command for a person prints its answer; only warnings go beside it.
+    let mut log = config.log.clone();
+    if matches!(cli.command, Command::Keys { .. }) {
+        log.level = "warn".into();
+    }
     // TLS first: the trace exporter's HTTP client needs the crypto provider.
     crate::tls::install_crypto_provider();
-    let telemetry = match logs::init(&config.log, &config.otel, default_format, component) {
+    let telemetry = match logs::init(&log, &config.otel, default_format, component) {
         Ok(telemetry) => telemetry,
         Err(err) => {
             eprintln!("tasker: {err}");
@@ -137,10 +151,11 @@ async fn run(command: Command, app: Application) -> anyhow::Result<()> {
     );
     let shutdown = Shutdown::new();
     tokio::spawn(shutdown.clone().trigger_on_signal());
-    if !matches!(command, Command::Migrate) {
+    if !matches!(command, Command::Migrate | Command::Keys { .. }) {
         app.services().warn_if_redis_evicts().await;
     }
     let result = match command {
+        Command::Keys { command } => keys::run(command, &app).await,
         Command::Migrate => app.migrate().await,
         Command::Api => run_api(&app, shutdown).await,
         Command::Worker => app.bind_worker().await?.run(shutdown).await,
@@ -219,7 +234,7 @@ mod tests {
     #[test]
     fn help_explains_every_subcommand() {
         let help = Cli::command().render_long_help().to_string();
-        for name in ["api", "worker", "migrate", "dev", "config", "probe"] {
+        for name in ["api", "worker", "migrate", "dev", "config", "keys", "probe"] {
             assert!(help.contains(name), "{name} missing from help:\n{help}");
         }
     }

@@ -1,0 +1,102 @@
+//! Making, listing and revoking API keys: for `tasker keys` and for admin
+//! keys over the API.
+
+use std::time::Duration;
+
+use crate::auth::{generate_token, hash_token};
+use crate::domain::{Scope, is_valid_tenant};
+use crate::store::{self, ApiKey, NewKey, Store, new_key_id};
+
+/// A key to make.
+#[derive(Debug, Clone)]
+pub struct KeyRequest {
+    pub tenant: String,
+    pub scopes: Vec<Scope>,
+    /// Submissions per second.
+    pub rate: Option<u32>,
+    /// Tasks of the tenant running at once (a limit of the tenant).
+    pub max_running: Option<u32>,
+    pub expires_in: Option<Duration>,
+    pub description: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("invalid field `{field}`: {message}")]
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
+    #[error(transparent)]
+    Store(#[from] store::Error),
+}
+
+/// API keys; cheap to clone.
+#[derive(Clone)]
+pub struct ApiKeys {
+    store: Store,
+}
+
+impl ApiKeys {
+    pub fn new(store: Store) -> Self {
+        Self { store }
+    }
+
+    /// Makes a key; returns it with its token, which is never shown again.
+    pub async fn create(&self, request: KeyRequest) -> Result<(ApiKey, String), KeyError> {
+        let invalid = |field, message: &str| KeyError::Invalid {
+            field,
+            message: message.to_owned(),
+        };
+        if !is_valid_tenant(&request.tenant) {
+            return Err(invalid(
+                "tenant",
+                "1 to 100 of a-z, 0-9, _ and -, starting with a letter or digit",
+            ));
+        }
+        if request.scopes.is_empty() {
+            return Err(invalid("scopes", "at least one of submit, read, admin"));
+        }
+        if request.rate == Some(0) || request.max_running == Some(0) {
+            return Err(invalid("rate", "limits must be at least 1"));
+        }
+        let expires_at = request
+            .expires_in
+            .map(|d| chrono::Duration::from_std(d).map(|d| chrono::Utc::now() + d))
+            .transpose()
+            .map_err(|_| invalid("expires_in", "is too long"))?;
+        let token = generate_token();
+        let key = NewKey {
+            id: new_key_id(),
+            token_hash: hash_token(&token),
+            tenant: request.tenant.clone(),
+            scopes: request.scopes,
+            rate_per_second: request.rate.map(|r| i32::try_from(r).unwrap_or(i32::MAX)),
+            description: request.description,
+            expires_at,
+        };
+        let made = self.store.create_key(&key).await?;
+        if let Some(max) = request.max_running {
+            let max = i32::try_from(max).unwrap_or(i32::MAX);
+            self.store
+                .set_max_running(&request.tenant, Some(max))
+                .await?;
+        }
+        tracing::info!(key_id = %made.id, tenant = %made.tenant, "API key created");
+        Ok((made, token))
+    }
+
+    /// Every key, or one tenant's.
+    pub async fn list(&self, tenant: Option<&str>) -> Result<Vec<ApiKey>, KeyError> {
+        Ok(self.store.list_keys(tenant).await?)
+    }
+
+    /// Revokes key `id`; `None` when there is no such key.
+    pub async fn revoke(&self, id: &str) -> Result<Option<ApiKey>, KeyError> {
+        let revoked = self.store.revoke_key(id, None).await?;
+        if revoked.is_some() {
+            tracing::info!(key_id = %id, "API key revoked");
+        }
+        Ok(revoked)
+    }
+}
