@@ -2,7 +2,7 @@
 //! `{"error": {"code", "message", "details"}}` (see [`ErrorResponse`]);
 //! 5xx bodies say little and the request log says all, once.
 
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
@@ -147,15 +147,23 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = ErrorResponse::new(self.code(), self.message(), self.details());
         let mut response = body.into_response_with(self.status());
-        // The rest of a refused or unread body is not worth reading.
-        if matches!(
-            self,
-            Self::PayloadTooLarge { .. } | Self::RequestTimeout { .. }
-        ) {
-            response.headers_mut().insert(
-                axum::http::header::CONNECTION,
-                axum::http::HeaderValue::from_static("close"),
-            );
+        let headers = response.headers_mut();
+        match &self {
+            // The rest of a refused or unread body is not worth reading.
+            Self::PayloadTooLarge { .. } | Self::RequestTimeout { .. } => {
+                headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            Self::Unauthorized(_) => {
+                headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            Self::RateLimited { retry_after, .. } => {
+                // Whole seconds, rounded up: a client waiting that long is admitted.
+                let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+                if let Ok(value) = HeaderValue::from_str(&seconds.max(1).to_string()) {
+                    headers.insert(header::RETRY_AFTER, value);
+                }
+            }
+            _ => {}
         }
         if let Some(detail) = self.internal_detail() {
             response.extensions_mut().insert(InternalDetail(detail));

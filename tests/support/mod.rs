@@ -432,3 +432,27 @@ where
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+impl TestApp {
+    /// Makes an API key of `tenant` with `scopes` (and a submission rate)
+    /// and returns its token.
+    pub async fn key(&self, tenant: &str, scopes: &[&str], rate: Option<u32>) -> String {
+        let keys = tasker::services::ApiKeys::new(self.services.store.clone());
+        let request = tasker::services::KeyRequest {
+            tenant: tenant.into(),
+            scopes: scopes.iter().map(|s| s.parse().expect("scope")).collect(),
+            rate,
+            max_running: None,
+            expires_in: None,
+            description: None,
+        };
+        keys.create(request).await.expect("key").1
+    }
+
+    /// A request to the API with `token` as its bearer.
+    pub fn as_key(&self, method: reqwest::Method, path: &str, token: &str) -> reqwest::RequestBuilder {
+        self.client
+            .request(method, self.url(path))
+            .bearer_auth(token)
+    }
+}
