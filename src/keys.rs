@@ -19,14 +19,51 @@ impl Keys {
         &self.prefix
     }
 
-    /// Sorted set of task messages ready to run, scored by enqueue time.
-    pub fn ready(&self, queue: &str) -> String {
-        format!("{}:queue:{queue}", self.prefix)
+    /// Every key of one queue shares this hash tag (`{q:<queue>}`), so a
+    /// script can touch them all on a Redis Cluster; different queues hash
+    /// to different slots.
+    fn queue_base(&self, queue: &str) -> String {
+        format!("{}:{{q:{queue}}}", self.prefix)
     }
 
-    /// Sorted set of task messages waiting for a retry, scored by due time.
+    /// Sorted set of `tenant`'s task messages ready to run on `queue`,
+    /// scored by enqueue time.
+    pub fn ready(&self, queue: &str, tenant: &str) -> String {
+        format!("{}:ready:{tenant}", self.queue_base(queue))
+    }
+
+    /// What [`Keys::ready`] names, without the tenant (for scripts).
+    pub fn ready_prefix(&self, queue: &str) -> String {
+        format!("{}:ready:", self.queue_base(queue))
+    }
+
+    /// Sorted set of the tenants with work ready on `queue`, scored by when
+    /// each was last served: workers take from them in turn.
+    pub fn tenants(&self, queue: &str) -> String {
+        format!("{}:tenants", self.queue_base(queue))
+    }
+
+    /// Sorted set of `queue`'s task messages waiting for a retry, scored by
+    /// due time.
     pub fn delayed(&self, queue: &str) -> String {
-        format!("{}:delayed:{queue}", self.prefix)
+        format!("{}:delayed", self.queue_base(queue))
+    }
+
+    /// Set while `queue` is paused: workers take nothing from it.
+    pub fn paused(&self, queue: &str) -> String {
+        format!("{}:paused", self.queue_base(queue))
+    }
+
+    /// A list pushed to whenever `queue` gets work: idle consumers block on
+    /// it instead of polling.
+    pub fn signal(&self, queue: &str) -> String {
+        format!("{}:signal", self.queue_base(queue))
+    }
+
+    /// Sorted set of the running attempts of `tenant` (members) with their
+    /// expiry (scores): the tenant's `max_running` permits.
+    pub fn running(&self, tenant: &str) -> String {
+        format!("{}:running:{tenant}", self.prefix)
     }
 
     /// Pub/sub channel announcing the id of every task that finishes.
@@ -54,8 +91,33 @@ mod tests {
     fn every_key_starts_with_the_prefix() {
         let keys = Keys::new("t1");
         let id = Uuid::nil();
-        for key in [keys.ready("default"), keys.delayed("llm"), keys.result(id)] {
+        for key in [
+            keys.ready("default", "acme"),
+            keys.delayed("llm"),
+            keys.result(id),
+        ] {
             assert!(key.starts_with("t1:"), "{key}");
         }
+    }
+
+    #[test]
+    fn one_queue_s_keys_share_a_hash_tag_and_queues_differ() {
+        let keys = Keys::new("t1");
+        let tag = |key: String| {
+            let start = key.find('{').map(|i| i + 1).unwrap_or(0);
+            let end = key.find('}').unwrap_or(key.len());
+            key[start..end].to_owned()
+        };
+        let default = tag(keys.ready("default", "a"));
+        for key in [
+            keys.ready("default", "b"),
+            keys.tenants("default"),
+            keys.delayed("default"),
+            keys.paused("default"),
+            keys.signal("default"),
+        ] {
+            assert_eq!(tag(key), default);
+        }
+        assert_ne!(tag(keys.tenants("llm")), default);
     }
 }

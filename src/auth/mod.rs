@@ -67,6 +67,9 @@ impl From<&ApiKey> for Authenticated {
 /// tokens must not grow memory).
 const MAX_CACHED: usize = 10_000;
 
+/// A token hash's lookup: when it was made, and the key found (or none).
+type Lookup = (Instant, Option<Authenticated>);
+
 /// Turns `Authorization` headers into callers; cheap to clone.
 #[derive(Clone)]
 pub struct Authenticator(Arc<Inner>);
@@ -75,8 +78,7 @@ struct Inner {
     store: Store,
     enabled: bool,
     ttl: Duration,
-    /// Token hash → (when looked up, the key or none).
-    cache: Mutex<HashMap<Vec<u8>, (Instant, Option<Authenticated>)>>,
+    cache: Mutex<HashMap<Vec<u8>, Lookup>>,
 }
 
 impl Authenticator {

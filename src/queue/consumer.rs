@@ -1,38 +1,30 @@
 //! Taking messages off the queues. A consumer owns one connection of its own,
-//! because a blocking pop would stall every other command sharing it.
+//! because a blocking wait would stall every other command sharing it.
 
 use std::time::Duration;
 
 use redis::AsyncConnectionConfig;
 use redis::aio::MultiplexedConnection;
 
-use super::Message;
+use super::{Message, scripts};
 use crate::keys::Keys;
 use crate::redis_pool::{RedisError, bounded};
 
-/// Pops up to ARGV[1] members from the queues KEYS, in order, in one round
-/// trip; returns key, member pairs.
-const POP_MANY_SCRIPT: &str = r"
-local want = tonumber(ARGV[1])
-local taken = {}
-for _, key in ipairs(KEYS) do
-  if want <= 0 then break end
-  local popped = redis.call('ZPOPMIN', key, want)
-  for i = 1, #popped, 2 do
-    taken[#taken + 1] = {key, popped[i]}
-  end
-  want = want - #popped / 2
-end
-return taken
-";
+/// One consumed queue's keys.
+struct Consumed {
+    name: String,
+    tenants: String,
+    paused: String,
+    ready_prefix: String,
+    signal: String,
+}
 
 pub struct Consumer {
     client: redis::Client,
     connection: Option<MultiplexedConnection>,
-    /// (ready key, queue name) of every queue consumed.
-    queues: Vec<(String, String)>,
+    queues: Vec<Consumed>,
     next_first: usize,
-    pop_many: redis::Script,
+    pop: redis::Script,
     timeout: Duration,
     block: Duration,
 }
@@ -53,65 +45,89 @@ impl Consumer {
         timeout: Duration,
         block: Duration,
     ) -> Result<Self, RedisError> {
+        let queues = queues
+            .iter()
+            .map(|queue| Consumed {
+                name: queue.clone(),
+                tenants: keys.tenants(queue),
+                paused: keys.paused(queue),
+                ready_prefix: keys.ready_prefix(queue),
+                signal: keys.signal(queue),
+            })
+            .collect();
         Ok(Self {
             client: redis::Client::open(url).map_err(RedisError::Config)?,
             connection: None,
-            queues: queues.iter().map(|q| (keys.ready(q), q.clone())).collect(),
+            queues,
             next_first: 0,
-            pop_many: redis::Script::new(POP_MANY_SCRIPT),
+            pop: redis::Script::new(scripts::POP),
             timeout,
             block,
         })
     }
 
-    /// Takes up to `max` of the oldest messages without waiting, from the
-    /// queues in rotating order so that none starves the others; when every
-    /// queue is empty, waits up to the block time for one.
-    pub async fn next_batch(&mut self, max: usize) -> Result<Vec<Popped>, RedisError> {
-        let mut connection = self.connection().await?;
-        let mut keys: Vec<&str> = self.queues.iter().map(|(key, _)| key.as_str()).collect();
-        let first = self.next_first % keys.len().max(1);
-        keys.rotate_left(first);
-        self.next_first = self.next_first.wrapping_add(1);
-        let mut invocation = self.pop_many.prepare_invoke();
-        for key in &keys {
-            invocation.key(*key);
-        }
-        invocation.arg(max.max(1));
-        let taken: Result<Vec<(String, String)>, RedisError> =
-            bounded(self.timeout, invocation.invoke_async(&mut connection)).await;
-        let taken = match taken {
-            Ok(taken) => taken,
-            Err(err) => return Err(self.forget_connection(err)),
-        };
+    /// Takes up to `max` messages without waiting: queue by queue in
+    /// rotating order so that none starves the others, and within a queue
+    /// tenants in turn, skipping the `skip` tenants (at their running
+    /// limit). When there is nothing, waits up to the block time for a
+    /// wake-up and tries once more.
+    pub async fn next_batch(
+        &mut self,
+        max: usize,
+        skip: &[String],
+    ) -> Result<Vec<Popped>, RedisError> {
+        let taken = self.take(max, skip).await?;
         if !taken.is_empty() {
-            return Ok(taken
-                .into_iter()
-                .map(|(key, raw)| self.decode(&key, raw))
-                .collect());
+            return Ok(taken);
         }
-        let mut command = redis::cmd("BZPOPMIN");
-        command.arg(&keys).arg(self.block.as_secs_f64());
-        let reply: Result<Option<(String, String, f64)>, RedisError> = bounded(
+        let mut connection = self.connection().await?;
+        let mut command = redis::cmd("BLPOP");
+        for queue in &self.queues {
+            command.arg(&queue.signal);
+        }
+        command.arg(self.block.as_secs_f64());
+        let woken: Result<Option<(String, String)>, RedisError> = bounded(
             self.block + self.timeout,
             command.query_async(&mut connection),
         )
         .await;
-        match reply {
-            Ok(popped) => Ok(popped
-                .map(|(key, raw, _score)| self.decode(&key, raw))
-                .into_iter()
-                .collect()),
+        match woken {
+            Ok(_) => self.take(max, skip).await,
             Err(err) => Err(self.forget_connection(err)),
         }
     }
 
-    fn decode(&self, key: &str, raw: String) -> Popped {
-        let queue = self.queue_named_by(key);
-        match Message::decode(&raw) {
-            Ok(message) => Popped::Message { queue, message },
-            Err(_) => Popped::Garbage { queue, raw },
+    async fn take(&mut self, max: usize, skip: &[String]) -> Result<Vec<Popped>, RedisError> {
+        let mut connection = self.connection().await?;
+        let count = self.queues.len();
+        let first = self.next_first % count.max(1);
+        self.next_first = self.next_first.wrapping_add(1);
+        let mut taken = Vec::new();
+        for offset in 0..count {
+            let want = max.max(1).saturating_sub(taken.len());
+            if want == 0 {
+                break;
+            }
+            let queue = &self.queues[(first + offset) % count];
+            let mut invocation = self.pop.prepare_invoke();
+            invocation
+                .key(&queue.tenants)
+                .key(&queue.paused)
+                .arg(want)
+                .arg(&queue.ready_prefix);
+            for tenant in skip {
+                invocation.arg(tenant);
+            }
+            let popped: Result<Vec<String>, RedisError> =
+                bounded(self.timeout, invocation.invoke_async(&mut connection)).await;
+            let popped = match popped {
+                Ok(popped) => popped,
+                Err(err) => return Err(self.forget_connection(err)),
+            };
+            let name = &queue.name;
+            taken.extend(popped.into_iter().map(|raw| decode(name, raw)));
         }
+        Ok(taken)
     }
 
     /// The connection may be broken; make a fresh one next time.
@@ -120,15 +136,8 @@ impl Consumer {
         err
     }
 
-    fn queue_named_by(&self, key: &str) -> String {
-        self.queues
-            .iter()
-            .find(|(ready, _)| ready == key)
-            .map_or_else(|| key.to_owned(), |(_, queue)| queue.clone())
-    }
-
     /// Connects now if not yet connected, so readiness can be reported
-    /// before the first blocking pop returns.
+    /// before the first blocking wait returns.
     pub async fn connect(&mut self) -> Result<(), RedisError> {
         self.connection().await.map(drop)
     }
@@ -150,5 +159,13 @@ impl Consumer {
         self.connection
             .clone()
             .ok_or(RedisError::Build("no Redis connection".into()))
+    }
+}
+
+fn decode(queue: &str, raw: String) -> Popped {
+    let queue = queue.to_owned();
+    match Message::decode(&raw) {
+        Ok(message) => Popped::Message { queue, message },
+        Err(_) => Popped::Garbage { queue, raw },
     }
 }

@@ -3,6 +3,8 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::domain::DEFAULT_TENANT;
+
 /// Derived from the stored task alone, so every dispatch of one task
 /// produces the same queue member (and deduplicates).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -12,6 +14,9 @@ pub struct Message {
     /// finished in one transaction) before it reads the row.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub task_name: Option<String>,
+    /// The task's tenant: which of the queue's per-tenant sets it waits in.
+    #[serde(default = "default_tenant", skip_serializing_if = "is_default_tenant")]
+    pub tenant: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
     /// W3C trace context of the submitting request.
@@ -26,12 +31,14 @@ impl Message {
     pub fn new(
         task_id: Uuid,
         task_name: &str,
+        tenant: &str,
         request_id: Option<&str>,
         traceparent: Option<&str>,
     ) -> Self {
         Self {
             task_id,
             task_name: Some(task_name.to_owned()),
+            tenant: tenant.to_owned(),
             request_id: request_id.map(str::to_owned),
             traceparent: traceparent.map(str::to_owned),
         }
@@ -47,13 +54,21 @@ impl Message {
     }
 }
 
+fn default_tenant() -> String {
+    DEFAULT_TENANT.to_owned()
+}
+
+fn is_default_tenant(tenant: &String) -> bool {
+    tenant == DEFAULT_TENANT
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn a_message_encodes_the_same_way_every_time() {
-        let message = Message::new(Uuid::nil(), "sum", Some("req-1"), None);
+        let message = Message::new(Uuid::nil(), "sum", "acme", Some("req-1"), None);
         assert_eq!(message.encode(), message.clone().encode());
         assert_eq!(Message::decode(&message.encode()).ok(), Some(message));
     }

@@ -1,12 +1,17 @@
-//! Dispatch through Redis. Each queue is a sorted set of task messages scored
-//! by enqueue time: `ZADD NX` makes a dispatch idempotent, so re-dispatching a
-//! task that is already queued adds nothing. Retries wait in a second sorted
-//! set scored by due time until they are promoted.
+//! Dispatch through Redis. Each queue keeps one sorted set of task messages
+//! per tenant, scored by enqueue time, and a line of the tenants with work
+//! (`Keys::tenants`): workers take from tenants in turn, so one tenant's
+//! backlog delays only itself. `ZADD NX` makes a dispatch idempotent:
+//! re-dispatching a task that is already queued adds nothing. Retries wait
+//! in a per-queue sorted set scored by due time until they are promoted.
+//! Every script touches one queue's keys only (one hash tag).
 
 mod consumer;
 mod message;
+mod scripts;
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::collections::BTreeSet;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::keys::Keys;
 use crate::redis_pool::{Redis, RedisError};
@@ -19,19 +24,8 @@ pub use message::Message;
 /// PostgreSQL does not also know, and the reconciler re-dispatches it.
 const QUEUE_KEY_TTL_SECONDS: u64 = 7 * 24 * 3600;
 
-/// Moves due retries into the ready set. Atomic, so concurrent promoters in
-/// several workers never move one message twice.
-const PROMOTE_SCRIPT: &str = r"
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
-for _, member in ipairs(due) do
-  redis.call('ZADD', KEYS[2], 'NX', ARGV[1], member)
-end
-if #due > 0 then
-  redis.call('ZREM', KEYS[1], unpack(due))
-  redis.call('EXPIRE', KEYS[2], ARGV[3])
-end
-return #due
-";
+/// Wake-ups kept for idle consumers: enough for every worker of a pool.
+const SIGNALS_KEPT: i64 = 64;
 
 /// How much work waits on one queue.
 #[derive(Debug, Clone, PartialEq)]
@@ -47,6 +41,8 @@ pub struct Queue {
     redis: Redis,
     keys: Keys,
     promote: redis::Script,
+    depth: redis::Script,
+    acquire: redis::Script,
 }
 
 impl Queue {
@@ -54,7 +50,9 @@ impl Queue {
         Self {
             redis,
             keys,
-            promote: redis::Script::new(PROMOTE_SCRIPT),
+            promote: redis::Script::new(scripts::PROMOTE),
+            depth: redis::Script::new(scripts::DEPTH),
+            acquire: redis::Script::new(scripts::ACQUIRE),
         }
     }
 
@@ -78,31 +76,63 @@ impl Queue {
     ) -> Result<u64, RedisError> {
         let score = now_millis();
         let mut pipe = redis::pipe();
-        let mut keys = std::collections::BTreeSet::new();
+        let mut lines = BTreeSet::new();
         for (queue, message) in messages {
-            let key = self.keys.ready(queue);
             pipe.cmd("ZADD")
-                .arg(&key)
+                .arg(self.keys.ready(queue, &message.tenant))
                 .arg("NX")
                 .arg(score)
                 .arg(message.encode());
-            keys.insert(key);
+            lines.insert((queue, message.tenant.as_str()));
         }
-        if keys.is_empty() {
+        if lines.is_empty() {
             return Ok(0);
         }
-        for key in keys {
+        let queues: BTreeSet<&str> = lines.iter().map(|(queue, _)| *queue).collect();
+        for (queue, tenant) in &lines {
+            let ready = self.keys.ready(queue, tenant);
             pipe.cmd("EXPIRE")
-                .arg(key)
+                .arg(ready)
                 .arg(QUEUE_KEY_TTL_SECONDS)
                 .ignore();
+            pipe.cmd("ZADD")
+                .arg(self.keys.tenants(queue))
+                .arg("NX")
+                .arg(0)
+                .arg(*tenant)
+                .ignore();
+        }
+        for queue in queues {
+            self.expire_and_signal(&mut pipe, queue);
         }
         let added: Vec<u64> = self.redis.pipeline(&pipe).await?;
         Ok(added.iter().sum())
     }
 
-    /// For each (queue, message): whether it waits in that queue's ready
-    /// set. One round trip.
+    /// Keeps `queue`'s line alive and wakes one idle consumer.
+    fn expire_and_signal(&self, pipe: &mut redis::Pipeline, queue: &str) {
+        let signal = self.keys.signal(queue);
+        pipe.cmd("EXPIRE")
+            .arg(self.keys.tenants(queue))
+            .arg(QUEUE_KEY_TTL_SECONDS)
+            .ignore()
+            .cmd("LPUSH")
+            .arg(&signal)
+            .arg(1)
+            .ignore()
+            .cmd("LTRIM")
+            .arg(&signal)
+            .arg(0)
+            .arg(SIGNALS_KEPT - 1)
+            .ignore()
+            .cmd("EXPIRE")
+            .arg(&signal)
+            .arg(QUEUE_KEY_TTL_SECONDS)
+            .ignore();
+    }
+
+    /// For each (queue, message): whether it waits in that queue. One round
+    /// trip.
     pub async fn queued<'a>(
         &self,
         messages: impl IntoIterator<Item = (&'a str, &'a Message)>,
@@ -111,7 +141,7 @@ impl Queue {
         let mut count = 0;
         for (queue, message) in messages {
             pipe.cmd("ZSCORE")
-                .arg(self.keys.ready(queue))
+                .arg(self.keys.ready(queue, &message.tenant))
                 .arg(message.encode());
             count += 1;
         }
@@ -140,7 +170,7 @@ impl Queue {
         messages: impl IntoIterator<Item = (&'a str, &'a Message, SystemTime)>,
     ) -> Result<(), RedisError> {
         let mut pipe = redis::pipe();
-        let mut keys = std::collections::BTreeSet::new();
+        let mut keys = BTreeSet::new();
         for (queue, message, due) in messages {
             let key = self.keys.delayed(queue);
             pipe.cmd("ZADD")
@@ -162,42 +192,34 @@ impl Queue {
         self.redis.pipeline(&pipe).await
     }
 
-    /// Moves up to `limit` due retries of `queue` into its ready set.
+    /// Moves up to `limit` due retries of `queue` into its tenants' ready sets.
     pub async fn promote_due(&self, queue: &str, limit: usize) -> Result<usize, RedisError> {
         let mut invocation = self.promote.prepare_invoke();
         invocation
             .key(self.keys.delayed(queue))
-            .key(self.keys.ready(queue))
+            .key(self.keys.tenants(queue))
+            .key(self.keys.signal(queue))
             .arg(now_millis())
             .arg(limit)
-            .arg(QUEUE_KEY_TTL_SECONDS);
+            .arg(QUEUE_KEY_TTL_SECONDS)
+            .arg(self.keys.ready_prefix(queue));
         self.redis.script(&invocation).await
     }
 
     /// For each queue: messages ready to run, and the age in seconds of the
-    /// oldest (0 when empty). One round trip, O(log n) per queue.
+    /// oldest (0 when empty). O(tenants with work) per queue.
     pub async fn depths(&self, queues: &[String]) -> Result<Vec<QueueDepth>, RedisError> {
-        let mut pipe = redis::pipe();
-        for queue in queues {
-            let key = self.keys.ready(queue);
-            pipe.cmd("ZCARD").arg(&key);
-            pipe.cmd("ZRANGE").arg(&key).arg(0).arg(0).arg("WITHSCORES");
-        }
-        let replies: Vec<redis::Value> = self.redis.pipeline(&pipe).await?;
-        let now = now_millis();
+        let now = now_millis() as f64;
         let mut depths = Vec::with_capacity(queues.len());
-        for (queue, pair) in queues.iter().zip(replies.chunks(2)) {
-            let ready: u64 = pair
-                .first()
-                .and_then(|v| redis::from_redis_value_ref(v).ok())
-                .unwrap_or(0);
-            let oldest: Vec<(String, f64)> = pair
-                .get(1)
-                .and_then(|v| redis::from_redis_value_ref(v).ok())
-                .unwrap_or_default();
+        for queue in queues {
+            let mut invocation = self.depth.prepare_invoke();
+            invocation
+                .key(self.keys.tenants(queue))
+                .arg(self.keys.ready_prefix(queue));
+            let (ready, oldest): (u64, Option<String>) = self.redis.script(&invocation).await?;
             let oldest_age_seconds = oldest
-                .first()
-                .map_or(0.0, |(_, score)| (now as f64 - score).max(0.0) / 1000.0);
+                .and_then(|ms| ms.parse::<f64>().ok())
+                .map_or(0.0, |ms| (now - ms).max(0.0) / 1000.0);
             depths.push(QueueDepth {
                 queue: queue.clone(),
                 ready,
@@ -207,10 +229,83 @@ impl Queue {
         Ok(depths)
     }
 
-    /// Messages waiting in `queue`'s ready set.
+    /// Messages waiting in `queue`'s ready sets.
     pub async fn ready_len(&self, queue: &str) -> Result<u64, RedisError> {
+        let depths = self.depths(std::slice::from_ref(&queue.to_owned())).await?;
+        Ok(depths.first().map_or(0, |depth| depth.ready))
+    }
+
+    /// Pauses (workers take nothing) or resumes `queues`, as PostgreSQL
+    /// says; the flags expire unless said again (`lifetime`), so a flag
+    /// written once cannot outlive the decision.
+    pub async fn set_paused(
+        &self,
+        queues: &[(String, bool)],
+        lifetime: Duration,
+    ) -> Result<(), RedisError> {
+        let mut pipe = redis::pipe();
+        for (queue, paused) in queues {
+            let key = self.keys.paused(queue);
+            if *paused {
+                pipe.cmd("SET")
+                    .arg(key)
+                    .arg(1)
+                    .arg("EX")
+                    .arg(lifetime.as_secs().max(1))
+                    .ignore();
+            } else {
+                pipe.cmd("DEL").arg(key).ignore();
+                // Resumed: wake the consumers that saw it paused.
+                self.expire_and_signal(&mut pipe, queue);
+            }
+        }
+        if queues.is_empty() {
+            return Ok(());
+        }
+        self.redis.pipeline(&pipe).await
+    }
+
+    /// Takes one of `limit` permits of the expiring semaphore `key` for
+    /// `holder`, for `lifetime`; `false` when all are taken.
+    pub async fn acquire_permit(
+        &self,
+        key: &str,
+        holder: &str,
+        limit: u32,
+        lifetime: Duration,
+    ) -> Result<bool, RedisError> {
+        let mut invocation = self.acquire.prepare_invoke();
+        invocation
+            .key(key)
+            .arg(holder)
+            .arg(limit)
+            .arg(u64::try_from(lifetime.as_millis()).unwrap_or(u64::MAX));
+        let taken: u8 = self.redis.script(&invocation).await?;
+        Ok(taken == 1)
+    }
+
+    /// Gives back permits of the semaphores named, each `(key, holder)`.
+    pub async fn release_permits<'a>(
+        &self,
+        permits: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<(), RedisError> {
+        let mut pipe = redis::pipe();
+        let mut any = false;
+        for (key, holder) in permits {
+            pipe.cmd("ZREM").arg(key).arg(holder).ignore();
+            any = true;
+        }
+        if !any {
+            return Ok(());
+        }
+        self.redis.pipeline(&pipe).await
+    }
+
+    /// Permits of the semaphore `key` held now (expired ones not counted).
+    pub async fn permits_in_use(&self, key: &str) -> Result<u64, RedisError> {
+        let now = now_millis();
         self.redis
-            .query(redis::cmd("ZCARD").arg(self.keys.ready(queue)))
+            .query(redis::cmd("ZCOUNT").arg(key).arg(now).arg("+inf"))
             .await
     }
 

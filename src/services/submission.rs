@@ -254,6 +254,7 @@ pub(super) fn message_of(task: &NewTask) -> Message {
     Message::new(
         task.id,
         &task.task_name,
+        &task.tenant,
         task.request_id.as_deref(),
         task.trace_context.as_deref(),
     )

@@ -12,6 +12,7 @@ pub(super) async fn run(worker: Worker, stop: Shutdown) {
 }
 
 async fn beat(worker: &Worker, lease: std::time::Duration) {
+    worker.renew_permits().await;
     let held = worker.in_flight.leases();
     if held.is_empty() {
         return;

@@ -6,6 +6,7 @@ mod batches;
 mod execute;
 mod heartbeat;
 mod inflight;
+mod limits;
 mod quick;
 mod reconciler;
 mod retention;
@@ -59,6 +60,7 @@ pub struct WorkerState {
     /// pauses until it answers again instead of draining the queue.
     database_up: Arc<AtomicBool>,
     in_flight: InFlight,
+    limits: limits::TenantLimits,
     claims: batches::Claims,
     outcomes: batches::Outcomes,
 }
@@ -82,6 +84,7 @@ impl Worker {
             consuming: Arc::new(AtomicBool::new(false)),
             database_up: Arc::new(AtomicBool::new(true)),
             in_flight: InFlight::default(),
+            limits: limits::TenantLimits::default(),
             claims,
             outcomes,
         }))
@@ -107,6 +110,7 @@ impl Worker {
         loops.spawn(self.clone().promote_loop(shutdown.clone()));
         loops.spawn(reconciler::run(self.clone(), shutdown.clone()));
         loops.spawn(retention::run(self.clone(), shutdown.clone()));
+        loops.spawn(self.clone().refresh_limits(shutdown.clone()));
         // Leases are renewed until the last attempt is finished or handed back.
         let drained = Shutdown::new();
         let heartbeat = tokio::spawn(heartbeat::run(self.clone(), drained.clone()));
@@ -151,7 +155,9 @@ impl Worker {
             let popped = match consumer.connect().await {
                 Ok(()) => {
                     self.consuming.store(true, Ordering::Relaxed);
-                    consumer.next_batch(slots.len()).await
+                    consumer
+                        .next_batch(slots.len(), &self.limits.skipped())
+                        .await
                 }
                 Err(err) => Err(err),
             };
@@ -163,6 +169,9 @@ impl Worker {
                     for item in popped {
                         match item {
                             Popped::Message { queue, message } => {
+                                if !self.admit(&queue, &message).await {
+                                    continue;
+                                }
                                 let Some(slot) = slots.pop() else { break };
                                 if self.is_quick(&message) {
                                     quick.push((queue, message));
@@ -171,7 +180,9 @@ impl Worker {
                                 }
                                 let worker = self.clone();
                                 in_flight.spawn(async move {
+                                    let id = message.task_id;
                                     worker.execute(queue, message).await;
+                                    worker.release(&[id]).await;
                                     drop(slot);
                                 });
                             }
@@ -183,7 +194,9 @@ impl Worker {
                     if !quick.is_empty() {
                         let worker = self.clone();
                         in_flight.spawn(async move {
+                            let ids: Vec<_> = quick.iter().map(|(_, m)| m.task_id).collect();
                             worker.execute_quick(quick).await;
+                            worker.release(&ids).await;
                             drop(quick_slots);
                         });
                     }
@@ -264,6 +277,7 @@ impl Worker {
                 Message::new(
                     r.record.id,
                     &r.record.task_name,
+                    &r.record.tenant,
                     r.request_id.as_deref(),
                     r.trace_context.as_deref(),
                 )

@@ -110,6 +110,7 @@ async fn schedule_recovered(worker: &Worker, recovered: &[Recovered]) {
             let message = Message::new(
                 task.record.id,
                 &task.record.task_name,
+                &task.record.tenant,
                 task.request_id.as_deref(),
                 task.trace_context.as_deref(),
             );
@@ -172,6 +173,7 @@ fn message_of(candidate: &DispatchCandidate) -> Message {
     Message::new(
         candidate.id,
         &candidate.task_name,
+        &candidate.tenant,
         candidate.request_id.as_deref(),
         candidate.trace_context.as_deref(),
     )

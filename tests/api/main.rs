@@ -12,5 +12,5 @@ mod idempotency;
 mod operations;
 mod outages;
 mod reads;
-mod tenants;
 mod telemetry;
+mod tenants;

@@ -145,7 +145,7 @@ async fn every_redis_key_starts_with_the_prefix_and_expires() {
     app.wait_terminal(id).await;
     // A key of every kind: a queued message (on a queue no worker takes
     // from, so it stays) and a waiting retry too.
-    let queued = tasker::queue::Message::new(uuid::Uuid::new_v4(), "sum", None, None);
+    let queued = tasker::queue::Message::new(uuid::Uuid::new_v4(), "sum", "default", None, None);
     app.services
         .queue
         .dispatch("unconsumed", &queued)

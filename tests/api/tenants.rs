@@ -33,12 +33,19 @@ fn id_of(body: &Value) -> String {
 #[tokio::test]
 async fn with_auth_on_the_task_api_needs_a_valid_key_and_probes_do_not() {
     let app = app_with_auth().await;
-    let missing = app.post_task(json!({"task_name": "sum", "a": 1, "b": 2})).await;
+    let missing = app
+        .post_task(json!({"task_name": "sum", "a": 1, "b": 2}))
+        .await;
     assert_eq!(missing.status(), 401);
     assert_eq!(missing.headers()["www-authenticate"], "Bearer");
     let body: Value = missing.json().await.unwrap();
     assert_eq!(body["error"]["code"], "unauthorized");
-    let bad = submit_as(&app, "tsk_not-a-key", json!({"task_name": "sum", "a": 1, "b": 2})).await;
+    let bad = submit_as(
+        &app,
+        "tsk_not-a-key",
+        json!({"task_name": "sum", "a": 1, "b": 2}),
+    )
+    .await;
     assert_eq!(bad.status(), 401);
     assert_eq!(app.get("/tasks").await.status(), 401);
     for open in ["/health", "/ready", "/openapi.json", "/docs"] {
@@ -55,15 +62,30 @@ async fn a_key_may_do_only_what_its_scopes_allow() {
     let writer = app.key("acme", &["submit"], None).await;
     let refused = submit_as(&app, &reader, json!({"task_name": "sum", "a": 1, "b": 2})).await;
     assert_eq!(refused.status(), 403);
-    assert_eq!(refused.json::<Value>().await.unwrap()["error"]["code"], "forbidden");
+    assert_eq!(
+        refused.json::<Value>().await.unwrap()["error"]["code"],
+        "forbidden"
+    );
     let accepted = submit_as(&app, &writer, json!({"task_name": "sum", "a": 1, "b": 2})).await;
     assert_eq!(accepted.status(), 202);
     let id = id_of(&accepted.json().await.unwrap());
-    let read = app.as_key(Method::GET, &format!("/tasks/{id}"), &writer).send().await.unwrap();
+    let read = app
+        .as_key(Method::GET, &format!("/tasks/{id}"), &writer)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(read.status(), 403, "submit alone does not read");
-    let read = app.as_key(Method::GET, &format!("/tasks/{id}"), &reader).send().await.unwrap();
+    let read = app
+        .as_key(Method::GET, &format!("/tasks/{id}"), &reader)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(read.status(), 200);
-    let keys = app.as_key(Method::GET, "/keys", &reader).send().await.unwrap();
+    let keys = app
+        .as_key(Method::GET, "/keys", &reader)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(keys.status(), 403, "only admin keys manage keys");
 }
 
@@ -80,21 +102,55 @@ async fn a_tenant_sees_only_its_own_tasks_and_an_admin_sees_all() {
     // Finished, so the second read of each is a cache hit: checked too.
     for _ in 0..2 {
         let task: Value = eventually(|| async {
-            let r = app.as_key(Method::GET, &format!("/tasks/{mine}?wait=5"), &acme).send().await.ok()?;
+            let r = app
+                .as_key(Method::GET, &format!("/tasks/{mine}?wait=5"), &acme)
+                .send()
+                .await
+                .ok()?;
             let task: Value = r.json().await.ok()?;
             (task["status"] == "completed").then_some(task)
         })
         .await;
         assert_eq!(task["tenant"], "acme");
-        for path in [format!("/tasks/{mine}"), format!("/get-task-output?task_uuid={mine}")] {
-            let other = app.as_key(Method::GET, &path, &globex).send().await.unwrap();
-            assert_eq!(other.status(), 404, "{path}: another tenant's task does not exist for globex");
+        for path in [
+            format!("/tasks/{mine}"),
+            format!("/get-task-output?task_uuid={mine}"),
+        ] {
+            let other = app
+                .as_key(Method::GET, &path, &globex)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(
+                other.status(),
+                404,
+                "{path}: another tenant's task does not exist for globex"
+            );
         }
     }
-    let listed: Value = app.as_key(Method::GET, "/tasks", &acme).send().await.unwrap().json().await.unwrap();
-    let ids: Vec<&str> = listed["tasks"].as_array().unwrap().iter().map(|t| t["task_uuid"].as_str().unwrap()).collect();
+    let listed: Value = app
+        .as_key(Method::GET, "/tasks", &acme)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ids: Vec<&str> = listed["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["task_uuid"].as_str().unwrap())
+        .collect();
     assert_eq!(ids, vec![mine.as_str()]);
-    let everything: Value = app.as_key(Method::GET, "/tasks", &admin).send().await.unwrap().json().await.unwrap();
+    let everything: Value = app
+        .as_key(Method::GET, "/tasks", &admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(everything["tasks"].as_array().unwrap().len(), 2);
     let one: Value = app
         .as_key(Method::GET, "/tasks?tenant=globex", &admin)
@@ -105,7 +161,11 @@ async fn a_tenant_sees_only_its_own_tasks_and_an_admin_sees_all() {
         .await
         .unwrap();
     assert_eq!(one["tasks"][0]["task_uuid"], theirs.as_str());
-    let as_admin = app.as_key(Method::GET, &format!("/tasks/{theirs}"), &admin).send().await.unwrap();
+    let as_admin = app
+        .as_key(Method::GET, &format!("/tasks/{theirs}"), &admin)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(as_admin.status(), 200);
 }
 
@@ -146,19 +206,49 @@ async fn a_revoked_or_expired_key_stops_working_within_the_cache_time() {
         .unwrap();
     let token = made["token"].as_str().unwrap().to_owned();
     let id = made["key"]["id"].as_str().unwrap().to_owned();
-    assert_eq!(app.as_key(Method::GET, "/tasks", &token).send().await.unwrap().status(), 200);
-    let listed: Value = app.as_key(Method::GET, "/keys", &admin).send().await.unwrap().json().await.unwrap();
+    assert_eq!(
+        app.as_key(Method::GET, "/tasks", &token)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let listed: Value = app
+        .as_key(Method::GET, "/keys", &admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let text = listed.to_string();
-    assert!(text.contains(&id) && !text.contains(&token), "ids listed, tokens never");
-    let revoked = app.as_key(Method::POST, &format!("/keys/{id}/revoke"), &admin).send().await.unwrap();
+    assert!(
+        text.contains(&id) && !text.contains(&token),
+        "ids listed, tokens never"
+    );
+    let revoked = app
+        .as_key(Method::POST, &format!("/keys/{id}/revoke"), &admin)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(revoked.status(), 200);
     let started = std::time::Instant::now();
     eventually(|| async {
-        let status = app.as_key(Method::GET, "/tasks", &token).send().await.ok()?.status();
+        let status = app
+            .as_key(Method::GET, "/tasks", &token)
+            .send()
+            .await
+            .ok()?
+            .status();
         (status == 401).then_some(())
     })
     .await;
-    assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
 
     let short = app.key("acme", &["read"], None).await;
     let store = &app.services.store;
@@ -169,7 +259,12 @@ async fn a_revoked_or_expired_key_stops_working_within_the_cache_time() {
         .unwrap();
     let _ = store;
     eventually(|| async {
-        let status = app.as_key(Method::GET, "/tasks", &short).send().await.ok()?.status();
+        let status = app
+            .as_key(Method::GET, "/tasks", &short)
+            .send()
+            .await
+            .ok()?
+            .status();
         (status == 401).then_some(())
     })
     .await;
@@ -190,10 +285,20 @@ async fn a_key_past_its_rate_gets_429_and_stores_nothing_more() {
         }
     }
     let refused = refused.expect("the rate is enforced");
-    let retry_after: u64 = refused.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    let retry_after: u64 = refused.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!((1..=2).contains(&retry_after), "{retry_after}");
-    assert_eq!(refused.json::<Value>().await.unwrap()["error"]["code"], "rate_limited");
-    assert!((5..=7).contains(&admitted), "{admitted} admitted in a burst at 5/s");
+    assert_eq!(
+        refused.json::<Value>().await.unwrap()["error"]["code"],
+        "rate_limited"
+    );
+    assert!(
+        (5..=7).contains(&admitted),
+        "{admitted} admitted in a burst at 5/s"
+    );
     assert_eq!(app.count_tasks().await, admitted);
     // A batch counts one per task.
     let batch = app
@@ -221,7 +326,10 @@ async fn two_api_replicas_enforce_one_rate() {
             admitted += 1;
         }
     }
-    assert!((4..=6).contains(&admitted), "{admitted} admitted across two replicas at 4/s");
+    assert!(
+        (4..=6).contains(&admitted),
+        "{admitted} admitted across two replicas at 4/s"
+    );
 }
 
 #[test]
@@ -232,7 +340,22 @@ fn tasker_keys_makes_lists_and_revokes_keys() {
     let url = env.database_url();
     let vars = [("TASKER_DATABASE__URL", url.as_str())];
     let (ok, printed) = run_to_end(
-        &["keys", "create", "--tenant", "acme", "--scope", "submit", "--scope", "read", "--rate", "10", "--max-running", "3", "--expires-in", "30d"],
+        &[
+            "keys",
+            "create",
+            "--tenant",
+            "acme",
+            "--scope",
+            "submit",
+            "--scope",
+            "read",
+            "--rate",
+            "10",
+            "--max-running",
+            "3",
+            "--expires-in",
+            "30d",
+        ],
         &vars,
     );
     assert!(ok, "{printed}");
@@ -240,7 +363,10 @@ fn tasker_keys_makes_lists_and_revokes_keys() {
     assert!(token.starts_with("tsk_") && token.len() == 68, "{printed}");
     let (ok, listed) = run_to_end(&["keys", "list"], &vars);
     assert!(ok, "{listed}");
-    assert!(listed.contains("acme") && listed.contains("submit,read") && listed.contains("active"), "{listed}");
+    assert!(
+        listed.contains("acme") && listed.contains("submit,read") && listed.contains("active"),
+        "{listed}"
+    );
     assert!(!listed.contains(&token), "tokens are never shown again");
     let id = listed
         .lines()
@@ -254,7 +380,10 @@ fn tasker_keys_makes_lists_and_revokes_keys() {
     assert!(listed.contains("revoked"), "{listed}");
     let (ok, _) = run_to_end(&["keys", "revoke", "key_nope"], &vars);
     assert!(!ok);
-    let (ok, printed) = run_to_end(&["keys", "create", "--tenant", "Bad Name", "--scope", "read"], &vars);
+    let (ok, printed) = run_to_end(
+        &["keys", "create", "--tenant", "Bad Name", "--scope", "read"],
+        &vars,
+    );
     assert!(!ok && printed.contains("tenant"), "{printed}");
     drop(runtime);
 }

@@ -76,6 +76,9 @@ struct Script {
     received: Arc<Mutex<Vec<Received>>>,
     /// Delay of the success returned once the script has run out.
     default_delay: Duration,
+    /// Calls being answered now, and the most there ever were at once.
+    in_flight: Arc<std::sync::atomic::AtomicUsize>,
+    most_in_flight: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 pub struct FakeLlm {
@@ -95,6 +98,8 @@ impl FakeLlm {
             replies: Arc::new(Mutex::new(replies.into())),
             received: Arc::default(),
             default_delay,
+            in_flight: Arc::default(),
+            most_in_flight: Arc::default(),
         };
         let app = Router::new()
             .route("/v1/messages", post(messages))
@@ -120,9 +125,25 @@ impl FakeLlm {
     pub fn received(&self) -> Vec<Received> {
         self.script.received.lock().expect("lock").clone()
     }
+
+    /// The most calls it was answering at one time.
+    pub fn most_at_once(&self) -> usize {
+        self.script
+            .most_in_flight
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
 }
 
 async fn messages(State(script): State<Script>, headers: HeaderMap, body: String) -> Response {
+    use std::sync::atomic::Ordering;
+    let now = script.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+    script.most_in_flight.fetch_max(now, Ordering::SeqCst);
+    let response = answer(&script, headers, body).await;
+    script.in_flight.fetch_sub(1, Ordering::SeqCst);
+    response
+}
+
+async fn answer(script: &Script, headers: HeaderMap, body: String) -> Response {
     let body: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
     script
         .received

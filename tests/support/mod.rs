@@ -450,7 +450,12 @@ impl TestApp {
     }
 
     /// A request to the API with `token` as its bearer.
-    pub fn as_key(&self, method: reqwest::Method, path: &str, token: &str) -> reqwest::RequestBuilder {
+    pub fn as_key(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+    ) -> reqwest::RequestBuilder {
         self.client
             .request(method, self.url(path))
             .bearer_auth(token)

@@ -26,7 +26,7 @@ async fn the_same_task_delivered_twice_runs_once() {
         .submit(json!({"task_name": "query_llm", "prompt": "hi"}))
         .await;
     // A second, distinct message for the same task (as a re-dispatch would add).
-    let duplicate = Message::new(id, "query_llm", Some("duplicate"), None);
+    let duplicate = Message::new(id, "query_llm", "default", Some("duplicate"), None);
     app.services
         .queue
         .dispatch("llm", &duplicate)
@@ -53,7 +53,7 @@ async fn a_message_for_a_finished_task_changes_nothing() {
         .submit(json!({"task_name": "sum", "a": 1, "b": 2}))
         .await;
     let done = app.wait_terminal(id).await;
-    let again = Message::new(id, "sum", None, None);
+    let again = Message::new(id, "sum", "default", None, None);
     app.services
         .queue
         .dispatch("default", &again)
@@ -77,7 +77,7 @@ async fn a_message_for_a_finished_task_changes_nothing() {
 #[tokio::test]
 async fn undecodable_messages_are_dropped_and_work_goes_on() {
     let app = TestApp::spawn().await;
-    let key = app.services.keys.ready("default");
+    let key = app.services.keys.ready("default", "default");
     let _: () = app
         .env
         .redis()
@@ -187,7 +187,7 @@ async fn tasks_in_redis_flushed_away_are_dispatched_again_once() {
                 .await,
         );
     }
-    let key = app.services.keys.ready("default");
+    let key = app.services.keys.ready("default", "default");
     let _: () = app.env.redis().await.del(&key).await.unwrap();
     let mut app = app;
     app.start_worker().await;
@@ -219,7 +219,7 @@ async fn a_task_still_queued_in_a_backlog_is_not_dispatched_again() {
         .execute(&pool)
         .await
         .unwrap();
-    let key = app.services.keys.ready("default");
+    let key = app.services.keys.ready("default", "default");
     let mut redis = app.env.redis().await;
     let members: Vec<String> = redis.zrange(&key, 0, -1).await.unwrap();
     let lost_member = members
@@ -277,7 +277,7 @@ async fn a_lost_message_behind_a_page_of_queued_ones_is_found() {
     let lost = tasks.last().unwrap().id;
     let messages: Vec<Message> = tasks[..599]
         .iter()
-        .map(|t| Message::new(t.id, "sum", None, None))
+        .map(|t| Message::new(t.id, "sum", "default", None, None))
         .collect();
     app.services
         .queue
@@ -419,7 +419,7 @@ async fn a_worker_pops_a_batch_across_queues_in_one_call() {
     let queues = vec!["default".to_owned(), "llm".to_owned()];
     for (queue, count) in [("default", 3), ("llm", 4)] {
         for _ in 0..count {
-            let message = Message::new(Uuid::now_v7(), "sum", None, None);
+            let message = Message::new(Uuid::now_v7(), "sum", "default", None, None);
             app.services.queue.dispatch(queue, &message).await.unwrap();
         }
     }
@@ -438,7 +438,7 @@ async fn a_worker_pops_a_batch_across_queues_in_one_call() {
     let second = popped_queues(&mut consumer, 5).await;
     assert_eq!(second, ["llm", "llm"]);
     // Empty queues: the call blocks for its block time and returns nothing.
-    assert!(consumer.next_batch(5).await.unwrap().is_empty());
+    assert!(consumer.next_batch(5, &[]).await.unwrap().is_empty());
 }
 
 /// Stores `count` pending `sum` tasks (not dispatched); returns their ids.
@@ -457,7 +457,7 @@ async fn stored_sum_tasks(app: &TestApp, count: i64) -> Vec<Uuid> {
 
 /// The queue of each message one `next_batch(max)` call took, in order.
 async fn popped_queues(consumer: &mut tasker::queue::Consumer, max: usize) -> Vec<String> {
-    let popped = consumer.next_batch(max).await.unwrap();
+    let popped = consumer.next_batch(max, &[]).await.unwrap();
     popped
         .into_iter()
         .map(|popped| match popped {
@@ -486,7 +486,7 @@ async fn a_quick_task_delivered_many_times_at_once_runs_once() {
         .await;
     // Distinct members for one task, as repeated re-dispatches would add.
     for i in 0..5 {
-        let duplicate = Message::new(id, "sum", Some(&format!("duplicate-{i}")), None);
+        let duplicate = Message::new(id, "sum", "default", Some(&format!("duplicate-{i}")), None);
         app.services
             .queue
             .dispatch("default", &duplicate)

@@ -5,6 +5,7 @@
 mod support;
 
 mod delivery;
+mod fairness;
 mod flows;
 mod leases;
 mod llm;
