@@ -74,7 +74,7 @@ impl Application {
             services.registry.clone(),
             services.store.clone(),
             services.queue.clone(),
-            Quotas::new(services.redis.clone(), services.keys.clone()),
+            Quotas::new(services.budgets.clone(), services.keys.clone()),
             api.idempotency_window(),
             api.max_batch_size.get(),
         );

@@ -71,6 +71,12 @@ impl Keys {
         format!("{}:finished", self.prefix)
     }
 
+    /// A budget of the LLM shared by the fleet (`permits`, `tokens`,
+    /// `hold`).
+    pub fn llm(&self, part: &str) -> String {
+        format!("{}:llm:{part}", self.prefix)
+    }
+
     /// The rate-limit state of API key `key_id`.
     pub fn rate(&self, key_id: &str) -> String {
         format!("{}:rate:{key_id}", self.prefix)

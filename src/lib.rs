@@ -15,6 +15,7 @@
 pub mod app;
 pub mod auth;
 pub mod batching;
+pub mod budget;
 pub mod cache;
 pub mod cli;
 pub mod config;

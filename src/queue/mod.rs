@@ -42,7 +42,6 @@ pub struct Queue {
     keys: Keys,
     promote: redis::Script,
     depth: redis::Script,
-    acquire: redis::Script,
 }
 
 impl Queue {
@@ -52,7 +51,6 @@ impl Queue {
             keys,
             promote: redis::Script::new(scripts::PROMOTE),
             depth: redis::Script::new(scripts::DEPTH),
-            acquire: redis::Script::new(scripts::ACQUIRE),
         }
     }
 
@@ -263,50 +261,6 @@ impl Queue {
             return Ok(());
         }
         self.redis.pipeline(&pipe).await
-    }
-
-    /// Takes one of `limit` permits of the expiring semaphore `key` for
-    /// `holder`, for `lifetime`; `false` when all are taken.
-    pub async fn acquire_permit(
-        &self,
-        key: &str,
-        holder: &str,
-        limit: u32,
-        lifetime: Duration,
-    ) -> Result<bool, RedisError> {
-        let mut invocation = self.acquire.prepare_invoke();
-        invocation
-            .key(key)
-            .arg(holder)
-            .arg(limit)
-            .arg(u64::try_from(lifetime.as_millis()).unwrap_or(u64::MAX));
-        let taken: u8 = self.redis.script(&invocation).await?;
-        Ok(taken == 1)
-    }
-
-    /// Gives back permits of the semaphores named, each `(key, holder)`.
-    pub async fn release_permits<'a>(
-        &self,
-        permits: impl IntoIterator<Item = (&'a str, &'a str)>,
-    ) -> Result<(), RedisError> {
-        let mut pipe = redis::pipe();
-        let mut any = false;
-        for (key, holder) in permits {
-            pipe.cmd("ZREM").arg(key).arg(holder).ignore();
-            any = true;
-        }
-        if !any {
-            return Ok(());
-        }
-        self.redis.pipeline(&pipe).await
-    }
-
-    /// Permits of the semaphore `key` held now (expired ones not counted).
-    pub async fn permits_in_use(&self, key: &str) -> Result<u64, RedisError> {
-        let now = now_millis();
-        self.redis
-            .query(redis::cmd("ZCOUNT").arg(key).arg(now).arg("+inf"))
-            .await
     }
 
     /// Redis's `maxmemory-policy`, when the server lets us read it (managed

@@ -91,23 +91,3 @@ for _, tenant in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
 end
 return {total, oldest and tostring(oldest) or false}
 ";
-
-/// Takes a permit of a semaphore whose permits expire.
-///
-/// KEYS[1]: the holders (members) and their expiry in ms (scores).
-/// ARGV[1]: the holder, ARGV[2]: the limit, ARGV[3]: how long the permit
-/// lives (ms). Expired permits are dropped first, so a holder that died
-/// leaks nothing. Returns 1 when taken (or already held), 0 when full.
-pub const ACQUIRE: &str = r"
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-if redis.call('ZSCORE', KEYS[1], ARGV[1]) then
-  redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[1])
-  return 1
-end
-if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
-redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[1])
-redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[3]) + 60000)
-return 1
-";

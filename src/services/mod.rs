@@ -9,17 +9,18 @@ mod quota;
 mod reading;
 mod submission;
 
+use crate::budget::Budgets;
 use crate::cache::Cache;
 use crate::config::{Config, ConfigError};
 use crate::keys::Keys;
 use crate::queue::Queue;
 use crate::redis_pool::{Redis, RedisError};
 use crate::store::{self, Store};
-use crate::tasks::Registry;
+use crate::tasks::{Registry, TaskEnv};
 
 pub use api_keys::{ApiKeys, KeyError, KeyRequest};
 pub use intake::Intake;
-pub use quota::{Admission, Quotas};
+pub use quota::Quotas;
 pub use reading::{
     CacheState, Cursor, DEFAULT_PAGE, Found, ListRequest, MAX_PAGE, Page, ReadError, Reads,
 };
@@ -42,6 +43,7 @@ pub enum BuildError {
 pub struct Services {
     pub store: Store,
     pub redis: Redis,
+    pub budgets: Budgets,
     pub keys: Keys,
     pub queue: Queue,
     pub cache: Cache,
@@ -52,12 +54,17 @@ impl Services {
     /// Builds every handle without connecting: connections are made on first
     /// use, so a process starts while a dependency is down.
     pub fn build(config: &Config) -> Result<Self, BuildError> {
-        let registry = Registry::new(config)?;
         let store = Store::connect_lazy(&config.database).map_err(BuildError::Database)?;
         let redis = Redis::connect(&config.redis).map_err(BuildError::Redis)?;
         let keys = Keys::new(config.redis.key_prefix.clone());
+        let budgets = Budgets::new(redis.clone());
+        let env = TaskEnv {
+            budgets: Some((budgets.clone(), keys.clone())),
+        };
+        let registry = Registry::with_env(config, &env)?;
         Ok(Self {
             store,
+            budgets,
             queue: Queue::new(redis.clone(), keys.clone()),
             cache: Cache::new(redis.clone(), keys.clone(), config.cache.ttl_seconds.get()),
             redis,

@@ -11,7 +11,8 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::intake::Intake;
-use super::quota::{Admission, Quotas};
+use super::quota::Quotas;
+use crate::budget::Admission;
 use crate::domain::{NewTask, Origin};
 use crate::queue::{Message, Queue};
 use crate::store::{self, IdempotentInsert, Store};

@@ -266,7 +266,9 @@ impl Store {
 
     /// Puts the task back to `pending` after a retryable failure of `attempt`,
     /// to run again after `delay`. The status never shows `failed` between
-    /// attempts; the error of the last attempt stays visible.
+    /// attempts; the error of the last attempt stays visible. An attempt
+    /// that did not `spend` (it waited for a shared budget and never ran)
+    /// gives its place in the retry budget back.
     #[tracing::instrument(skip_all, fields(task_id = %id, attempt))]
     pub async fn schedule_retry(
         &self,
@@ -274,9 +276,11 @@ impl Store {
         attempt: i32,
         error: &str,
         delay: Duration,
+        spend: bool,
     ) -> Result<Option<TaskRecord>> {
         let sql = concat!(
             "UPDATE tasks SET status = 'pending', error = $3, updated_at = now(), \
+             max_attempts = max_attempts + CASE WHEN $5 THEN 0 ELSE 1 END, \
              lease_expires_at = NULL, run_after = now() + make_interval(secs => $4), \
              dispatched_at = now() + make_interval(secs => $4) \
              WHERE id = $1 AND (status = 'running') IS TRUE AND attempts = $2 RETURNING ",
@@ -290,6 +294,7 @@ impl Store {
                     .bind(attempt)
                     .bind(error)
                     .bind(delay.as_secs_f64())
+                    .bind(spend)
                     .fetch_optional(&self.pool),
             )
             .await?;

@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use sha2::Digest;
 
-use super::{NoSettings, RetryPolicy, Task, TaskError};
+use super::{NoSettings, RetryPolicy, Task, TaskEnv, TaskError};
 use crate::config::ConfigError;
 
 pub struct FileHash;
@@ -64,7 +64,7 @@ impl Task for FileHash {
     const QUICK: bool = true;
     type Settings = NoSettings;
 
-    fn build(_: NoSettings) -> Result<Self, ConfigError> {
+    fn build(_: NoSettings, _: &TaskEnv) -> Result<Self, ConfigError> {
         Ok(FileHash)
     }
 

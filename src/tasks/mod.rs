@@ -50,8 +50,9 @@ pub trait Task: Sized + Send + Sync + 'static {
     /// This type's configuration section ([`NoSettings`] when it has none).
     type Settings: TaskSettings;
 
-    /// Builds the type from its (validated) settings.
-    fn build(settings: Self::Settings) -> Result<Self, ConfigError>;
+    /// Builds the type from its (validated) settings and what the process
+    /// shares with it.
+    fn build(settings: Self::Settings, env: &TaskEnv) -> Result<Self, ConfigError>;
     /// Valid parameters, for the documentation and the examples.
     fn example() -> Self::Params;
     /// Checks serde cannot express (ranges, non-empty strings).
@@ -89,6 +90,13 @@ impl TaskSettings for NoSettings {
     const SECTION: Option<&'static str> = None;
 }
 
+/// What a process shares with its task types: budgets in Redis (absent
+/// when the registry is only built to check the configuration).
+#[derive(Clone, Default)]
+pub struct TaskEnv {
+    pub budgets: Option<(crate::budget::Budgets, crate::keys::Keys)>,
+}
+
 /// A parameter that failed validation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FieldError {
@@ -119,6 +127,13 @@ pub enum TaskError {
     /// Will fail the same way every time; no retry.
     #[error("{0}")]
     Fatal(String),
+    /// Not attempted: a shared budget is spent or the other side asked to
+    /// wait. The task waits, pending, without spending an attempt.
+    #[error("{message}")]
+    Deferred {
+        message: String,
+        retry_after: Duration,
+    },
 }
 
 impl TaskError {

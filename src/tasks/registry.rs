@@ -13,7 +13,7 @@ use super::file_hash::FileHash;
 use super::query_llm::QueryLlm;
 use super::sum::Sum;
 use super::validation::SubmissionError;
-use super::{RetryPolicy, Task, TaskError, TaskSettings};
+use super::{RetryPolicy, Task, TaskEnv, TaskError, TaskSettings};
 use crate::config::{Config, ConfigError};
 use crate::domain::{NewTask, Origin};
 use uuid::Uuid;
@@ -116,7 +116,13 @@ impl Registry {
     /// when `worker.queues` names a queue no type runs on, or when a
     /// section of the configuration belongs to nothing.
     pub fn new(config: &Config) -> Result<Self, ConfigError> {
-        let mut builder = Builder::new(config);
+        Self::with_env(config, &TaskEnv::default())
+    }
+
+    /// [`Registry::new`], the task types sharing `env` (what a process
+    /// that runs tasks gives them).
+    pub fn with_env(config: &Config, env: &TaskEnv) -> Result<Self, ConfigError> {
+        let mut builder = Builder::new(config, env);
         builder.add::<Sum>()?;
         builder.add::<FileHash>()?;
         builder.add::<QueryLlm>()?;
@@ -198,14 +204,16 @@ impl Registry {
 /// configuration against them.
 struct Builder<'c> {
     config: &'c Config,
+    env: &'c TaskEnv,
     tasks: BTreeMap<&'static str, RegisteredTask>,
     settings: BTreeMap<&'static str, Value>,
 }
 
 impl<'c> Builder<'c> {
-    fn new(config: &'c Config) -> Self {
+    fn new(config: &'c Config, env: &'c TaskEnv) -> Self {
         Self {
             config,
+            env,
             tasks: BTreeMap::new(),
             settings: BTreeMap::new(),
         }
@@ -224,7 +232,7 @@ impl<'c> Builder<'c> {
             }
             None => T::Settings::default(),
         };
-        let task = T::build(settings)?;
+        let task = T::build(settings, self.env)?;
         let quick = T::QUICK && Task::timeout(&task) <= super::QUICK_TIMEOUT_LIMIT;
         let queue = self
             .config

@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::Number;
 
-use super::{NoSettings, RetryPolicy, Task, TaskError};
+use super::{NoSettings, RetryPolicy, Task, TaskEnv, TaskError};
 use crate::config::ConfigError;
 
 pub struct Sum;
@@ -39,7 +39,7 @@ impl Task for Sum {
     const QUICK: bool = true;
     type Settings = NoSettings;
 
-    fn build(_: NoSettings) -> Result<Self, ConfigError> {
+    fn build(_: NoSettings, _: &TaskEnv) -> Result<Self, ConfigError> {
         Ok(Sum)
     }
 

@@ -25,6 +25,14 @@ pub const HTTP_CONNECTIONS: &str = "tasker_http_connections";
 pub const HTTP_CONNECTIONS_REFUSED: &str = "tasker_http_connections_refused_total";
 pub const LONGPOLL_WAITERS: &str = "tasker_longpoll_waiters";
 pub const LONGPOLL_REFUSED: &str = "tasker_longpoll_refused_total";
+/// LLM calls in flight from this process under `llm.max_concurrency`.
+pub const LLM_PERMITS: &str = "tasker_llm_permits_in_use";
+/// Tokens of LLM calls (`kind`: estimated before the call, used after).
+pub const LLM_TOKENS: &str = "tasker_llm_tokens_total";
+/// LLM tasks sent back to wait (`reason`: concurrency, tokens, provider).
+pub const LLM_DEFERRED: &str = "tasker_llm_deferred_total";
+/// How long LLM tasks were sent back to wait for.
+pub const LLM_WAIT: &str = "tasker_llm_wait_seconds";
 /// Rows written by one group-commit statement (`statement`: insert, claim, outcome).
 pub const GROUP_COMMIT_ROWS: &str = "tasker_group_commit_rows";
 
@@ -40,6 +48,8 @@ pub const TERMINAL_STATUSES: [&str; 2] = ["completed", "failed"];
 pub const RECOVERY_REASONS: [&str; 3] = ["lease_expired", "dispatch_lost", "handed_back"];
 /// `result` of [`CACHE_REQUESTS`].
 pub const CACHE_RESULTS: [&str; 3] = ["hit", "miss", "bypass"];
+/// `reason` of [`LLM_DEFERRED`].
+pub const LLM_DEFER_REASONS: [&str; 3] = ["concurrency", "tokens", "provider"];
 /// `statement` of [`GROUP_COMMIT_ROWS`].
 pub const GROUP_COMMIT_STATEMENTS: [&str; 3] = ["insert", "claim", "outcome"];
 
@@ -136,6 +146,26 @@ fn describe() {
         Unit::Count,
         "Rows written by one group-commit statement."
     );
+    describe_gauge!(
+        LLM_PERMITS,
+        Unit::Count,
+        "LLM calls in flight from this process under llm.max_concurrency."
+    );
+    describe_counter!(
+        LLM_TOKENS,
+        Unit::Count,
+        "Tokens of LLM calls: estimated before each call, used after."
+    );
+    describe_counter!(
+        LLM_DEFERRED,
+        Unit::Count,
+        "LLM tasks sent back to wait: the fleet's concurrency or token budget was spent, or the provider asked to wait."
+    );
+    describe_histogram!(
+        LLM_WAIT,
+        Unit::Seconds,
+        "How long LLM tasks were sent back to wait for."
+    );
     describe_gauge!(QUEUE_DEPTH, Unit::Count, "Tasks ready to run, per queue.");
     describe_gauge!(
         QUEUE_OLDEST_AGE,
@@ -184,6 +214,14 @@ pub fn register_known_series<'a>(
     for statement in GROUP_COMMIT_STATEMENTS {
         let _ = metrics::histogram!(GROUP_COMMIT_ROWS, "statement" => statement);
     }
+    for kind in ["estimated", "used"] {
+        metrics::counter!(LLM_TOKENS, "kind" => kind).absolute(0);
+    }
+    for reason in LLM_DEFER_REASONS {
+        metrics::counter!(LLM_DEFERRED, "reason" => reason).absolute(0);
+    }
+    let _ = metrics::histogram!(LLM_WAIT);
+    metrics::gauge!(LLM_PERMITS).increment(0.0);
     metrics::counter!(STALE_RESULTS).absolute(0);
     metrics::counter!(HTTP_CONNECTIONS_REFUSED).absolute(0);
     metrics::counter!(LONGPOLL_REFUSED).absolute(0);

@@ -21,7 +21,16 @@ use crate::telemetry::traces;
 /// What one attempt ended with, before it is written down.
 pub(super) enum Outcome {
     Completed(Value),
-    Retry { error: String, delay: Duration },
+    Retry {
+        error: String,
+        delay: Duration,
+    },
+    /// Not attempted (a shared budget was spent): wait without spending
+    /// an attempt.
+    Defer {
+        error: String,
+        delay: Duration,
+    },
     Failed(String),
 }
 
@@ -95,7 +104,9 @@ impl Worker {
         let elapsed = started.elapsed();
         let record = self.record(&claimed, &outcome).await;
         self.ended(&claimed, &outcome, record.as_ref(), elapsed);
-        if let (Outcome::Retry { delay, .. }, Some(_)) = (&outcome, &record) {
+        if let (Outcome::Retry { delay, .. } | Outcome::Defer { delay, .. }, Some(_)) =
+            (&outcome, &record)
+        {
             self.schedule_retry(task.as_ref(), message, *delay).await;
         }
     }
@@ -136,6 +147,13 @@ impl Worker {
                     "task will be retried"
                 );
             }
+            Outcome::Defer { error, delay } => {
+                tracing::info!(
+                    error,
+                    retry_in_ms = delay.as_millis() as u64,
+                    "task waits for a shared budget"
+                );
+            }
             _ => self.finished(record, duration_ms),
         }
     }
@@ -151,7 +169,12 @@ impl Worker {
                     Outcome::Completed(output) => FinalOutcome::Completed(output.clone()),
                     Outcome::Failed(error) => FinalOutcome::Failed(error.clone()),
                     Outcome::Retry { error, delay } => {
-                        return store.schedule_retry(id, attempt, error, *delay).await;
+                        return store.schedule_retry(id, attempt, error, *delay, true).await;
+                    }
+                    Outcome::Defer { error, delay } => {
+                        return store
+                            .schedule_retry(id, attempt, error, *delay, false)
+                            .await;
                     }
                 };
                 let write = FinalWrite {
@@ -291,5 +314,12 @@ async fn attempt(task: &RegisteredTask, claimed: &ClaimedTask) -> Outcome {
             claimed.attempt
         )),
         Err(TaskError::Fatal(message)) => Outcome::Failed(message),
+        Err(TaskError::Deferred {
+            message,
+            retry_after,
+        }) => Outcome::Defer {
+            error: message,
+            delay: retry_after,
+        },
     }
 }

@@ -60,8 +60,8 @@ impl Worker {
         let lifetime = self.permit_lifetime();
         match self
             .services
-            .queue
-            .acquire_permit(&key, &holder, limit, lifetime)
+            .budgets
+            .acquire(&key, &holder, limit, lifetime)
             .await
         {
             Ok(true) => {
@@ -113,7 +113,7 @@ impl Worker {
                 .collect()
         };
         let permits = released.iter().map(|(k, h)| (k.as_str(), h.as_str()));
-        if let Err(err) = self.services.queue.release_permits(permits).await {
+        if let Err(err) = self.services.budgets.release(permits).await {
             tracing::debug!(error = %error_chain(&err), "cannot give permits back; they expire");
         }
     }
@@ -134,8 +134,8 @@ impl Worker {
             let key = self.services.keys.running(&tenant);
             let _ = self
                 .services
-                .queue
-                .acquire_permit(&key, &id.to_string(), limit, lifetime)
+                .budgets
+                .acquire(&key, &id.to_string(), limit, lifetime)
                 .await;
         }
     }

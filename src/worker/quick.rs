@@ -75,10 +75,12 @@ impl Worker {
                 outcome: match &outcome {
                     Outcome::Completed(output) => QuickOutcome::Completed(output.clone()),
                     Outcome::Failed(error) => QuickOutcome::Failed(error.clone()),
-                    Outcome::Retry { error, delay } => QuickOutcome::Retry {
-                        error: error.clone(),
-                        delay: *delay,
-                    },
+                    Outcome::Retry { error, delay } | Outcome::Defer { error, delay } => {
+                        QuickOutcome::Retry {
+                            error: error.clone(),
+                            delay: *delay,
+                        }
+                    }
                 },
             });
             attempts.insert(

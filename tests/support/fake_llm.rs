@@ -21,6 +21,9 @@ pub struct Reply {
     pub body: Value,
     pub retry_after: Option<&'static str>,
     pub delay: Duration,
+    /// Says the request limit is spent until this long from now
+    /// (`anthropic-ratelimit-requests-remaining: 0`).
+    pub reset_in: Option<Duration>,
 }
 
 impl Reply {
@@ -38,6 +41,7 @@ impl Reply {
             }),
             retry_after: None,
             delay: Duration::ZERO,
+            reset_in: None,
         }
     }
 
@@ -47,6 +51,7 @@ impl Reply {
             body: json!({"type": "error", "error": {"type": kind, "message": message}}),
             retry_after: None,
             delay: Duration::ZERO,
+            reset_in: None,
         }
     }
 
@@ -163,6 +168,18 @@ async fn answer(script: &Script, headers: HeaderMap, body: String) -> Response {
         response
             .headers_mut()
             .insert("retry-after", wait.parse().expect("header"));
+    }
+    if let Some(reset_in) = reply.reset_in {
+        let reset = chrono::Utc::now() + chrono::Duration::from_std(reset_in).expect("duration");
+        let headers = response.headers_mut();
+        headers.insert(
+            "anthropic-ratelimit-requests-remaining",
+            "0".parse().expect("header"),
+        );
+        headers.insert(
+            "anthropic-ratelimit-requests-reset",
+            reset.to_rfc3339().parse().expect("header"),
+        );
     }
     response
 }

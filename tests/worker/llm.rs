@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::support::TestApp;
 use crate::support::fake_llm::{FakeLlm, Reply};
+use crate::support::{TestApp, eventually, metric};
 
 async fn app_with(llm: &FakeLlm, key: Option<&str>, timeout_seconds: u64) -> TestApp {
     TestApp::spawn_with(
@@ -52,7 +52,7 @@ async fn a_prompt_is_answered_with_text_model_and_usage() {
 }
 
 #[tokio::test]
-async fn a_rate_limit_is_retried_and_the_task_completes() {
+async fn a_rate_limit_waits_without_spending_an_attempt() {
     let llm = FakeLlm::start(vec![Reply::rate_limited(), Reply::ok("second time lucky")]).await;
     let app = app_with(&llm, Some("sk-test"), 10).await;
     let id = app
@@ -60,7 +60,10 @@ async fn a_rate_limit_is_retried_and_the_task_completes() {
         .await;
     let task = app.wait_terminal(id).await;
     assert_eq!(task["status"], "completed", "{task}");
+    // Two runs, but the 429 was the provider's limit, not the task's fault:
+    // the attempt it took was given back.
     assert_eq!(task["attempts"], 2);
+    assert_eq!(task["max_attempts"], 6, "{task}");
     assert_eq!(task["task_output"]["text"], "second time lucky");
     assert_eq!(llm.received().len(), 2);
     assert_eq!(
@@ -206,4 +209,168 @@ async fn a_waiting_retry_shows_attempts_the_last_error_and_the_next_attempt_time
         "{wait}"
     );
     assert!(task["completed_at"].is_null());
+}
+
+#[tokio::test]
+async fn the_fleet_never_has_more_calls_in_flight_than_its_budget() {
+    let llm = FakeLlm::start_with_delay(Vec::new(), Duration::from_millis(150)).await;
+    let mut app = TestApp::spawn_with(
+        |c| {
+            llm.configure(c);
+            c.tasks.set("llm", "max_concurrency", 3);
+            c.worker.concurrency = 16.try_into().unwrap();
+        },
+        false,
+    )
+    .await;
+    app.start_worker().await;
+    app.start_worker().await;
+    let mut ids = Vec::new();
+    for i in 0..24 {
+        ids.push(
+            app.submit(json!({"task_name": "query_llm", "prompt": format!("p{i}")}))
+                .await,
+        );
+    }
+    for id in ids {
+        let task = app.wait_terminal(id).await;
+        assert_eq!(task["status"], "completed", "{task}");
+    }
+    assert_eq!(llm.received().len(), 24, "one call per task");
+    let most = llm.most_at_once();
+    assert!(most <= 3, "{most} calls at once across two workers");
+    assert!(most >= 2, "the budget was used ({most} at most at once)");
+    // Every permit was given back.
+    let mut redis = app.env.redis().await;
+    let held: u64 = redis::cmd("ZCARD")
+        .arg(app.services.keys.llm("permits"))
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert_eq!(held, 0);
+}
+
+#[tokio::test]
+async fn permits_held_by_a_dead_worker_expire() {
+    let llm = FakeLlm::start(Vec::new()).await;
+    let app = TestApp::spawn_with(
+        |c| {
+            llm.configure(c);
+            c.tasks.set("llm", "max_concurrency", 2);
+        },
+        true,
+    )
+    .await;
+    // A worker that was killed mid-call left both permits taken, with
+    // little of their lifetime left.
+    let mut redis = app.env.redis().await;
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    let permits = app.services.keys.llm("permits");
+    let _: () = redis::cmd("ZADD")
+        .arg(&permits)
+        .arg(now_ms + 1_500)
+        .arg("dead-1")
+        .arg(now_ms + 1_500)
+        .arg("dead-2")
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let id = app
+        .submit(json!({"task_name": "query_llm", "prompt": "hi"}))
+        .await;
+    let task = app.wait_terminal(id).await;
+    assert_eq!(task["status"], "completed", "{task}");
+    assert_eq!(llm.received().len(), 1);
+    assert!(
+        task["max_attempts"].as_i64().unwrap() > 5,
+        "it waited for a permit without spending attempts: {task}"
+    );
+    let deferred = metric(
+        &app.worker_metrics().await,
+        r#"tasker_llm_deferred_total{reason="concurrency"}"#,
+    );
+    assert!(deferred.unwrap_or(0.0) >= 1.0, "{deferred:?}");
+}
+
+#[tokio::test]
+async fn a_spent_token_budget_defers_the_next_call() {
+    // Each reply reports 4,000 tokens used; the fleet may use 6,000 a minute.
+    let mut heavy = Reply::ok("long answer");
+    heavy.body["usage"] = json!({"input_tokens": 3_000, "output_tokens": 1_000});
+    let llm = FakeLlm::start(vec![heavy.clone(), heavy]).await;
+    let app = TestApp::spawn_with(
+        |c| {
+            llm.configure(c);
+            c.tasks.set("llm", "tokens_per_minute", 6_000);
+        },
+        true,
+    )
+    .await;
+    for _ in 0..2 {
+        let id = app
+            .submit(json!({"task_name": "query_llm", "prompt": "hi", "max_tokens": 10}))
+            .await;
+        assert_eq!(app.wait_terminal(id).await["status"], "completed");
+    }
+    // 8,000 tokens in the last seconds: the next call waits its turn.
+    let id = app
+        .submit(json!({"task_name": "query_llm", "prompt": "hi", "max_tokens": 10}))
+        .await;
+    let task = eventually(|| async {
+        let task = app.task(id).await;
+        task["error"].is_string().then_some(task)
+    })
+    .await;
+    assert_eq!(task["status"], "pending", "{task}");
+    assert!(
+        task["error"]
+            .as_str()
+            .unwrap()
+            .contains("llm.tokens_per_minute"),
+        "{task}"
+    );
+    let next: chrono::DateTime<chrono::Utc> =
+        task["next_attempt_at"].as_str().unwrap().parse().unwrap();
+    let wait = next - chrono::Utc::now();
+    assert!(
+        wait > chrono::Duration::seconds(5) && wait <= chrono::Duration::seconds(60),
+        "{wait}"
+    );
+    assert_eq!(llm.received().len(), 2, "the third call was not made");
+    // The recorder is the process's, shared with other tests.
+    let used = metric(
+        &app.worker_metrics().await,
+        r#"tasker_llm_tokens_total{kind="used"}"#,
+    );
+    assert!(used.unwrap_or(0.0) >= 8_000.0, "{used:?}");
+}
+
+#[tokio::test]
+async fn a_provider_s_spent_limit_holds_the_whole_fleet() {
+    let mut spent = Reply::ok("last one for now");
+    spent.reset_in = Some(Duration::from_secs(30));
+    let llm = FakeLlm::start(vec![spent]).await;
+    let app = app_with(&llm, Some("sk-test"), 10).await;
+    let first = app
+        .submit(json!({"task_name": "query_llm", "prompt": "hi"}))
+        .await;
+    assert_eq!(app.wait_terminal(first).await["status"], "completed");
+    let second = app
+        .submit(json!({"task_name": "query_llm", "prompt": "again"}))
+        .await;
+    let task = eventually(|| async {
+        let task = app.task(second).await;
+        task["error"].is_string().then_some(task)
+    })
+    .await;
+    assert_eq!(task["status"], "pending", "{task}");
+    assert!(
+        task["error"].as_str().unwrap().contains("asked to wait"),
+        "{task}"
+    );
+    assert_eq!(
+        llm.received().len(),
+        1,
+        "no call while the provider's limit is spent"
+    );
 }

@@ -2,6 +2,7 @@
 //! Rate limits, server errors and timeouts are retryable; other client
 //! errors are not.
 
+mod budget;
 mod settings;
 
 use std::time::Duration;
@@ -11,7 +12,7 @@ use reqwest::header::{HeaderMap, RETRY_AFTER};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::{FieldError, RetryPolicy, Task, TaskError};
+use super::{FieldError, RetryPolicy, Task, TaskEnv, TaskError};
 use crate::config::{ConfigError, ExposeSecret, SecretString};
 use crate::telemetry::error_chain;
 
@@ -22,6 +23,7 @@ const ANTHROPIC_VERSION: &str = "2023-06-01";
 const MAX_TOKENS_LIMIT: u32 = 128_000;
 
 pub struct QueryLlm {
+    budget: Option<budget::LlmBudget>,
     client: reqwest::Client,
     messages_url: String,
     api_key: Option<SecretString>,
@@ -133,10 +135,32 @@ impl QueryLlm {
             .map_err(|err| transport_error(&err))?;
         let status = response.status();
         let retry_after = retry_after(response.headers());
+        let spent = limits_spent(response.headers());
         let text = response.text().await.map_err(|err| {
             tracing::warn!(error = %error_chain(&err), "reading the LLM reply failed");
             TaskError::retryable("reading the LLM reply failed")
         })?;
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            // The provider's limits are the fleet's: everyone waits, and
+            // the task waits without spending an attempt.
+            let wait = retry_after.or(spent).unwrap_or(Duration::from_secs(5));
+            if let Some(budget) = &self.budget {
+                budget.hold_off(wait).await;
+            }
+            tracing::warn!(
+                wait_ms = wait.as_millis() as u64,
+                "the LLM API answered 429; waiting"
+            );
+            return Err(budget::defer(
+                "provider",
+                "the LLM provider is rate limiting (429); waiting",
+                wait,
+            ));
+        }
+        if let (Some(wait), Some(budget)) = (spent, &self.budget) {
+            // Answered, but its limits are spent until the reset.
+            budget.hold_off(wait).await;
+        }
         if !status.is_success() {
             return Err(status_error(status, &text, retry_after));
         }
@@ -158,7 +182,7 @@ impl Task for QueryLlm {
     type Output = QueryLlmOutput;
     type Settings = LlmSettings;
 
-    fn build(settings: LlmSettings) -> Result<Self, ConfigError> {
+    fn build(settings: LlmSettings, env: &TaskEnv) -> Result<Self, ConfigError> {
         crate::tls::install_crypto_provider();
         let timeout = settings.timeout();
         let client = reqwest::Client::builder()
@@ -170,6 +194,7 @@ impl Task for QueryLlm {
                 reason: format!("cannot build the HTTP client: {err}"),
             })?;
         Ok(Self {
+            budget: budget::LlmBudget::new(&settings, env, timeout),
             client,
             messages_url: format!("{}/v1/messages", settings.base_url.trim_end_matches('/')),
             api_key: settings.api_key(),
@@ -219,12 +244,29 @@ impl Task for QueryLlm {
                  (TASKER_LLM__API_KEY, or TASKER_LLM__API_KEY_FILE naming a file)",
             ));
         };
+        let max_tokens = params.max_tokens.unwrap_or(self.default_max_tokens);
+        let call = match &self.budget {
+            Some(budget) => Some(
+                budget
+                    .enter(estimate_tokens(&params.prompt, max_tokens))
+                    .await?,
+            ),
+            None => None,
+        };
         let body = json!({
             "model": self.model,
-            "max_tokens": params.max_tokens.unwrap_or(self.default_max_tokens),
+            "max_tokens": max_tokens,
             "messages": [{"role": "user", "content": params.prompt}],
         });
-        self.send(api_key, &body).await
+        let answer = self.send(api_key, &body).await;
+        if let Some(call) = call {
+            let used = answer
+                .as_ref()
+                .ok()
+                .map(|output| output.usage.input_tokens + output.usage.output_tokens);
+            call.settle(used).await;
+        }
+        answer
     }
 }
 
@@ -298,6 +340,39 @@ fn api_error_message(body: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// A generous guess of a call's tokens before it is made: the prompt at
+/// about four characters a token, and every token the reply may use. The
+/// reply's `usage` corrects it.
+fn estimate_tokens(prompt: &str, max_tokens: u32) -> u64 {
+    (prompt.chars().count() as u64).div_ceil(4) + u64::from(max_tokens)
+}
+
+/// How long until the provider's limits reset, when its rate-limit headers
+/// say one of them is spent (`anthropic-ratelimit-*-remaining: 0`).
+fn limits_spent(headers: &HeaderMap) -> Option<Duration> {
+    ["requests", "tokens", "input-tokens", "output-tokens"]
+        .into_iter()
+        .filter(|kind| {
+            headers
+                .get(format!("anthropic-ratelimit-{kind}-remaining"))
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                == Some(0)
+        })
+        .filter_map(|kind| {
+            let reset = headers
+                .get(format!("anthropic-ratelimit-{kind}-reset"))?
+                .to_str()
+                .ok()?;
+            let at = chrono::DateTime::parse_from_rfc3339(reset.trim()).ok()?;
+            (at.with_timezone(&chrono::Utc) - chrono::Utc::now())
+                .to_std()
+                .ok()
+        })
+        .max()
+        .map(|wait| wait.max(Duration::from_millis(100)))
+}
+
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let seconds: f64 = headers
         .get(RETRY_AFTER)?
@@ -321,8 +396,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn rate_limits_and_server_errors_are_retryable() {
-        for status in [429, 500, 502, 503, 529] {
+    fn server_errors_are_retryable() {
+        for status in [500, 502, 503, 529] {
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::IM_A_TEAPOT);
             let err = status_error(status, "{}", None);
             assert!(matches!(err, TaskError::Retryable { .. }), "{status}");
@@ -362,6 +437,33 @@ mod tests {
         assert!(parse(json!({"prompt": "p", "max_tokens": 64.5})).is_err());
         assert!(parse(json!({"prompt": "p", "max_tokens": -1})).is_err());
         assert!(parse(json!({"prompt": "p", "max_tokens": "64"})).is_err());
+    }
+
+    #[test]
+    fn spent_limits_say_how_long_to_wait() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(limits_spent(&headers), None);
+        let reset = (chrono::Utc::now() + chrono::Duration::seconds(20)).to_rfc3339();
+        headers.insert(
+            "anthropic-ratelimit-requests-remaining",
+            reqwest::header::HeaderValue::from_static("0"),
+        );
+        headers.insert(
+            "anthropic-ratelimit-requests-reset",
+            reqwest::header::HeaderValue::from_str(&reset)
+                .unwrap_or(reqwest::header::HeaderValue::from_static("x")),
+        );
+        let wait = limits_spent(&headers).unwrap_or_default();
+        assert!(
+            wait > Duration::from_secs(15) && wait <= Duration::from_secs(20),
+            "{wait:?}"
+        );
+        headers.insert(
+            "anthropic-ratelimit-requests-remaining",
+            reqwest::header::HeaderValue::from_static("7"),
+        );
+        assert_eq!(limits_spent(&headers), None);
+        assert_eq!(estimate_tokens("abcdefgh", 100), 102);
     }
 
     #[test]

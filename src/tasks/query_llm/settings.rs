@@ -21,6 +21,11 @@ pub struct LlmSettings {
     pub timeout_seconds: NonZeroU64,
     /// `max_tokens` when a task gives none.
     pub default_max_tokens: NonZeroU32,
+    /// LLM calls in flight at once across every worker; no limit when unset.
+    pub max_concurrency: Option<NonZeroU32>,
+    /// Tokens (estimated before a call, corrected after) per minute across
+    /// every worker; no limit when unset.
+    pub tokens_per_minute: Option<NonZeroU64>,
 }
 
 impl Default for LlmSettings {
@@ -31,6 +36,8 @@ impl Default for LlmSettings {
             model: "claude-sonnet-4-5".into(),
             timeout_seconds: crate::config::nonzero_u64(60),
             default_max_tokens: crate::config::nonzero_u32(1024),
+            max_concurrency: None,
+            tokens_per_minute: None,
         }
     }
 }
