@@ -218,7 +218,7 @@ async fn the_fleet_never_has_more_calls_in_flight_than_its_budget() {
         |c| {
             llm.configure(c);
             c.tasks.set("llm", "max_concurrency", 3);
-            c.worker.concurrency = 16.try_into().unwrap();
+            c.worker.concurrency = 32.try_into().unwrap();
         },
         false,
     )
