@@ -79,7 +79,8 @@ async fn openapi_describes_the_task_union_and_every_error() {
         let reference = union["discriminator"]["mapping"][name].as_str().unwrap();
         let schema = reference.strip_prefix("#/components/schemas/").unwrap();
         let task = &schemas[schema];
-        assert_eq!(task["properties"]["task_name"]["enum"], json!([name]));
+        assert_eq!(task["properties"]["task_name"]["const"], json!(name));
+        assert_eq!(task["properties"]["task_name"]["default"], json!(name));
         assert!(
             task["required"]
                 .as_array()

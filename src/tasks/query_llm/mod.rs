@@ -87,7 +87,7 @@ pub struct QueryLlmOutput {
     #[schema(example = "claude-sonnet-4-5")]
     pub model: String,
     /// Why the model stopped, as the provider says (`end_turn`, `max_tokens`, …).
-    #[schema(example = "end_turn")]
+    #[schema(example = "end_turn", required = true)]
     pub stop_reason: Option<String>,
     pub usage: Usage,
 }
