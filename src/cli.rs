@@ -9,6 +9,7 @@ use crate::app::{Application, effective_config};
 use crate::config::{Config, LogFormat};
 use crate::shutdown::Shutdown;
 use crate::tasks::Registry;
+use crate::telemetry::error_chain;
 use crate::telemetry::logs;
 
 /// Tasker: asynchronous task execution. Submit tasks over REST, run them on
@@ -80,7 +81,7 @@ pub fn main() -> ExitCode {
                 ExitCode::SUCCESS
             }
             Err(err) => {
-                eprintln!("tasker: {err:#}");
+                eprintln!("tasker: {}", error_chain(err.as_ref()));
                 ExitCode::FAILURE
             }
         };
@@ -120,7 +121,7 @@ pub fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("tasker: {err:#}");
+            eprintln!("tasker: {}", error_chain(err.as_ref()));
             ExitCode::FAILURE
         }
     }
@@ -158,7 +159,10 @@ async fn run(command: Command, app: Application) -> anyhow::Result<()> {
     };
     app.services().store.close().await;
     if let Err(err) = &result {
-        tracing::error!(error = format!("{err:#}"), "tasker stopped with an error");
+        tracing::error!(
+            error = error_chain(err.as_ref()),
+            "tasker stopped with an error"
+        );
     }
     result
 }
