@@ -117,6 +117,35 @@ pub fn document(registry: &Registry, api: &ApiConfig) -> utoipa::openapi::OpenAp
     doc
 }
 
+/// Every operation of `doc` as (method, path template, its first `2xx`
+/// status): the requests a client makes when all goes well.
+pub fn successful_operations(doc: &utoipa::openapi::OpenApi) -> Vec<(&'static str, &str, u16)> {
+    let mut operations = Vec::new();
+    for (path, item) in &doc.paths.paths {
+        let methods = [
+            ("GET", &item.get),
+            ("POST", &item.post),
+            ("PUT", &item.put),
+            ("PATCH", &item.patch),
+            ("DELETE", &item.delete),
+        ];
+        for (method, operation) in methods {
+            let status = operation.iter().find_map(|operation| {
+                operation
+                    .responses
+                    .responses
+                    .keys()
+                    .filter_map(|status| status.parse::<u16>().ok())
+                    .find(|status| (200..300).contains(status))
+            });
+            if let Some(status) = status {
+                operations.push((method, path.as_str(), status));
+            }
+        }
+    }
+    operations
+}
+
 /// A `oneOf` of named schemas with a discriminator mapping each value of
 /// the discriminating property to its schema.
 struct Union {
