@@ -39,6 +39,7 @@ use crate::ops::{
 use crate::tasks::{RegisteredTask, Registry};
 
 const REQUEST_SCHEMA: &str = "RunTaskRequest";
+const BATCH_REQUEST_SCHEMA: &str = "RunTasksRequest";
 /// The name `TaskRecord` has in the document: every read refers to it, and
 /// [`document`] replaces its schema by the union of the per-type responses.
 const RESPONSE_SCHEMA: &str = "TaskResponse";
@@ -326,7 +327,8 @@ fn set_run_task_body(doc: &mut utoipa::openapi::OpenApi, registry: &Registry) {
     }
 }
 
-/// The batch body: `{"tasks": [RunTaskRequest, …]}`.
+/// The batch body, `RunTasksRequest`: `{"tasks": [RunTaskRequest, …]}`.
+/// A named schema, so generated clients name its model too.
 fn set_run_tasks_body(doc: &mut utoipa::openapi::OpenApi, registry: &Registry, max: usize) {
     let tasks = utoipa::openapi::schema::ArrayBuilder::new()
         .items(Ref::from_schema_name(REQUEST_SCHEMA))
@@ -343,8 +345,12 @@ fn set_run_tasks_body(doc: &mut utoipa::openapi::OpenApi, registry: &Registry, m
         ));
     let example: Vec<serde_json::Value> =
         registry.iter().map(|task| task.example().clone()).collect();
+    doc.components
+        .get_or_insert_with(Default::default)
+        .schemas
+        .insert(BATCH_REQUEST_SCHEMA.to_owned(), schema.into());
     let content = ContentBuilder::new()
-        .schema(Some(schema))
+        .schema(Some(Ref::from_schema_name(BATCH_REQUEST_SCHEMA)))
         .example(Some(serde_json::json!({ "tasks": example })))
         .build();
     let body = RequestBodyBuilder::new()
