@@ -11,5 +11,6 @@ mod hostile;
 mod idempotency;
 mod operations;
 mod outages;
+mod readme;
 mod reads;
 mod telemetry;
