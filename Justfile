@@ -34,6 +34,10 @@ docs-check:
 contract-check:
     .ci/contract-check
 
+# Generated Python and TypeScript clients against a running `tasker dev`; promtool check metrics on both /metrics
+clients-check:
+    .ci/clients-check
+
 # Benchmark: release api and worker against local PostgreSQL and Redis; report in target/bench/report.md
 bench *ARGS:
     bash scripts/bench.sh {{ARGS}}

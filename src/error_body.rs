@@ -57,7 +57,7 @@ pub struct ErrorDetail {
     /// Human-readable explanation.
     pub message: String,
     /// Structured context (the invalid field, the valid names, …), or null.
-    #[schema(value_type = Object, nullable)]
+    #[schema(value_type = Option<std::collections::BTreeMap<String, Value>>, required = true)]
     pub details: Value,
 }
 

@@ -134,15 +134,20 @@ fn log_change(dependency: &'static str, cause: Option<String>) {
     }
 }
 
+// `HealthStatus` in the document: generators name the answer of operation
+// `health` `HealthResponse` themselves, and a schema of that name collides.
 /// Liveness answer.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = HealthStatus)]
 pub struct HealthResponse {
     #[schema(example = "ok")]
     pub status: &'static str,
 }
 
+// `ReadyStatus` in the document, for the same reason as `HealthStatus`.
 /// Readiness answer when every check passes.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = ReadyStatus)]
 pub struct ReadyResponse {
     #[schema(example = "ready")]
     pub status: &'static str,

@@ -5,8 +5,10 @@
 # postgres, trust) and Redis on 127.0.0.1:6379, as the test suite does.
 #
 #   dev_server_start NAME   build if needed, start, wait for /ready;
-#                           sets DEV_URL (http://127.0.0.1:PORT); the
-#                           service logs to DEV_LOG (default: a temp file)
+#                           sets DEV_URL (http://127.0.0.1:PORT), and
+#                           DEV_OPS_URL and DEV_WORKER_URL (the API's
+#                           operations port and the worker's: /metrics);
+#                           the service logs to DEV_LOG (default: a temp file)
 #   dev_server_stop         SIGTERM, wait, drop the database and the keys
 #                           (also run on exit, whatever the exit status)
 #
@@ -21,6 +23,8 @@ DEV_DB=""
 DEV_PREFIX=""
 DEV_LOG=""
 DEV_URL=""
+DEV_OPS_URL=""
+DEV_WORKER_URL=""
 DEV_TMP=$(mktemp -d "${TMPDIR:-/tmp}/tasker-check.XXXXXX")
 
 log() { printf '\n==> %s\n' "$*"; }
@@ -50,7 +54,7 @@ tasker_bin() {
 }
 
 dev_server_start() {
-  local name=$1 bin api_port worker_port
+  local name=$1 bin api_port worker_port ops_port
   bin=$(tasker_bin)
   api_port=$(free_port)
   worker_port=$(free_port)
@@ -63,6 +67,10 @@ dev_server_start() {
   DEV_PREFIX="tasker-${name}-${suffix}"
   DEV_LOG=${DEV_LOG:-$DEV_TMP/tasker.log}
   DEV_URL="http://127.0.0.1:$api_port"
+  # shellcheck disable=SC2034 # read by the scripts that source this file
+  DEV_OPS_URL="http://127.0.0.1:$ops_port"
+  # shellcheck disable=SC2034
+  DEV_WORKER_URL="http://127.0.0.1:$worker_port"
 
   log "starting tasker dev on $DEV_URL (database $DEV_DB, Redis prefix $DEV_PREFIX)"
   # Only this service's settings: no configuration file, no LLM key (a

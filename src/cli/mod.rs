@@ -11,6 +11,7 @@ use crate::app::{Application, effective_config};
 use crate::config::{Config, LogFormat};
 use crate::shutdown::Shutdown;
 use crate::tasks::Registry;
+use crate::telemetry::error_chain;
 use crate::telemetry::logs;
 
 /// Tasker: asynchronous task execution. Submit tasks over REST, run them on
@@ -88,7 +89,7 @@ pub fn main() -> ExitCode {
                 ExitCode::SUCCESS
             }
             Err(err) => {
-                eprintln!("tasker: {err:#}");
+                eprintln!("tasker: {}", error_chain(err.as_ref()));
                 ExitCode::FAILURE
             }
         };
@@ -134,7 +135,7 @@ pub fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("tasker: {err:#}");
+            eprintln!("tasker: {}", error_chain(err.as_ref()));
             ExitCode::FAILURE
         }
     }
@@ -173,7 +174,10 @@ async fn run(command: Command, app: Application) -> anyhow::Result<()> {
     };
     app.services().store.close().await;
     if let Err(err) = &result {
-        tracing::error!(error = format!("{err:#}"), "tasker stopped with an error");
+        tracing::error!(
+            error = error_chain(err.as_ref()),
+            "tasker stopped with an error"
+        );
     }
     result
 }

@@ -82,25 +82,34 @@ pub struct TaskRecord {
     /// The id `POST /run-task` returned.
     #[serde(rename = "task_uuid")]
     pub id: Uuid,
+    /// The task type; the OpenAPI document narrows `task_output` by it.
     pub task_name: String,
     /// The tenant of the API key that submitted it (`default` without
     /// authentication).
     #[schema(example = "default")]
     pub tenant: String,
     pub status: TaskStatus,
-    /// The result, once `completed`.
+    /// The result, once `completed`: the task type's output (see the
+    /// per-type schemas the document builds); null before and on failure.
     #[schema(value_type = Object, nullable)]
     pub task_output: Option<Value>,
-    /// Why the task failed, or why the last attempt failed while a retry waits.
+    /// Why the task failed, or why the last attempt failed while a retry
+    /// waits; null otherwise.
+    #[schema(required = true)]
     pub error: Option<String>,
     /// Attempts started so far.
     pub attempts: i32,
     pub max_attempts: i32,
-    /// When the next attempt is due, for a `pending` task waiting to retry.
+    /// When the next attempt is due, for a `pending` task waiting to retry;
+    /// null otherwise.
+    #[schema(required = true)]
     pub next_attempt_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
-    /// When the latest attempt started.
+    /// When the latest attempt started; null before the first.
+    #[schema(required = true)]
     pub started_at: Option<DateTime<Utc>>,
+    /// When the task finished; null until then.
+    #[schema(required = true)]
     pub completed_at: Option<DateTime<Utc>>,
 }
 

@@ -58,6 +58,7 @@ pub fn router(
     config: &ApiConfig,
 ) -> Router {
     let document = openapi::document(registry, config);
+    crate::telemetry::metrics::register_http_series(openapi::successful_operations(&document));
     let openapi_json = serde_json::to_string_pretty(&document).unwrap_or_default();
     let state = AppState(Arc::new(AppStateInner {
         submissions,

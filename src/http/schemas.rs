@@ -21,11 +21,15 @@ pub struct RunTasksResponse {
     pub task_uuids: Vec<Uuid>,
 }
 
+// `TaskPage` in the document: generators name the answer of each operation
+// `<Operation>Response` themselves (`ListTasksResponse`), and a schema of
+// that name would collide with it.
 /// One page of tasks, newest first.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-#[schema(example = json!({"tasks": [], "next_cursor": null}))]
+#[schema(as = TaskPage, example = json!({"tasks": [], "next_cursor": null}))]
 pub struct ListTasksResponse {
     pub tasks: Vec<TaskRecord>,
     /// Pass as `cursor` for the next page; null on the last page.
+    #[schema(required = true)]
     pub next_cursor: Option<String>,
 }

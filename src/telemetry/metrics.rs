@@ -229,6 +229,21 @@ pub fn register_known_series<'a>(
     metrics::gauge!(LONGPOLL_WAITERS).increment(0.0);
 }
 
+/// Creates at zero the count and latency of each route's success answer
+/// (`method`, `route` template, `status`), so the HTTP families exist
+/// before the first request. Counts already made are kept.
+pub fn register_http_series<'a>(routes: impl IntoIterator<Item = (&'a str, &'a str, u16)>) {
+    for (method, route, status) in routes {
+        let labels = [
+            ("method", method.to_owned()),
+            ("route", route.to_owned()),
+            ("status", status.to_string()),
+        ];
+        metrics::counter!(HTTP_REQUESTS, &labels).increment(0);
+        let _ = metrics::histogram!(HTTP_DURATION, &labels);
+    }
+}
+
 /// The recorder keeps every histogram sample until upkeep (or a scrape)
 /// folds it into the buckets: without it, memory grows with every request
 /// for as long as nobody scrapes `/metrics`. A plain thread, so it runs

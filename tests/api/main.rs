@@ -11,6 +11,7 @@ mod hostile;
 mod idempotency;
 mod operations;
 mod outages;
+mod readme;
 mod reads;
 mod telemetry;
 mod tenants;

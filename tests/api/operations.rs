@@ -79,7 +79,8 @@ async fn openapi_describes_the_task_union_and_every_error() {
         let reference = union["discriminator"]["mapping"][name].as_str().unwrap();
         let schema = reference.strip_prefix("#/components/schemas/").unwrap();
         let task = &schemas[schema];
-        assert_eq!(task["properties"]["task_name"]["enum"], json!([name]));
+        assert_eq!(task["properties"]["task_name"]["const"], json!(name));
+        assert_eq!(task["properties"]["task_name"]["default"], json!(name));
         assert!(
             task["required"]
                 .as_array()
@@ -321,4 +322,128 @@ fn tasker_config_fails_naming_the_key() {
     let (ok, printed) = run_to_end(&["--config", "/nonexistent/tasker.toml", "config"], &[]);
     assert!(!ok);
     assert!(printed.contains("/nonexistent/tasker.toml"), "{printed}");
+}
+
+/// The metric families `docs/observability.md` lists: name, type and which
+/// process exposes it (`API`, `worker` or `both`).
+fn documented_metrics() -> Vec<(String, String, String)> {
+    let doc = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/docs/observability.md"
+    ))
+    .expect("read docs/observability.md");
+    let families: Vec<(String, String, String)> = doc
+        .lines()
+        .filter(|line| line.starts_with("| `tasker_"))
+        .map(|line| {
+            let cells: Vec<&str> = line.trim_matches('|').split('|').map(str::trim).collect();
+            let name = cells[0].trim_matches('`').to_owned();
+            let kind = cells[1].split_whitespace().next().unwrap_or("").to_owned();
+            let exposed_by = cells.last().copied().unwrap_or("").to_owned();
+            (name, kind, exposed_by)
+        })
+        .collect();
+    assert!(families.len() > 10, "no metrics table found: {families:?}");
+    families
+}
+
+/// What `promtool check metrics` checks, simply: every family has `# HELP`
+/// and `# TYPE`, every sample belongs to a typed family, counters (and
+/// only counters) end in `_total`, and units are base units in the name.
+fn lint(page: &str) -> Vec<String> {
+    let mut problems = Vec::new();
+    let mut helped = std::collections::BTreeSet::new();
+    let mut typed = std::collections::BTreeMap::new();
+    for line in page.lines() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words.as_slice() {
+            ["#", "HELP", name, help @ ..] => {
+                if help.is_empty() {
+                    problems.push(format!("{name}: empty HELP"));
+                }
+                helped.insert((*name).to_owned());
+            }
+            ["#", "TYPE", name, kind] => {
+                if !helped.contains(*name) {
+                    problems.push(format!("{name}: no HELP before its TYPE"));
+                }
+                let counter = *kind == "counter";
+                if counter != name.ends_with("_total") {
+                    problems.push(format!("{name}: a {kind} (only counters end in _total)"));
+                }
+                for unit in ["_ms", "_milliseconds", "_minutes", "_hours", "_kb", "_mb"] {
+                    if name.ends_with(unit) || name.contains(&format!("{unit}_")) {
+                        problems.push(format!("{name}: not in base units ({unit})"));
+                    }
+                }
+                typed.insert((*name).to_owned(), (*kind).to_owned());
+            }
+            ["#", ..] | [] => {}
+            [series, ..] => {
+                let name = series.split('{').next().unwrap_or(series);
+                let family = ["_bucket", "_sum", "_count"]
+                    .iter()
+                    .find_map(|suffix| {
+                        let base = name.strip_suffix(suffix)?;
+                        (typed.get(base).map(String::as_str) == Some("histogram")).then_some(base)
+                    })
+                    .unwrap_or(name);
+                if !typed.contains_key(family) {
+                    problems.push(format!("{name}: a sample without # TYPE"));
+                }
+            }
+        }
+    }
+    problems
+}
+
+#[tokio::test]
+async fn every_documented_metric_exists_from_start_up_and_passes_a_lint() {
+    let app = TestApp::spawn().await;
+    let documented = documented_metrics();
+    for (process, page) in [
+        ("API", app.metrics().await),
+        ("worker", app.worker_metrics().await),
+    ] {
+        let problems = lint(&page);
+        assert!(problems.is_empty(), "{process}: {problems:#?}");
+        for (name, kind, exposed_by) in &documented {
+            if exposed_by != process && exposed_by != "both" {
+                continue;
+            }
+            assert!(
+                page.contains(&format!("# TYPE {name} {kind}\n")),
+                "{process} /metrics lacks `{name}` ({kind})"
+            );
+            let sample = page
+                .lines()
+                .any(|line| !line.starts_with('#') && line.starts_with(name.as_str()));
+            assert!(sample, "{process} /metrics has no sample of `{name}`");
+        }
+        // And nothing undocumented.
+        for line in page.lines() {
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                let name = rest.split_whitespace().next().unwrap_or("");
+                assert!(
+                    documented.iter().any(|(n, _, _)| n == name),
+                    "`{name}` is exposed but not in docs/observability.md"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn the_lint_catches_what_promtool_would() {
+    let good = "# HELP a_total A.\n# TYPE a_total counter\na_total 0\n";
+    assert!(lint(good).is_empty(), "{:?}", lint(good));
+    for bad in [
+        "# TYPE a_total counter\na_total 0\n",
+        "# HELP a A.\n# TYPE a counter\na 0\n",
+        "# HELP a_total A.\n# TYPE a_total gauge\na_total 0\n",
+        "# HELP a_ms A.\n# TYPE a_ms gauge\na_ms 0\n",
+        "b 1\n",
+    ] {
+        assert!(!lint(bad).is_empty(), "{bad}");
+    }
 }

@@ -374,3 +374,67 @@ async fn a_provider_s_spent_limit_holds_the_whole_fleet() {
         "no call while the provider's limit is spent"
     );
 }
+
+#[tokio::test]
+async fn a_killed_worker_s_permits_are_free_again_within_seconds() {
+    use crate::support::TestEnv;
+    use crate::support::processes::Cluster;
+
+    // The first two calls hang: the worker making them is killed mid-call.
+    let hang = Reply::ok("never seen").slow(Duration::from_secs(120));
+    let llm = FakeLlm::start(vec![hang.clone(), hang]).await;
+    let env = TestEnv::new().await;
+    let client = reqwest::Client::new();
+    let settings = [
+        ("TASKER_LLM__BASE_URL", llm.base_url()),
+        ("TASKER_LLM__API_KEY", "sk-test".to_owned()),
+        ("TASKER_LLM__MAX_CONCURRENCY", "2".to_owned()),
+        ("TASKER_WORKER__LEASE_SECONDS", "2".to_owned()),
+    ];
+    let mut cluster = Cluster::start(&env, "llm-permits-sigkill", 1, &settings, &client).await;
+    let mut ids = Vec::new();
+    for prompt in ["one", "two"] {
+        let response = client
+            .post(cluster.api.url("/run-task"))
+            .json(&json!({"task_name": "query_llm", "prompt": prompt}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 202);
+        let body: serde_json::Value = response.json().await.unwrap();
+        ids.push(body["task_uuid"].as_str().unwrap().to_owned());
+    }
+    eventually(|| async { (llm.received().len() == 2).then_some(()) }).await;
+    let permits = tasker::keys::Keys::new(env.prefix.clone()).llm("permits");
+    let mut redis = env.redis().await;
+    let held: u64 = redis::cmd("ZCARD")
+        .arg(&permits)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert_eq!(held, 2, "both permits taken by the calls in flight");
+
+    cluster.workers[0].sigkill();
+    let killed = std::time::Instant::now();
+    cluster.workers[0].restart();
+    // Their leases expire, they are recovered, and they call again once the
+    // dead worker's permits have expired: seconds, not the call timeout.
+    for id in &ids {
+        let task: serde_json::Value = eventually(|| async {
+            let url = cluster.api.url(&format!("/tasks/{id}?wait=5"));
+            let task: serde_json::Value = client.get(url).send().await.ok()?.json().await.ok()?;
+            (task["status"] == "completed").then_some(task)
+        })
+        .await;
+        // Runs that waited for a permit gave their attempt back: two were
+        // spent, the killed one and the last.
+        let left = task["max_attempts"].as_i64().unwrap() - task["attempts"].as_i64().unwrap();
+        assert_eq!(left, 3, "{task}");
+    }
+    let took = killed.elapsed();
+    assert!(
+        took < Duration::from_secs(25),
+        "permits freed after {took:?}"
+    );
+    assert_eq!(llm.received().len(), 4);
+}

@@ -48,6 +48,7 @@ pub(crate) struct CreatedKeyResponse {
 
 /// Every key.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = KeyList)]
 pub(crate) struct ListKeysResponse {
     keys: Vec<ApiKey>,
 }

@@ -27,8 +27,11 @@ pub const CACHE_HEADER: HeaderName = HeaderName::from_static("x-tasker-cache");
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub(crate) struct OutputQuery {
-    /// The id `POST /run-task` returned.
-    #[param(value_type = Uuid, required = true)]
+    // Not `required`: `taskuuid` may stand in for it, and OpenAPI cannot
+    // say "one of these two".
+    /// The id `POST /run-task` returned. Required unless `taskuuid` is
+    /// given: without either the answer is `422`.
+    #[param(value_type = Option<Uuid>)]
     task_uuid: Option<String>,
     /// Alias of `task_uuid` for older clients, read only when `task_uuid` is absent.
     taskuuid: Option<String>,
@@ -58,7 +61,7 @@ pub(crate) struct WaitQuery {
             headers(("X-Tasker-Cache" = String, description = "hit, miss or bypass"))),
         (status = 404, description = "No task has this id", body = ErrorResponse,
             example = json!({"error": {"code": "not_found", "message": "no task with id 0193a6c2-7b1e-7c3a-9f64-2b1d8e4c5a10", "details": null}})),
-        (status = 422, description = "Missing or malformed task_uuid, or a malformed wait", body = ErrorResponse,
+        (status = 422, description = "Neither task_uuid nor taskuuid, a malformed one, or a malformed wait", body = ErrorResponse,
             example = json!({"error": {"code": "validation_failed", "message": "invalid field `task_uuid`: not a valid UUID: invalid character: found `x` at 1", "details": {"field": "task_uuid"}}})),
         (status = 503, description = "PostgreSQL is unavailable", body = ErrorResponse,
             example = json!({"error": {"code": "service_unavailable", "message": "postgres is unavailable; try again shortly", "details": {"dependency": "postgres"}}})),

@@ -25,19 +25,24 @@ pub(super) struct LlmBudget {
     hold: String,
     max_concurrency: Option<u32>,
     tokens_per_second: Option<f64>,
-    permit_lifetime: Duration,
 }
 
-/// A call under way: holds a permit until settled.
+/// How long a permit lives unless renewed, and how often a call renews it:
+/// a worker killed mid-call frees its permits within `PERMIT_LIFETIME`.
+const PERMIT_LIFETIME: Duration = Duration::from_secs(10);
+const PERMIT_RENEWAL: Duration = Duration::from_secs(3);
+
+/// A call under way: holds a permit (kept alive by `renewal`) until settled.
 pub(super) struct Call<'a> {
     budget: &'a LlmBudget,
     holder: Option<String>,
+    renewal: Option<tokio::task::JoinHandle<()>>,
     estimate: u64,
 }
 
 impl LlmBudget {
     /// The budget of `settings`, when the process has Redis to share it.
-    pub(super) fn new(settings: &LlmSettings, env: &TaskEnv, timeout: Duration) -> Option<Self> {
+    pub(super) fn new(settings: &LlmSettings, env: &TaskEnv) -> Option<Self> {
         let (budgets, keys): &(Budgets, Keys) = env.budgets.as_ref()?;
         Some(Self {
             budgets: budgets.clone(),
@@ -46,9 +51,6 @@ impl LlmBudget {
             hold: keys.llm("hold"),
             max_concurrency: settings.max_concurrency.map(|n| n.get()),
             tokens_per_second: settings.tokens_per_minute.map(|n| n.get() as f64 / 60.0),
-            // A call cannot outlive its timeout; a permit outlives a dead
-            // holder by that much at most.
-            permit_lifetime: timeout + Duration::from_secs(10),
         })
     }
 
@@ -64,17 +66,19 @@ impl LlmBudget {
         let mut call = Call {
             budget: self,
             holder: None,
+            renewal: None,
             estimate: 0,
         };
         if let Some(limit) = self.max_concurrency {
             let holder = Uuid::new_v4().to_string();
             match self
                 .budgets
-                .acquire(&self.permits, &holder, limit, self.permit_lifetime)
+                .acquire(&self.permits, &holder, limit, PERMIT_LIFETIME)
                 .await
             {
                 Ok(true) => {
                     metrics::gauge!(m::LLM_PERMITS).increment(1.0);
+                    call.renewal = Some(self.keep_alive(holder.clone(), limit));
                     call.holder = Some(holder);
                 }
                 Ok(false) => {
@@ -117,6 +121,20 @@ impl LlmBudget {
         Ok(call)
     }
 
+    /// Renews `holder`'s permit while its call runs.
+    fn keep_alive(&self, holder: String, limit: u32) -> tokio::task::JoinHandle<()> {
+        let budgets = self.budgets.clone();
+        let key = self.permits.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(PERMIT_RENEWAL).await;
+                if let Err(err) = budgets.acquire(&key, &holder, limit, PERMIT_LIFETIME).await {
+                    tracing::debug!(error = %error_chain(&err), "cannot renew an LLM permit");
+                }
+            }
+        })
+    }
+
     /// The provider asked the whole fleet to wait `wait`.
     pub(super) async fn hold_off(&self, wait: Duration) {
         if let Err(err) = self.budgets.hold_off(&self.hold, wait).await {
@@ -129,6 +147,9 @@ impl Drop for Call<'_> {
     /// A call abandoned mid-way (its task timed out or was cancelled) gives
     /// its permit back at once rather than when it expires.
     fn drop(&mut self) {
+        if let Some(renewal) = self.renewal.take() {
+            renewal.abort();
+        }
         let Some(holder) = self.holder.take() else {
             return;
         };
@@ -163,6 +184,9 @@ impl Call<'_> {
             {
                 tracing::debug!(error = %error_chain(&err), "cannot correct the LLM token budget");
             }
+        }
+        if let Some(renewal) = self.renewal.take() {
+            renewal.abort();
         }
         if let Some(holder) = self.holder.take() {
             metrics::gauge!(m::LLM_PERMITS).decrement(1.0);

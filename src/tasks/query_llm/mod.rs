@@ -89,7 +89,7 @@ pub struct QueryLlmOutput {
     #[schema(example = "claude-sonnet-4-5")]
     pub model: String,
     /// Why the model stopped, as the provider says (`end_turn`, `max_tokens`, …).
-    #[schema(example = "end_turn")]
+    #[schema(example = "end_turn", required = true)]
     pub stop_reason: Option<String>,
     pub usage: Usage,
 }
@@ -194,7 +194,7 @@ impl Task for QueryLlm {
                 reason: format!("cannot build the HTTP client: {err}"),
             })?;
         Ok(Self {
-            budget: budget::LlmBudget::new(&settings, env, timeout),
+            budget: budget::LlmBudget::new(&settings, env),
             client,
             messages_url: format!("{}/v1/messages", settings.base_url.trim_end_matches('/')),
             api_key: settings.api_key(),
