@@ -88,7 +88,7 @@ other section of .Values.config after them.
 # Rendered by the Helm chart from .Values.config; see the README's
 # configuration table. Secrets come from TASKER_…_FILE, not from here.
 {{- $config := .Values.config }}
-{{- $sections := list "database" "redis" "api" "worker" "cache" "log" "llm" }}
+{{- $sections := list "database" "redis" "api" "auth" "worker" "cache" "log" "llm" }}
 {{- range $name := keys $config | sortAlpha }}
 {{- if and (not (has $name $sections)) (ne $name "task_queues") }}
 {{- $sections = append $sections $name }}
