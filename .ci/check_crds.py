@@ -56,7 +56,7 @@ CUSTOM_KINDS = {
     ("monitoring.coreos.com/v1", "PrometheusRule"),
     ("keda.sh/v1alpha1", "ScaledObject"),
 }
-TOML_SECTIONS = {"database", "redis", "api", "worker", "cache", "log", "llm", "otel", "retention", "task_queues"}
+TOML_SECTIONS = {"database", "redis", "api", "auth", "worker", "cache", "log", "llm", "otel", "retention", "task_queues"}
 FEATURES = {
     "worker-hpa": "HorizontalPodAutoscaler on the External metric tasker_queue_depth",
     "api-hpa": "HorizontalPodAutoscaler on CPU",

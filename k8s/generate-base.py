@@ -13,7 +13,9 @@ the output into plain manifests for kustomize:
 - Helm-only metadata goes: the helm.sh/chart label and the checksum/*
   pod annotations; app.kubernetes.io/managed-by says kustomize;
 - the Secret becomes a clearly marked placeholder whose values fail start-up
-  with a message naming the key until they are replaced.
+  with a message naming the key until they are replaced (the chart's random
+  bootstrap token included, so that the output does not change from run to
+  run).
 
 Names, labels and selectors stay exactly those of the chart.
 """
@@ -47,11 +49,13 @@ NOTES = {
     "secret.yaml": """\
 #
 # PLACEHOLDER. These values are deliberately invalid: Tasker refuses to start
-# with them and names the key to fix. Replace them (an overlay's patch, a
-# secretGenerator, or a Secret created out of band such as
+# with them and names the key to fix (the api pods read bootstrap-token, the
+# bootstrap admin key's token: 32 characters or more). Replace them (an
+# overlay's patch, a secretGenerator, or a Secret created out of band such as
 #   kubectl create secret generic tasker \\
 #     --from-literal=database-url='postgres://USER:PASSWORD@HOST:5432/tasker' \\
-#     --from-literal=redis-url='redis://:PASSWORD@HOST:6379'
+#     --from-literal=redis-url='redis://:PASSWORD@HOST:6379' \\
+#     --from-literal=bootstrap-token="tsk_$(openssl rand -hex 32)"
 # after deleting this object in your overlay, as overlays/production does).
 """,
     "migrate-job.yaml": """\
@@ -77,7 +81,11 @@ PLACEHOLDERS = {
     "database-url": "REPLACE-ME: postgres://USER:PASSWORD@HOST:5432/tasker",
     "redis-url": "REPLACE-ME: redis://:PASSWORD@HOST:6379",
     "llm-api-key": "REPLACE-ME",
+    # Shorter than the 32 characters auth.bootstrap_token needs, so that the
+    # api refuses to start with it, naming auth.bootstrap_token.
+    "bootstrap-token": "REPLACE-ME: 32+ random chars",
 }
+assert len(PLACEHOLDERS["bootstrap-token"].strip()) < 32
 
 ORDER = ["ServiceAccount", "ConfigMap", "Secret", "Service", "Deployment", "Job",
          "HorizontalPodAutoscaler", "PodDisruptionBudget"]

@@ -88,7 +88,7 @@ other section of .Values.config after them.
 # Rendered by the Helm chart from .Values.config; see the README's
 # configuration table. Secrets come from TASKER_…_FILE, not from here.
 {{- $config := .Values.config }}
-{{- $sections := list "database" "redis" "api" "worker" "cache" "log" "llm" }}
+{{- $sections := list "database" "redis" "api" "auth" "worker" "cache" "log" "llm" }}
 {{- range $name := keys $config | sortAlpha }}
 {{- if and (not (has $name $sections)) (ne $name "task_queues") }}
 {{- $sections = append $sections $name }}
@@ -120,15 +120,62 @@ listen = {{ printf "0.0.0.0:%d" (int $.Values.workerDefaults.containerPort) | to
 {{- end }}
 
 {{/*
-Secret data as key → value, only the keys that have a value.
+Secret data as key → value, only the keys that have a value. Call with
+(dict "ctx" $), plus "bootstrapToken" true for the release's Secret: the
+bootstrap token is for the api pods only, so the migration hook's copy of the
+Secret and the workers' checksum leave it out.
 */}}
 {{- define "tasker.secretData" -}}
-{{- $s := .Values.secret -}}
+{{- $s := .ctx.Values.secret -}}
 {{ $s.keys.databaseUrl }}: {{ $s.databaseUrl | b64enc | quote }}
 {{ $s.keys.redisUrl }}: {{ $s.redisUrl | b64enc | quote }}
 {{- if and $s.llmApiKey $s.keys.llmApiKey }}
 {{ $s.keys.llmApiKey }}: {{ $s.llmApiKey | b64enc | quote }}
 {{- end }}
+{{- if .bootstrapToken }}
+{{- with include "tasker.bootstrapToken" .ctx }}
+{{ $s.keys.bootstrapToken }}: {{ . | b64enc | quote }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+The bootstrap admin key's token in the Secret the chart creates (empty when
+secret.create is false or secret.keys.bootstrapToken is ""):
+secret.bootstrapToken when given; else the token already in the release's
+Secret, so that upgrades keep it; else a new one, "tsk_" and 64 hex digits
+(the SHA-256 of 64 random letters and digits). Without a cluster (helm
+template, client-side --dry-run) lookup finds nothing and every render
+generates a new token. Resolved once per render and kept in
+.Values.secret, so that the Secret and the api pods' checksum/secret see the
+same token.
+*/}}
+{{- define "tasker.bootstrapToken" -}}
+{{- $s := .Values.secret }}
+{{- if and $s.create $s.keys.bootstrapToken }}
+{{- if not (hasKey $s "resolvedBootstrapToken") }}
+{{- $token := trim ($s.bootstrapToken | default "") }}
+{{- if not $token }}
+{{- $existing := lookup "v1" "Secret" .Release.Namespace (include "tasker.fullname" .) }}
+{{- with dig "data" $s.keys.bootstrapToken "" ($existing | default dict) }}
+{{- $token = b64dec . }}
+{{- end }}
+{{- end }}
+{{- if not $token }}
+{{- $token = printf "tsk_%s" (randAlphaNum 64 | sha256sum) }}
+{{- end }}
+{{- $_ := set $s "resolvedBootstrapToken" $token }}
+{{- end }}
+{{- get $s "resolvedBootstrapToken" }}
+{{- end }}
+{{- end }}
+
+{{/*
+Whether the api pods get a bootstrap token (the key secret.keys.bootstrapToken
+of the created or existing Secret).
+*/}}
+{{- define "tasker.hasBootstrapToken" -}}
+{{- if .Values.secret.keys.bootstrapToken }}true{{ end }}
 {{- end }}
 
 {{/*
@@ -145,7 +192,9 @@ Whether the LLM key is wired into the pods.
 Environment of a Tasker container: what every container shares, then a
 worker pool's own variables, the global extraEnv and the container's extra
 ones (a later variable of the same name wins). Call with
-(dict "ctx" $ "extra" list), plus "pool" list for a worker pool.
+(dict "ctx" $ "extra" list), plus "pool" list for a worker pool and
+"bootstrapToken" true for the api (the only container given the bootstrap
+token; it must match the "bootstrapToken" of tasker.volumes).
 */}}
 {{- define "tasker.env" -}}
 - name: TASKER_CONFIG
@@ -157,6 +206,10 @@ ones (a later variable of the same name wins). Call with
 {{- if include "tasker.hasLlmKey" .ctx }}
 - name: TASKER_LLM__API_KEY_FILE
   value: /run/secrets/tasker/llm-api-key
+{{- end }}
+{{- if and .bootstrapToken (include "tasker.hasBootstrapToken" .ctx) }}
+- name: TASKER_AUTH__BOOTSTRAP_TOKEN_FILE
+  value: /run/secrets/tasker/bootstrap-token
 {{- end }}
 {{- with .pool }}
 {{ toYaml . }}
@@ -181,7 +234,8 @@ ones (a later variable of the same name wins). Call with
 {{- end }}
 
 {{/*
-Volumes. Call with (dict "ctx" $ "configMap" name "secret" name).
+Volumes. Call with (dict "ctx" $ "configMap" name "secret" name), plus
+"bootstrapToken" true for the api pods: only they get the bootstrap token.
 */}}
 {{- define "tasker.volumes" -}}
 {{- $s := .ctx.Values.secret -}}
@@ -204,6 +258,10 @@ Volumes. Call with (dict "ctx" $ "configMap" name "secret" name).
       {{- if include "tasker.hasLlmKey" .ctx }}
       - key: {{ $s.keys.llmApiKey }}
         path: llm-api-key
+      {{- end }}
+      {{- if and .bootstrapToken (include "tasker.hasBootstrapToken" .ctx) }}
+      - key: {{ $s.keys.bootstrapToken }}
+        path: bootstrap-token
       {{- end }}
 - name: tmp
   emptyDir:
