@@ -96,15 +96,13 @@ impl Application {
             ));
         }
         let ops = Ops::new(services.clone());
-        let router = crate::http::router(
+        let handlers = crate::http::Handlers {
             submissions,
             reads,
-            ApiKeys::new(services.store.clone()),
-            authenticator,
-            &services.registry,
-            &ops,
-            api,
-        );
+            api_keys: ApiKeys::new(services.store.clone()),
+            control: crate::services::Control::new(services),
+        };
+        let router = crate::http::router(handlers, authenticator, &services.registry, &ops, api);
         let limits = Limits {
             header_read_timeout: api.header_read_timeout(),
             max_connections: api.max_connections.get(),

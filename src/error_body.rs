@@ -26,6 +26,10 @@ pub enum ErrorCode {
     NotFound,
     /// An `Idempotency-Key` sent again with a different request (409).
     IdempotencyKeyReused,
+    /// The task's status does not allow the action, named in
+    /// `details.status` (409): cancelling a finished task, retrying one
+    /// that has not failed.
+    StatusConflict,
     /// Wrong method for the route (405).
     MethodNotAllowed,
     /// A browser request from a site not in `api.allowed_origins` (403).

@@ -71,6 +71,12 @@ impl Keys {
         format!("{}:finished", self.prefix)
     }
 
+    /// Pub/sub channel naming running tasks just cancelled, so the workers
+    /// running them stop.
+    pub fn cancel_channel(&self) -> String {
+        format!("{}:cancelled", self.prefix)
+    }
+
     /// A budget of the LLM shared by the fleet (`permits`, `tokens`,
     /// `hold`).
     pub fn llm(&self, part: &str) -> String {

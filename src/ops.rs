@@ -231,6 +231,16 @@ impl Ops {
             }
             Err(err) => tracing::debug!(error = %error_chain(&err), "cannot read queue depths"),
         }
+        match services.store.paused_queues().await {
+            Ok(paused) => {
+                for queue in &queues {
+                    let is_paused = paused.iter().any(|p| &p.queue == queue);
+                    ::metrics::gauge!(metrics::QUEUE_PAUSED, "queue" => queue.clone())
+                        .set(if is_paused { 1.0 } else { 0.0 });
+                }
+            }
+            Err(err) => tracing::debug!(error = %error_chain(&err), "cannot read paused queues"),
+        }
     }
 }
 

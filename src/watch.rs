@@ -1,4 +1,5 @@
-//! Wakes long-polling readers the moment a task finishes. Whoever finishes
+//! Wakes long-polling readers the moment a task finishes (and follows any
+//! channel of task ids, see [`follow_ids`]). Whoever finishes
 //! tasks announces their ids (comma-separated, one message per write) on a
 //! Redis channel, in the same round trip that caches the results; each API
 //! process keeps one subscription and wakes the requests waiting on those
@@ -74,9 +75,13 @@ impl TaskWatch {
     /// Subscribes to `channel` on the Redis at `url`, reconnecting with
     /// growing pauses while Redis is unreachable.
     pub fn start(url: &str, channel: String) -> Result<Self, redis::RedisError> {
-        let client = redis::Client::open(url)?;
         let waiters = Arc::new(Waiters::default());
-        let handle = tokio::spawn(listen(client, channel, waiters.clone()));
+        let woken = waiters.clone();
+        let handle = follow_ids(url, channel, move |ids| {
+            for id in ids {
+                woken.wake(*id);
+            }
+        })?;
         Ok(Self {
             waiters,
             _subscriber: Arc::new(Subscriber(handle)),
@@ -139,13 +144,26 @@ impl Drop for Waiter {
     }
 }
 
-async fn listen(client: redis::Client, channel: String, waiters: Arc<Waiters>) {
+/// Calls `on_ids` with the task ids of every announcement on `channel`
+/// (comma-separated ids, one message per write) until the returned task is
+/// aborted, reconnecting with growing pauses while Redis is unreachable.
+/// Used for finished tasks (long-poll) and cancelled ones (workers).
+pub fn follow_ids(
+    url: &str,
+    channel: String,
+    on_ids: impl Fn(&[Uuid]) + Send + Sync + 'static,
+) -> Result<JoinHandle<()>, redis::RedisError> {
+    let client = redis::Client::open(url)?;
+    Ok(tokio::spawn(listen(client, channel, on_ids)))
+}
+
+async fn listen(client: redis::Client, channel: String, on_ids: impl Fn(&[Uuid])) {
     let mut pause = Duration::from_millis(100);
     loop {
-        match subscribe(&client, &channel, &waiters).await {
+        match subscribe(&client, &channel, &on_ids).await {
             Ok(()) => pause = Duration::from_millis(100),
             Err(err) => {
-                tracing::debug!(error = %error_chain(&err), "task-finished subscription lost")
+                tracing::debug!(channel, error = %error_chain(&err), "subscription lost")
             }
         }
         tokio::time::sleep(pause).await;
@@ -157,7 +175,7 @@ async fn listen(client: redis::Client, channel: String, waiters: Arc<Waiters>) {
 async fn subscribe(
     client: &redis::Client,
     channel: &str,
-    waiters: &Waiters,
+    on_ids: &impl Fn(&[Uuid]),
 ) -> Result<(), redis::RedisError> {
     let mut pubsub = client.get_async_pubsub().await?;
     pubsub.subscribe(channel).await?;
@@ -166,10 +184,11 @@ async fn subscribe(
         let Ok(payload) = message.get_payload::<String>() else {
             continue;
         };
-        // One announcement names every task a write finished.
-        for id in payload.split(',').filter_map(|id| id.parse::<Uuid>().ok()) {
-            waiters.wake(id);
-        }
+        let ids: Vec<Uuid> = payload
+            .split(',')
+            .filter_map(|id| id.parse::<Uuid>().ok())
+            .collect();
+        on_ids(&ids);
     }
     Ok(())
 }

@@ -10,7 +10,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
-/// Where a task is in its life. `completed` and `failed` are terminal.
+/// Where a task is in its life. `completed`, `failed` and `cancelled` are
+/// terminal (a retry by an operator is a new life, not a change of this one's
+/// outcome: it starts again from `pending`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum TaskStatus {
@@ -18,10 +20,17 @@ pub enum TaskStatus {
     Running,
     Completed,
     Failed,
+    Cancelled,
 }
 
 impl TaskStatus {
-    pub const ALL: [TaskStatus; 4] = [Self::Pending, Self::Running, Self::Completed, Self::Failed];
+    pub const ALL: [TaskStatus; 5] = [
+        Self::Pending,
+        Self::Running,
+        Self::Completed,
+        Self::Failed,
+        Self::Cancelled,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -29,12 +38,23 @@ impl TaskStatus {
             Self::Running => "running",
             Self::Completed => "completed",
             Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
         }
     }
 
     /// Terminal tasks never change again, which is what makes them cacheable.
     pub fn is_terminal(self) -> bool {
-        matches!(self, Self::Completed | Self::Failed)
+        matches!(self, Self::Completed | Self::Failed | Self::Cancelled)
+    }
+
+    /// What a cancel can still stop.
+    pub fn is_cancellable(self) -> bool {
+        matches!(self, Self::Pending | Self::Running)
+    }
+
+    /// What a retry can start again.
+    pub fn is_retryable(self) -> bool {
+        matches!(self, Self::Failed | Self::Cancelled)
     }
 }
 
@@ -44,7 +64,7 @@ impl fmt::Display for TaskStatus {
     }
 }
 
-/// A status string that is not one of the four known ones.
+/// A status string that is not one of the known ones.
 #[derive(Debug, thiserror::Error)]
 #[error("unknown task status `{0}`")]
 pub struct UnknownStatus(pub String);
@@ -313,11 +333,22 @@ mod tests {
     }
 
     #[test]
-    fn only_completed_and_failed_are_terminal() {
+    fn completed_failed_and_cancelled_are_terminal() {
         let terminal: Vec<_> = TaskStatus::ALL
             .into_iter()
             .filter(|s| s.is_terminal())
             .collect();
-        assert_eq!(terminal, vec![TaskStatus::Completed, TaskStatus::Failed]);
+        assert_eq!(
+            terminal,
+            vec![
+                TaskStatus::Completed,
+                TaskStatus::Failed,
+                TaskStatus::Cancelled
+            ]
+        );
+        for status in TaskStatus::ALL {
+            assert_eq!(status.is_terminal(), !status.is_cancellable(), "{status}");
+        }
+        assert!(TaskStatus::Cancelled.is_retryable() && !TaskStatus::Completed.is_retryable());
     }
 }

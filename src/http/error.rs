@@ -6,8 +6,9 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
+use crate::domain::TaskStatus;
 pub use crate::error_body::{ErrorCode, ErrorDetail, ErrorResponse};
-use crate::services::{ReadError, SubmitError};
+use crate::services::{ControlError, ReadError, SubmitError};
 use crate::store;
 use crate::tasks::SubmissionError;
 use crate::telemetry::error_chain;
@@ -39,6 +40,10 @@ pub enum ApiError {
     /// The request conflicts with the state of what it names.
     #[error("{message}")]
     Conflict { code: ErrorCode, message: String },
+    /// The task's status does not allow the action; `details.status` says
+    /// what it is.
+    #[error("{message}")]
+    StatusConflict { message: String, status: TaskStatus },
     #[error("method not allowed")]
     MethodNotAllowed,
     /// A browser request from another site (CSRF protection).
@@ -76,7 +81,7 @@ impl ApiError {
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
-            Self::Conflict { .. } => StatusCode::CONFLICT,
+            Self::Conflict { .. } | Self::StatusConflict { .. } => StatusCode::CONFLICT,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::CrossSite(_) => StatusCode::FORBIDDEN,
             Self::RequestTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
@@ -96,6 +101,7 @@ impl ApiError {
             Self::RateLimited { .. } => ErrorCode::RateLimited,
             Self::NotFound(_) => ErrorCode::NotFound,
             Self::Conflict { code, .. } => *code,
+            Self::StatusConflict { .. } => ErrorCode::StatusConflict,
             Self::MethodNotAllowed => ErrorCode::MethodNotAllowed,
             Self::CrossSite(_) => ErrorCode::CrossSiteRequest,
             Self::RequestTimeout { .. } => ErrorCode::RequestTimeout,
@@ -112,6 +118,7 @@ impl ApiError {
                 json!({ "field": "task_name", "valid_task_names": valid })
             }
             Self::PayloadTooLarge { limit } => json!({ "limit_bytes": limit }),
+            Self::StatusConflict { status, .. } => json!({ "status": status }),
             Self::Unavailable { dependency, .. } => json!({ "dependency": dependency }),
             Self::RateLimited { retry_after, .. } => {
                 json!({ "retry_after_seconds": retry_after.as_secs_f64() })
@@ -220,6 +227,24 @@ impl From<SubmitError> for ApiError {
                 retry_after,
             },
             SubmitError::Store(err) => err.into(),
+        }
+    }
+}
+
+impl From<ControlError> for ApiError {
+    fn from(err: ControlError) -> Self {
+        match err {
+            err @ (ControlError::NotFound(_) | ControlError::UnknownQueue { .. }) => {
+                Self::NotFound(err.to_string())
+            }
+            ControlError::WrongStatus { status, .. } => Self::StatusConflict {
+                message: err.to_string(),
+                status,
+            },
+            err @ ControlError::StatusNotApplicable { .. } => {
+                Self::validation("status", err.to_string())
+            }
+            ControlError::Store(err) => err.into(),
         }
     }
 }

@@ -22,7 +22,7 @@ use crate::auth::Authenticator;
 use crate::config::ApiConfig;
 use crate::domain::Origin;
 use crate::ops::Ops;
-use crate::services::{ApiKeys, Reads, Submissions};
+use crate::services::{ApiKeys, Control, Reads, Submissions};
 use crate::tasks::Registry;
 use crate::telemetry::traces;
 
@@ -38,10 +38,19 @@ impl std::ops::Deref for AppState {
     }
 }
 
+/// The services the API's handlers call.
+pub struct Handlers {
+    pub submissions: Submissions,
+    pub reads: Reads,
+    pub api_keys: ApiKeys,
+    pub control: Control,
+}
+
 pub struct AppStateInner {
     submissions: Submissions,
     reads: Reads,
     api_keys: ApiKeys,
+    control: Control,
     openapi_json: String,
 }
 
@@ -49,9 +58,7 @@ pub struct AppStateInner {
 /// `/health` and `/ready` come from `ops`; `/metrics` is only on the
 /// operations port.
 pub fn router(
-    submissions: Submissions,
-    reads: Reads,
-    api_keys: ApiKeys,
+    handlers: Handlers,
     authenticator: Authenticator,
     registry: &Registry,
     ops: &Ops,
@@ -61,9 +68,10 @@ pub fn router(
     crate::telemetry::metrics::register_http_series(openapi::successful_operations(&document));
     let openapi_json = serde_json::to_string_pretty(&document).unwrap_or_default();
     let state = AppState(Arc::new(AppStateInner {
-        submissions,
-        reads,
-        api_keys,
+        submissions: handlers.submissions,
+        reads: handlers.reads,
+        api_keys: handlers.api_keys,
+        control: handlers.control,
         openapi_json,
     }));
     let limit = config.max_body_bytes.get();

@@ -27,9 +27,12 @@ use utoipa::{OpenApi, PartialSchema};
 
 use super::error::{ErrorCode, ErrorDetail, ErrorResponse};
 use super::routes::{
-    __path_create_key, __path_create_task, __path_create_tasks, __path_get_task,
-    __path_get_task_output, __path_list_keys, __path_list_tasks, __path_openapi_json,
-    __path_revoke_key, CreateKeyRequest, CreatedKeyResponse, ListKeysResponse,
+    __path_cancel_task, __path_cancel_tasks, __path_create_key, __path_create_task,
+    __path_create_tasks, __path_get_task, __path_get_task_output, __path_list_keys,
+    __path_list_queues, __path_list_tasks, __path_openapi_json, __path_pause_queue,
+    __path_resume_queue, __path_retry_task, __path_retry_tasks, __path_revoke_key, BulkFilter,
+    CancelledCount, CreateKeyRequest, CreatedKeyResponse, ListKeysResponse, QueueListResponse,
+    QueueView, RetriedCount,
 };
 use super::schemas::{ListTasksResponse, RunTaskResponse, RunTasksResponse};
 use crate::config::ApiConfig;
@@ -61,16 +64,19 @@ const NO_NUL_PATTERN: &str = "^[^\\u0000]*$";
     ),
     paths(
         create_task, create_tasks, get_task_output, get_task, list_tasks, health, ready,
-        openapi_json, create_key, list_keys, revoke_key
+        openapi_json, create_key, list_keys, revoke_key, cancel_task, retry_task,
+        cancel_tasks, retry_tasks, list_queues, pause_queue, resume_queue
     ),
     components(schemas(
         RunTaskResponse, RunTasksResponse, ListTasksResponse, TaskRecord, TaskStatus, ErrorResponse, ErrorDetail, ErrorCode,
         HealthResponse, ReadyResponse, Readiness, DependencyState, ApiKey, Scope,
-        CreateKeyRequest, CreatedKeyResponse, ListKeysResponse
+        CreateKeyRequest, CreatedKeyResponse, ListKeysResponse, BulkFilter, CancelledCount,
+        RetriedCount, QueueView, QueueListResponse
     )),
     tags(
         (name = "tasks", description = "Submit tasks and read their results"),
         (name = "keys", description = "API keys (admin keys only; with `auth.enabled`)"),
+        (name = "queues", description = "Queues: their figures, pause and resume (admin keys, with `auth.enabled`)"),
         (name = "operations", description = "Probes and this document (metrics are on the operations port, `api.ops_listen`)"),
     )
 )]
@@ -176,7 +182,10 @@ fn secure_task_operations(doc: &mut utoipa::openapi::OpenApi) {
         for (method, operation) in operations {
             let Some(operation) = operation else { continue };
             let tags = operation.tags.clone().unwrap_or_default();
-            if !tags.iter().any(|t| t == "tasks" || t == "keys") {
+            if !tags
+                .iter()
+                .any(|t| t == "tasks" || t == "keys" || t == "queues")
+            {
                 continue;
             }
             // Optional in the document: without `auth.enabled` no key is

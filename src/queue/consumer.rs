@@ -69,14 +69,16 @@ impl Consumer {
     /// Takes up to `max` messages without waiting: queue by queue in
     /// rotating order so that none starves the others, and within a queue
     /// tenants in turn, skipping the `skip` tenants (at their running
-    /// limit). When there is nothing, waits up to the block time for a
-    /// wake-up and tries once more.
+    /// limit) and the `paused` queues (their Redis flags make the pop skip
+    /// them too; this holds while a flag is missing). When there is
+    /// nothing, waits up to the block time for a wake-up and tries once more.
     pub async fn next_batch(
         &mut self,
         max: usize,
         skip: &[String],
+        paused: &[String],
     ) -> Result<Vec<Popped>, RedisError> {
-        let taken = self.take(max, skip).await?;
+        let taken = self.take(max, skip, paused).await?;
         if !taken.is_empty() {
             return Ok(taken);
         }
@@ -92,12 +94,17 @@ impl Consumer {
         )
         .await;
         match woken {
-            Ok(_) => self.take(max, skip).await,
+            Ok(_) => self.take(max, skip, paused).await,
             Err(err) => Err(self.forget_connection(err)),
         }
     }
 
-    async fn take(&mut self, max: usize, skip: &[String]) -> Result<Vec<Popped>, RedisError> {
+    async fn take(
+        &mut self,
+        max: usize,
+        skip: &[String],
+        paused: &[String],
+    ) -> Result<Vec<Popped>, RedisError> {
         let mut connection = self.connection().await?;
         let count = self.queues.len();
         let first = self.next_first % count.max(1);
@@ -109,6 +116,9 @@ impl Consumer {
                 break;
             }
             let queue = &self.queues[(first + offset) % count];
+            if paused.contains(&queue.name) {
+                continue;
+            }
             let mut invocation = self.pop.prepare_invoke();
             invocation
                 .key(&queue.tenants)

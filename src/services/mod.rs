@@ -4,6 +4,7 @@
 //! and dispatches new tasks, [`Reads`] answers for them.
 
 mod api_keys;
+mod control;
 mod intake;
 mod quota;
 mod reading;
@@ -19,6 +20,7 @@ use crate::store::{self, Store};
 use crate::tasks::{Registry, TaskEnv};
 
 pub use api_keys::{ApiKeys, KeyError, KeyRequest};
+pub use control::{Control, ControlError, PAUSE_FLAG_LIFETIME, QueueState};
 pub use intake::Intake;
 pub use quota::Quotas;
 pub use reading::{

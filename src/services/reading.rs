@@ -78,6 +78,7 @@ pub struct ListRequest {
     pub tenant: Option<String>,
     pub status: Option<TaskStatus>,
     pub task_name: Option<String>,
+    pub queue: Option<String>,
     /// 1 to [`MAX_PAGE`]; [`DEFAULT_PAGE`] when `None`.
     pub limit: Option<i64>,
     pub cursor: Option<Cursor>,
@@ -213,6 +214,7 @@ impl Reads {
             tenant,
             status: request.status,
             task_name: request.task_name,
+            queue: request.queue,
             before: request.cursor.map(|cursor| cursor.0),
             // One more than asked tells whether another page follows.
             limit: limit + 1,

@@ -16,6 +16,7 @@ pub struct TaskFilter {
     pub tenant: Option<String>,
     pub status: Option<TaskStatus>,
     pub task_name: Option<String>,
+    pub queue: Option<String>,
     /// Only tasks older than this one (the last of the previous page).
     pub before: Option<Uuid>,
     pub limit: i64,
@@ -38,6 +39,9 @@ impl Store {
         }
         if let Some(name) = &filter.task_name {
             query = query.bind(name);
+        }
+        if let Some(queue) = &filter.queue {
+            query = query.bind(queue);
         }
         if let Some(before) = filter.before {
             query = query.bind(before);
@@ -63,7 +67,7 @@ impl Store {
         self.bounded(
             sqlx::query_scalar(
                 "DELETE FROM tasks WHERE id IN ( \
-                   SELECT id FROM tasks WHERE status IN ('completed', 'failed') \
+                   SELECT id FROM tasks WHERE status IN ('completed', 'failed', 'cancelled') \
                    AND completed_at < now() - make_interval(secs => $1) \
                    LIMIT $2 FOR UPDATE SKIP LOCKED) \
                  RETURNING id",
@@ -141,6 +145,9 @@ fn listing_sql(filter: &TaskFilter) -> String {
     }
     if filter.task_name.is_some() {
         condition("task_name", "=");
+    }
+    if filter.queue.is_some() {
+        condition("queue", "=");
     }
     if filter.before.is_some() {
         condition("id", "<");

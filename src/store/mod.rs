@@ -49,6 +49,7 @@ macro_rules! lock_in_id_order {
     };
 }
 
+mod control;
 mod idempotency;
 mod keys;
 mod leases;
@@ -67,6 +68,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 use crate::config::DatabaseConfig;
 
+pub use control::{Action, Changed, Pause, TaskMatch};
 pub use idempotency::IdempotentInsert;
 pub use keys::{ApiKey, NewKey, new_key_id};
 pub use leases::{Lease, Recovered};

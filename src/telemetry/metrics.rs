@@ -39,11 +39,12 @@ pub const GROUP_COMMIT_ROWS: &str = "tasker_group_commit_rows";
 /// Tasks ready to run, per queue: the autoscaling signal.
 pub const QUEUE_DEPTH: &str = "tasker_queue_depth";
 pub const QUEUE_OLDEST_AGE: &str = "tasker_queue_oldest_age_seconds";
+pub const QUEUE_PAUSED: &str = "tasker_queue_paused";
 pub const DB_POOL: &str = "tasker_db_pool_connections";
 pub const REDIS_POOL: &str = "tasker_redis_pool_connections";
 
 /// Terminal statuses, the `status` of [`TASKS_COMPLETED`].
-pub const TERMINAL_STATUSES: [&str; 2] = ["completed", "failed"];
+pub const TERMINAL_STATUSES: [&str; 3] = ["completed", "failed", "cancelled"];
 /// `reason` of [`TASKS_RECOVERED`].
 pub const RECOVERY_REASONS: [&str; 3] = ["lease_expired", "dispatch_lost", "handed_back"];
 /// `result` of [`CACHE_REQUESTS`].
@@ -173,6 +174,11 @@ fn describe() {
         "Age of the oldest ready task, per queue (0 when empty)."
     );
     describe_gauge!(
+        QUEUE_PAUSED,
+        Unit::Count,
+        "1 while an operator has the queue paused (workers take none of its tasks), else 0."
+    );
+    describe_gauge!(
         DB_POOL,
         Unit::Count,
         "PostgreSQL connections of this process by state."
@@ -204,6 +210,7 @@ pub fn register_known_series<'a>(
     for queue in queues {
         metrics::gauge!(QUEUE_DEPTH, "queue" => queue.to_owned()).set(0.0);
         metrics::gauge!(QUEUE_OLDEST_AGE, "queue" => queue.to_owned()).set(0.0);
+        metrics::gauge!(QUEUE_PAUSED, "queue" => queue.to_owned()).set(0.0);
     }
     for reason in RECOVERY_REASONS {
         metrics::counter!(TASKS_RECOVERED, "reason" => reason).absolute(0);

@@ -8,7 +8,7 @@ use tracing::Instrument;
 
 use std::sync::atomic::Ordering;
 
-use super::inflight::Registration;
+use super::inflight::{Registration, Stop};
 use super::{Backoff, Worker};
 use crate::domain::{ClaimedTask, TaskRecord, TaskStatus};
 use crate::queue::Message;
@@ -95,9 +95,19 @@ impl Worker {
         let run = run_attempt(task.as_ref(), &claimed);
         let outcome = tokio::select! {
             outcome = run => outcome,
-            () = registration.lost() => {
-                metrics::counter!(m::STALE_RESULTS).increment(1);
-                tracing::warn!("lease lost to another worker; attempt abandoned");
+            stop = registration.stopped() => {
+                // Dropping the attempt's future stops it where it is (an
+                // LLM call is aborted, not awaited).
+                match stop {
+                    Stop::Cancelled => tracing::info!(
+                        duration_ms = started.elapsed().as_millis() as u64,
+                        "task cancelled; attempt stopped"
+                    ),
+                    Stop::LeaseLost => {
+                        metrics::counter!(m::STALE_RESULTS).increment(1);
+                        tracing::warn!("lease lost (taken over or cancelled); attempt abandoned");
+                    }
+                }
                 return;
             }
         };

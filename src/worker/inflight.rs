@@ -1,17 +1,42 @@
 //! The attempts a worker is running right now: what its heartbeat renews,
-//! what it hands back at shutdown, and how a lost lease stops an attempt.
+//! what it hands back at shutdown, and how a lost lease or a cancel stops
+//! an attempt.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use tokio::sync::Notify;
 use uuid::Uuid;
 
 use crate::store::Lease;
 
+/// Why an attempt must stop before it ends by itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Stop {
+    /// Its lease was not renewed: another worker owns the task now, or it
+    /// is no longer running (cancelled).
+    LeaseLost,
+    /// An operator cancelled the task.
+    Cancelled,
+}
+
+/// Tells one attempt to stop, once: the first reason wins.
+#[derive(Default)]
+struct Stopper {
+    reason: OnceLock<Stop>,
+    notify: Notify,
+}
+
+impl Stopper {
+    fn stop(&self, reason: Stop) {
+        let _ = self.reason.set(reason);
+        self.notify.notify_one();
+    }
+}
+
 struct Entry {
     attempt: i32,
-    lost: Arc<Notify>,
+    stopper: Arc<Stopper>,
 }
 
 /// Shared table of running attempts, keyed by task id.
@@ -25,7 +50,7 @@ pub(super) struct InFlight {
 pub(super) struct Registration {
     table: InFlight,
     task_id: Uuid,
-    lost: Arc<Notify>,
+    stopper: Arc<Stopper>,
 }
 
 impl InFlight {
@@ -36,16 +61,16 @@ impl InFlight {
     }
 
     pub(super) fn register(&self, lease: Lease) -> Registration {
-        let lost = Arc::new(Notify::new());
+        let stopper = Arc::new(Stopper::default());
         let entry = Entry {
             attempt: lease.attempt,
-            lost: lost.clone(),
+            stopper: stopper.clone(),
         };
         self.with(|entries| entries.insert(lease.task_id, entry));
         Registration {
             table: self.clone(),
             task_id: lease.task_id,
-            lost,
+            stopper,
         }
     }
 
@@ -71,11 +96,23 @@ impl InFlight {
                 if let Some(entry) = entries.get(&lease.task_id)
                     && entry.attempt == lease.attempt
                 {
-                    entry.lost.notify_one();
+                    entry.stopper.stop(Stop::LeaseLost);
                     stopped += 1;
                 }
             }
             stopped
+        })
+    }
+
+    /// Tells the attempts of `tasks` this worker runs that their task was
+    /// cancelled; returns how many it was running.
+    pub(super) fn cancel(&self, tasks: &[Uuid]) -> usize {
+        self.with(|entries| {
+            tasks
+                .iter()
+                .filter_map(|id| entries.get(id))
+                .map(|entry| entry.stopper.stop(Stop::Cancelled))
+                .count()
         })
     }
 
@@ -86,9 +123,14 @@ impl InFlight {
 }
 
 impl Registration {
-    /// Resolves when the heartbeat finds this attempt's lease lost.
-    pub(super) async fn lost(&self) {
-        self.lost.notified().await;
+    /// Resolves when the attempt must stop, saying why.
+    pub(super) async fn stopped(&self) -> Stop {
+        self.stopper.notify.notified().await;
+        self.stopper
+            .reason
+            .get()
+            .copied()
+            .unwrap_or(Stop::LeaseLost)
     }
 }
 
@@ -126,11 +168,29 @@ mod tests {
         let registration = table.register(mine);
         assert_eq!(table.mark_lost(&[Lease { attempt: 1, ..mine }]), 0);
         let woken =
-            tokio::time::timeout(std::time::Duration::from_millis(50), registration.lost()).await;
+            tokio::time::timeout(std::time::Duration::from_millis(50), registration.stopped())
+                .await;
         assert!(woken.is_err(), "an older attempt's loss is not ours");
         assert_eq!(table.mark_lost(&[mine]), 1);
         let woken =
-            tokio::time::timeout(std::time::Duration::from_secs(1), registration.lost()).await;
-        assert!(woken.is_ok());
+            tokio::time::timeout(std::time::Duration::from_secs(1), registration.stopped()).await;
+        assert_eq!(woken.ok(), Some(Stop::LeaseLost));
+    }
+
+    #[tokio::test]
+    async fn a_cancel_stops_the_task_s_attempt_and_says_so() {
+        let table = InFlight::default();
+        let lease = Lease {
+            task_id: Uuid::new_v4(),
+            attempt: 1,
+        };
+        let registration = table.register(lease);
+        assert_eq!(table.cancel(&[Uuid::new_v4()]), 0, "not ours");
+        assert_eq!(table.cancel(&[lease.task_id]), 1);
+        // The heartbeat then finds its lease gone too; the first reason stays.
+        table.mark_lost(&[lease]);
+        let woken =
+            tokio::time::timeout(std::time::Duration::from_secs(1), registration.stopped()).await;
+        assert_eq!(woken.ok(), Some(Stop::Cancelled));
     }
 }

@@ -3,6 +3,7 @@
 //! Beside that loop run the retry promoter and the reconciler.
 
 mod batches;
+mod control;
 mod execute;
 mod heartbeat;
 mod inflight;
@@ -60,6 +61,8 @@ pub struct WorkerState {
     /// pauses until it answers again instead of draining the queue.
     database_up: Arc<AtomicBool>,
     in_flight: InFlight,
+    /// Queues an operator paused, as last read from PostgreSQL.
+    paused: std::sync::RwLock<std::collections::HashSet<String>>,
     limits: limits::TenantLimits,
     claims: batches::Claims,
     outcomes: batches::Outcomes,
@@ -84,6 +87,7 @@ impl Worker {
             consuming: Arc::new(AtomicBool::new(false)),
             database_up: Arc::new(AtomicBool::new(true)),
             in_flight: InFlight::default(),
+            paused: Default::default(),
             limits: limits::TenantLimits::default(),
             claims,
             outcomes,
@@ -107,10 +111,14 @@ impl Worker {
                 tracing::error!(error = %err, "worker probe server failed");
             }
         });
+        // Know the paused queues before taking anything.
+        self.load_pauses().await;
         loops.spawn(self.clone().promote_loop(shutdown.clone()));
         loops.spawn(reconciler::run(self.clone(), shutdown.clone()));
         loops.spawn(retention::run(self.clone(), shutdown.clone()));
         loops.spawn(self.clone().refresh_limits(shutdown.clone()));
+        loops.spawn(self.clone().follow_pauses(shutdown.clone()));
+        loops.spawn(self.clone().follow_cancellations(shutdown.clone()));
         // Leases are renewed until the last attempt is finished or handed back.
         let drained = Shutdown::new();
         let heartbeat = tokio::spawn(heartbeat::run(self.clone(), drained.clone()));
@@ -156,7 +164,7 @@ impl Worker {
                 Ok(()) => {
                     self.consuming.store(true, Ordering::Relaxed);
                     consumer
-                        .next_batch(slots.len(), &self.limits.skipped())
+                        .next_batch(slots.len(), &self.limits.skipped(), &self.paused_queues())
                         .await
                 }
                 Err(err) => Err(err),

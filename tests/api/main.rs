@@ -6,6 +6,7 @@ mod support;
 
 mod client;
 mod contract;
+mod control;
 mod errors;
 mod hostile;
 mod idempotency;

@@ -373,13 +373,27 @@ impl TestApp {
         response.json().await.expect("task json")
     }
 
-    /// Waits until the task is completed or failed, and returns it.
+    /// Waits until the task is completed, failed or cancelled, and returns it.
     pub async fn wait_terminal(&self, id: Uuid) -> Value {
         eventually(|| async {
             let task = self.task(id).await;
-            matches!(task["status"].as_str(), Some("completed" | "failed")).then_some(task)
+            matches!(
+                task["status"].as_str(),
+                Some("completed" | "failed" | "cancelled")
+            )
+            .then_some(task)
         })
         .await
+    }
+
+    /// POSTs `body` (JSON) to a path of the API.
+    pub async fn post_json(&self, path: &str, body: Value) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .json(&body)
+            .send()
+            .await
+            .expect("POST")
     }
 }
 

@@ -438,7 +438,7 @@ async fn a_worker_pops_a_batch_across_queues_in_one_call() {
     let second = popped_queues(&mut consumer, 5).await;
     assert_eq!(second, ["llm", "llm"]);
     // Empty queues: the call blocks for its block time and returns nothing.
-    assert!(consumer.next_batch(5, &[]).await.unwrap().is_empty());
+    assert!(consumer.next_batch(5, &[], &[]).await.unwrap().is_empty());
 }
 
 /// Stores `count` pending `sum` tasks (not dispatched); returns their ids.
@@ -457,7 +457,7 @@ async fn stored_sum_tasks(app: &TestApp, count: i64) -> Vec<Uuid> {
 
 /// The queue of each message one `next_batch(max)` call took, in order.
 async fn popped_queues(consumer: &mut tasker::queue::Consumer, max: usize) -> Vec<String> {
-    let popped = consumer.next_batch(max, &[]).await.unwrap();
+    let popped = consumer.next_batch(max, &[], &[]).await.unwrap();
     popped
         .into_iter()
         .map(|popped| match popped {

@@ -38,7 +38,7 @@ async fn pops_take_from_tenants_in_turn() {
             })
             .collect()
     };
-    let first = tenants(consumer.next_batch(4, &[]).await.unwrap());
+    let first = tenants(consumer.next_batch(4, &[], &[]).await.unwrap());
     assert_eq!(
         first.iter().filter(|t| *t == "globex").count(),
         2,
@@ -46,9 +46,14 @@ async fn pops_take_from_tenants_in_turn() {
     );
     assert_eq!(first.len(), 4);
     // A skipped tenant is left waiting.
-    let skipping = tenants(consumer.next_batch(4, &["acme".to_owned()]).await.unwrap());
+    let skipping = tenants(
+        consumer
+            .next_batch(4, &["acme".to_owned()], &[])
+            .await
+            .unwrap(),
+    );
     assert!(skipping.is_empty(), "{skipping:?}");
-    let rest = tenants(consumer.next_batch(10, &[]).await.unwrap());
+    let rest = tenants(consumer.next_batch(10, &[], &[]).await.unwrap());
     assert_eq!(rest, vec!["acme"; 4]);
     assert_eq!(queue.ready_len("default").await.unwrap(), 0);
 }

@@ -1,5 +1,6 @@
 //! Route table.
 
+mod control;
 mod docs;
 mod keys;
 mod read;
@@ -14,6 +15,11 @@ use axum::routing::{get, post};
 use super::AppState;
 use super::error::ApiError;
 
+pub(super) use control::{
+    __path_cancel_task, __path_cancel_tasks, __path_list_queues, __path_pause_queue,
+    __path_resume_queue, __path_retry_task, __path_retry_tasks, BulkFilter, CancelledCount,
+    QueueListResponse, QueueView, RetriedCount,
+};
 pub(super) use keys::{
     __path_create_key, __path_list_keys, __path_revoke_key, CreateKeyRequest, CreatedKeyResponse,
     ListKeysResponse,
@@ -29,6 +35,13 @@ pub(super) fn tasks() -> Router<AppState> {
         .route("/get-task-output", get(read::get_task_output))
         .route("/tasks", get(read::list_tasks))
         .route("/tasks/{task_uuid}", get(read::get_task))
+        .route("/tasks/{task_uuid}/cancel", post(control::cancel_task))
+        .route("/tasks/{task_uuid}/retry", post(control::retry_task))
+        .route("/tasks/cancel", post(control::cancel_tasks))
+        .route("/tasks/retry", post(control::retry_tasks))
+        .route("/queues", get(control::list_queues))
+        .route("/queues/{name}/pause", post(control::pause_queue))
+        .route("/queues/{name}/resume", post(control::resume_queue))
         .route("/keys", post(keys::create_key).get(keys::list_keys))
         .route("/keys/{id}/revoke", post(keys::revoke_key))
 }

@@ -160,6 +160,9 @@ pub(crate) struct ListQuery {
     /// Only tasks of this type.
     #[param(pattern = "^[^\\u0000]*$")]
     task_name: Option<String>,
+    /// Only tasks of this queue.
+    #[param(pattern = "^[^\\u0000]*$")]
+    queue: Option<String>,
     /// Page size, 1 to 200 (default 50).
     #[param(minimum = 1, maximum = 200)]
     limit: Option<i64>,
@@ -200,12 +203,10 @@ pub(crate) async fn list_tasks(
             format!("must be between 1 and {MAX_PAGE}"),
         ));
     }
-    if query
-        .task_name
-        .as_deref()
-        .is_some_and(|name| name.contains('\0'))
-    {
-        return Err(ApiError::validation("task_name", "must not contain U+0000"));
+    for (field, value) in [("task_name", &query.task_name), ("queue", &query.queue)] {
+        if value.as_deref().is_some_and(|text| text.contains('\0')) {
+            return Err(ApiError::validation(field, "must not contain U+0000"));
+        }
     }
     let cursor = query
         .cursor
@@ -222,6 +223,7 @@ pub(crate) async fn list_tasks(
                 tenant: query.tenant,
                 status: query.status,
                 task_name: query.task_name,
+                queue: query.queue,
                 limit: query.limit,
                 cursor,
             },

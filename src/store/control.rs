@@ -1,0 +1,291 @@
+//! Operator control: cancelling and retrying tasks, one or every match of
+//! a filter, and pausing queues.
+//!
+//! A cancel is one conditional UPDATE, like every other state change: a
+//! `pending` task never starts, and a `running` one is `cancelled` at once,
+//! so the outcome its worker writes later is fenced out (it tests `status =
+//! 'running'` and its attempt). A cancel racing an attempt's own final
+//! write takes the row lock first or second: exactly one of them changes
+//! the row, and the other finds it no longer running.
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::tasks::RecordRow;
+use super::{Result, Store};
+use crate::domain::{TaskRecord, TaskStatus};
+
+/// Which tasks a bulk action acts on; `None` matches anything.
+#[derive(Debug, Clone, Default)]
+pub struct TaskMatch {
+    /// Only this tenant's tasks; `None` for every tenant (an admin).
+    pub tenant: Option<String>,
+    /// Only tasks in these statuses (the action's own statuses when empty).
+    pub statuses: Vec<TaskStatus>,
+    pub task_name: Option<String>,
+    pub queue: Option<String>,
+}
+
+/// A task an action changed, with what is needed to dispatch it again.
+#[derive(Debug, Clone)]
+pub struct Changed {
+    pub record: TaskRecord,
+    /// Its status before the action.
+    pub was: TaskStatus,
+    pub queue: String,
+    pub request_id: Option<String>,
+    pub trace_context: Option<String>,
+}
+
+#[derive(sqlx::FromRow)]
+struct ChangedRow {
+    #[sqlx(flatten)]
+    record: RecordRow,
+    was: String,
+    queue: String,
+    request_id: Option<String>,
+    trace_context: Option<String>,
+}
+
+impl TryFrom<ChangedRow> for Changed {
+    type Error = super::Error;
+
+    fn try_from(row: ChangedRow) -> Result<Self> {
+        let record: TaskRecord = row.record.try_into()?;
+        let was = row
+            .was
+            .parse()
+            .map_err(|err| super::Error::Corrupt(format!("task {}: {err}", record.id)))?;
+        Ok(Self {
+            record,
+            was,
+            queue: row.queue,
+            request_id: row.request_id,
+            trace_context: row.trace_context,
+        })
+    }
+}
+
+/// A paused queue.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Pause {
+    pub queue: String,
+    pub paused_at: DateTime<Utc>,
+    pub paused_by: Option<String>,
+}
+
+/// The SET of a cancel: terminal now, no lease.
+const CANCEL_SET: &str = "status = 'cancelled', completed_at = now(), updated_at = now(), \
+     lease_expires_at = NULL";
+
+/// The SET of a retry: `pending` and due now with a fresh attempt budget
+/// (the type's, from `$2`/`$3`), attempts kept growing (they are the fencing
+/// token), the last error kept until the new attempt ends.
+const RETRY_SET: &str = "status = 'pending', \
+     max_attempts = tasks.attempts + COALESCE((SELECT b.budget FROM unnest($2::text[], $3::int4[]) \
+       AS b(name, budget) WHERE b.name = tasks.task_name), 1), \
+     run_after = now(), dispatched_at = now(), completed_at = NULL, lease_expires_at = NULL, \
+     updated_at = now()";
+
+/// Columns every action returns.
+const CHANGED_COLUMNS: &str = concat!(
+    record_columns!("tasks."),
+    ", target.status AS was, tasks.queue, tasks.request_id, tasks.trace_context"
+);
+
+/// An action: which statuses it applies to and what it sets.
+#[derive(Debug, Clone, Copy)]
+pub enum Action {
+    Cancel,
+    /// Retry with each task type's attempt budget.
+    Retry,
+}
+
+impl Action {
+    /// The statuses the action changes.
+    pub fn applies_to(self) -> [TaskStatus; 2] {
+        match self {
+            Self::Cancel => [TaskStatus::Pending, TaskStatus::Running],
+            Self::Retry => [TaskStatus::Failed, TaskStatus::Cancelled],
+        }
+    }
+
+    fn set(self) -> &'static str {
+        match self {
+            Self::Cancel => CANCEL_SET,
+            Self::Retry => RETRY_SET,
+        }
+    }
+}
+
+/// Each task type's attempt budget, for a retry: (names, budgets).
+pub type Budgets<'a> = (&'a [String], &'a [i32]);
+
+impl Store {
+    /// Applies `action` to task `id` (of `tenant`, when given) if its status
+    /// allows; `None` when it did not change (unknown, another tenant's, or
+    /// in another status: the caller reads it to say which).
+    #[tracing::instrument(skip_all, fields(task_id = %id))]
+    pub async fn act_on_task(
+        &self,
+        action: Action,
+        id: Uuid,
+        tenant: Option<&str>,
+        budgets: Budgets<'_>,
+    ) -> Result<Option<Changed>> {
+        let statuses: Vec<&str> = action.applies_to().iter().map(|s| s.as_str()).collect();
+        let sql = format!(
+            "WITH target AS (SELECT id, status FROM tasks WHERE id = $1 AND status = ANY($4) \
+             AND ($5::varchar IS NULL OR tenant = $5) FOR UPDATE) \
+             UPDATE tasks SET {} FROM target WHERE tasks.id = target.id RETURNING {CHANGED_COLUMNS}",
+            action.set()
+        );
+        let row: Option<ChangedRow> = self
+            .bounded(
+                sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                    .bind(id)
+                    .bind(budgets.0)
+                    .bind(budgets.1)
+                    .bind(statuses)
+                    .bind(tenant)
+                    .fetch_optional(&self.pool),
+            )
+            .await?;
+        row.map(Changed::try_from).transpose()
+    }
+
+    /// Applies `action` to up to `limit` tasks matching `filter` with ids
+    /// after `after`, locking them in id order. Returns those changed; the
+    /// caller goes on after the greatest id until a batch comes back short.
+    #[tracing::instrument(skip_all, fields(limit))]
+    pub async fn act_on_matching(
+        &self,
+        action: Action,
+        filter: &TaskMatch,
+        after: Option<Uuid>,
+        limit: i64,
+        budgets: Budgets<'_>,
+    ) -> Result<Vec<Changed>> {
+        let statuses: Vec<&str> = if filter.statuses.is_empty() {
+            action.applies_to().iter().map(|s| s.as_str()).collect()
+        } else {
+            filter.statuses.iter().map(|s| s.as_str()).collect()
+        };
+        let sql = matching_sql(action, filter);
+        let mut query = sqlx::query_as::<_, ChangedRow>(sqlx::AssertSqlSafe(sql))
+            .bind(after.unwrap_or(Uuid::nil()))
+            .bind(budgets.0)
+            .bind(budgets.1)
+            .bind(statuses)
+            .bind(limit);
+        for value in [&filter.tenant, &filter.task_name, &filter.queue]
+            .into_iter()
+            .flatten()
+        {
+            query = query.bind(value);
+        }
+        let rows = self.bounded(query.fetch_all(&self.pool)).await?;
+        rows.into_iter().map(Changed::try_from).collect()
+    }
+
+    /// Pauses `queue` (again: no change); returns whether it was running.
+    pub async fn pause_queue(&self, queue: &str, by: Option<&str>) -> Result<bool> {
+        let done = self
+            .bounded(
+                sqlx::query(
+                    "INSERT INTO queue_pauses (queue, paused_by) VALUES ($1, $2) \
+                     ON CONFLICT (queue) DO NOTHING",
+                )
+                .bind(queue)
+                .bind(by)
+                .execute(&self.pool),
+            )
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Resumes `queue`; returns whether it was paused.
+    pub async fn resume_queue(&self, queue: &str) -> Result<bool> {
+        let done = self
+            .bounded(
+                sqlx::query("DELETE FROM queue_pauses WHERE queue = $1")
+                    .bind(queue)
+                    .execute(&self.pool),
+            )
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Every paused queue.
+    pub async fn paused_queues(&self) -> Result<Vec<Pause>> {
+        self.bounded(
+            sqlx::query_as("SELECT queue, paused_at, paused_by FROM queue_pauses ORDER BY queue")
+                .fetch_all(&self.pool),
+        )
+        .await
+    }
+
+    /// Running tasks per queue (served by the running tasks' lease index).
+    pub async fn running_per_queue(&self) -> Result<Vec<(String, i64)>> {
+        self.bounded(
+            sqlx::query_as(
+                "SELECT queue, count(*) FROM tasks WHERE status = 'running' \
+                 AND lease_expires_at IS NOT NULL GROUP BY queue",
+            )
+            .fetch_all(&self.pool),
+        )
+        .await
+    }
+}
+
+/// The bulk statement for the filters `filter` sets, built from fixed text
+/// only (every value is bound): `$1` the id to start after, `$2`/`$3` the
+/// attempt budgets, `$4` the statuses, `$5` the batch size, then the set
+/// filters in the order tenant, task name, queue.
+fn matching_sql(action: Action, filter: &TaskMatch) -> String {
+    let mut conditions = vec!["id > $1".to_owned(), "status = ANY($4)".to_owned()];
+    let mut next = 6;
+    for (column, set) in [
+        ("tenant", filter.tenant.is_some()),
+        ("task_name", filter.task_name.is_some()),
+        ("queue", filter.queue.is_some()),
+    ] {
+        if set {
+            conditions.push(format!("{column} = ${next}"));
+            next += 1;
+        }
+    }
+    format!(
+        "WITH target AS (SELECT id, status FROM tasks WHERE {} ORDER BY id LIMIT $5 FOR UPDATE) \
+         UPDATE tasks SET {} FROM target WHERE tasks.id = target.id RETURNING {CHANGED_COLUMNS}",
+        conditions.join(" AND "),
+        action.set()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bulk_statement_has_only_the_conditions_it_needs() {
+        let all = matching_sql(Action::Cancel, &TaskMatch::default());
+        assert!(
+            all.contains("WHERE id > $1 AND status = ANY($4) ORDER BY id LIMIT $5"),
+            "{all}"
+        );
+        let some = matching_sql(
+            Action::Retry,
+            &TaskMatch {
+                tenant: Some("acme".into()),
+                queue: Some("llm".into()),
+                ..TaskMatch::default()
+            },
+        );
+        assert!(
+            some.contains("status = ANY($4) AND tenant = $6 AND queue = $7 ORDER BY id"),
+            "{some}"
+        );
+        assert!(some.contains("status = 'pending'"), "{some}");
+    }
+}
