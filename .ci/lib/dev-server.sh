@@ -1,14 +1,20 @@
 # shellcheck shell=bash
-# Sourced by .ci/docs-check and .ci/contract-check: runs `tasker dev` on free
-# 127.0.0.1 ports with a database and a Redis key prefix of its own, and
-# removes all three on exit. Needs PostgreSQL on 127.0.0.1:5432 (user
-# postgres, trust) and Redis on 127.0.0.1:6379, as the test suite does.
+# Sourced by .ci/docs-check, .ci/contract-check and .ci/clients-check: runs
+# `tasker dev` on free 127.0.0.1 ports with a database and a Redis key prefix
+# of its own, and removes all three on exit. Needs PostgreSQL on
+# 127.0.0.1:5432 (user postgres, trust) and Redis on 127.0.0.1:6379, as the
+# test suite does.
 #
-#   dev_server_start NAME   build if needed, start, wait for /ready;
+#   dev_server_start NAME [VAR=VALUE...]
+#                           build if needed, start, wait for /ready;
 #                           sets DEV_URL (http://127.0.0.1:PORT), and
 #                           DEV_OPS_URL and DEV_WORKER_URL (the API's
 #                           operations port and the worker's: /metrics);
-#                           the service logs to DEV_LOG (default: a temp file)
+#                           the service logs to DEV_LOG (default: a temp file).
+#                           Each VAR=VALUE is added to the service's
+#                           environment, after (so over) the settings below:
+#                           e.g. TASKER_AUTH__ENABLED=true. Without them auth
+#                           is off, whatever the caller's environment says.
 #   dev_server_stop         SIGTERM, wait, drop the database and the keys
 #                           (also run on exit, whatever the exit status)
 #
@@ -54,7 +60,12 @@ tasker_bin() {
 }
 
 dev_server_start() {
-  local name=$1 bin api_port worker_port ops_port
+  local name=$1 bin api_port worker_port ops_port extra
+  shift
+  for extra in "$@"; do
+    # (not echoed: it may hold a secret)
+    [[ $extra =~ ^[A-Za-z_][A-Za-z0-9_]*= ]] || die "dev_server_start: an argument is not VAR=VALUE"
+  done
   bin=$(tasker_bin)
   api_port=$(free_port)
   worker_port=$(free_port)
@@ -75,9 +86,11 @@ dev_server_start() {
   log "starting tasker dev on $DEV_URL (database $DEV_DB, Redis prefix $DEV_PREFIX)"
   # Only this service's settings: no configuration file, no LLM key (a
   # query_llm task fails at once instead of calling out), no trace export,
-  # and short waiting reads, so no answer nears a client's time limit.
+  # auth as `tasker dev` has it (off) unless the caller asks, and short
+  # waiting reads, so no answer nears a client's time limit.
   env -u TASKER_CONFIG -u TASKER_LLM__API_KEY -u TASKER_LLM__API_KEY_FILE \
       -u TASKER_OTEL__ENDPOINT -u OTEL_EXPORTER_OTLP_ENDPOINT \
+      -u TASKER_AUTH__ENABLED -u TASKER_AUTH__BOOTSTRAP_TOKEN -u TASKER_AUTH__BOOTSTRAP_TOKEN_FILE \
     TASKER_DATABASE__URL="postgres://postgres@127.0.0.1:5432/$DEV_DB" \
     TASKER_REDIS__URL="redis://$REDIS_HOST:$REDIS_PORT" \
     TASKER_REDIS__KEY_PREFIX="$DEV_PREFIX" \
@@ -87,6 +100,7 @@ dev_server_start() {
     TASKER_LLM__BASE_URL="http://127.0.0.1:9" \
     TASKER_API__MAX_WAIT_SECONDS="${DEV_MAX_WAIT_SECONDS:-2}" \
     TASKER_LOG__LEVEL="info,sqlx=warn" \
+    "$@" \
     "$bin" dev >"$DEV_LOG" 2>&1 &
   DEV_PID=$!
 
