@@ -123,6 +123,7 @@ pub fn document(registry: &Registry, api: &ApiConfig) -> utoipa::openapi::OpenAp
         ),
     );
     secure_task_operations(&mut doc);
+    bulk_filters(&mut doc);
     set_run_task_body(&mut doc, registry);
     set_run_tasks_body(&mut doc, registry, api.max_batch_size.get());
     link_submission_to_reads(&mut doc);
@@ -167,10 +168,22 @@ fn secure_task_operations(doc: &mut utoipa::openapi::OpenApi) {
         "unauthorized",
         "an API key is required: send `Authorization: Bearer <token>`",
     );
-    let forbidden = error(
-        "The API key lacks the scope this needs",
-        "forbidden",
-        "this API key lacks the `submit` scope",
+    let forbidden = |scope: &str| {
+        error(
+            &format!("The API key lacks the `{scope}` scope this needs"),
+            "forbidden",
+            &format!("this API key lacks the `{scope}` scope"),
+        )
+    };
+    let invalid_json = error(
+        "The body is not JSON",
+        "invalid_json",
+        "malformed JSON: EOF while parsing a value at line 1 column 0",
+    );
+    let too_large = error(
+        "Body larger than `api.max_body_bytes`",
+        "payload_too_large",
+        "request body is larger than the limit of 1048576 bytes",
     );
     let rate_limited = error(
         "The API key's submission rate is spent; `Retry-After` says when to try again",
@@ -194,13 +207,91 @@ fn secure_task_operations(doc: &mut utoipa::openapi::OpenApi) {
                 SecurityRequirement::new("bearer", Vec::<String>::new()),
                 SecurityRequirement::default(),
             ]);
+            let scope = required_scope(method, path, &tags);
+            let has_body = operation.request_body.is_some();
             let responses = &mut operation.responses.responses;
             responses.insert("401".into(), RefOr::T(unauthorized.clone()));
-            responses.insert("403".into(), RefOr::T(forbidden.clone()));
+            responses.insert("403".into(), RefOr::T(forbidden(scope)));
+            if has_body {
+                // Every body is read the same way (see `extract::JsonBody`).
+                responses
+                    .entry("400".into())
+                    .or_insert_with(|| RefOr::T(invalid_json.clone()));
+                responses
+                    .entry("413".into())
+                    .or_insert_with(|| RefOr::T(too_large.clone()));
+            }
             if method == "post" && (path == "/run-task" || path == "/run-tasks") {
                 responses.insert("429".into(), RefOr::T(rate_limited.clone()));
             }
         }
+    }
+}
+
+/// The bodies of the bulk actions: `BulkFilter` with the statuses each
+/// action applies to (`CancelFilter`, `RetryFilter`), naming at least one
+/// filter or `"all": true`, so an empty body cannot act on every task by
+/// accident.
+fn bulk_filters(doc: &mut utoipa::openapi::OpenApi) {
+    let Some(components) = doc.components.as_mut() else {
+        return;
+    };
+    let Some(RefOr::T(Schema::Object(filter))) = components.schemas.remove("BulkFilter") else {
+        return;
+    };
+    let all = ObjectBuilder::new()
+        .schema_type(SchemaType::Type(Type::Boolean))
+        .enum_values(Some([true]))
+        .description(Some(
+            "`true`: act on every task the action applies to, with no other filter.",
+        ))
+        .build();
+    for (name, path, statuses) in [
+        ("CancelFilter", "/tasks/cancel", ["pending", "running"]),
+        ("RetryFilter", "/tasks/retry", ["failed", "cancelled"]),
+    ] {
+        let mut schema = filter.clone();
+        schema.min_properties = Some(1);
+        schema.properties.insert("all".into(), all.clone().into());
+        let status = ObjectBuilder::new()
+            .schema_type(SchemaType::Type(Type::String))
+            .enum_values(Some(statuses))
+            .description(Some("Only tasks in this status."))
+            .build();
+        schema.properties.insert("status".into(), status.into());
+        components
+            .schemas
+            .insert(name.to_owned(), Schema::Object(schema).into());
+        if let Some(operation) = doc
+            .paths
+            .paths
+            .get_mut(path)
+            .and_then(|item| item.post.as_mut())
+        {
+            let body = RequestBodyBuilder::new()
+                .description(Some("Which tasks: the listing's filters."))
+                .content(
+                    "application/json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name(name)))
+                        .build(),
+                )
+                .required(Some(Required::True))
+                .build();
+            operation.request_body = Some(RefOr::T(body));
+        }
+    }
+}
+
+/// The scope an operation needs (as its handler requires it).
+fn required_scope(method: &str, path: &str, tags: &[String]) -> &'static str {
+    let admin_only = tags.iter().any(|t| t == "keys" || t == "queues")
+        || path == "/tasks/cancel"
+        || path == "/tasks/retry";
+    match (admin_only, method) {
+        (true, _) => "admin",
+        (false, "get") => "read",
+        (false, _) => "submit",
     }
 }
 

@@ -7,6 +7,12 @@ use crate::auth::{generate_token, hash_token};
 use crate::domain::{Scope, is_valid_tenant};
 use crate::store::{self, ApiKey, NewKey, Store, new_key_id};
 
+/// The longest `expires_in` a key may have: 100 years of 365.25 days.
+pub const MAX_KEY_LIFETIME_SECS: u64 = 3_155_760_000;
+
+/// The `description` column's length, in characters.
+const MAX_DESCRIPTION_CHARS: usize = 200;
+
 /// A key to make.
 #[derive(Debug, Clone)]
 pub struct KeyRequest {
@@ -54,17 +60,42 @@ impl ApiKeys {
                 "1 to 100 of a-z, 0-9, _ and -, starting with a letter or digit",
             ));
         }
+        if request
+            .description
+            .as_ref()
+            .is_some_and(|d| d.chars().count() > MAX_DESCRIPTION_CHARS || d.contains('\0'))
+        {
+            return Err(invalid(
+                "description",
+                "must be at most 200 characters, none of them NUL",
+            ));
+        }
         if request.scopes.is_empty() {
             return Err(invalid("scopes", "at least one of submit, read, admin"));
         }
-        if request.rate == Some(0) || request.max_running == Some(0) {
-            return Err(invalid("rate", "limits must be at least 1"));
+        for (field, limit) in [("rate", request.rate), ("max_running", request.max_running)] {
+            if limit.is_some_and(|n| n == 0 || i32::try_from(n).is_err()) {
+                return Err(invalid(field, "must be between 1 and 2147483647"));
+            }
+        }
+        if request
+            .expires_in
+            .is_some_and(|d| d.is_zero() || d.as_secs() > MAX_KEY_LIFETIME_SECS)
+        {
+            return Err(invalid(
+                "expires_in",
+                "must be between 1 second and 100 years",
+            ));
         }
         let expires_at = request
             .expires_in
-            .map(|d| chrono::Duration::from_std(d).map(|d| chrono::Utc::now() + d))
-            .transpose()
-            .map_err(|_| invalid("expires_in", "is too long"))?;
+            .map(|d| {
+                chrono::Duration::from_std(d)
+                    .ok()
+                    .and_then(|d| chrono::Utc::now().checked_add_signed(d))
+                    .ok_or_else(|| invalid("expires_in", "is too long"))
+            })
+            .transpose()?;
         let token = generate_token();
         let key = NewKey {
             id: new_key_id(),

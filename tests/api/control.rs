@@ -316,10 +316,15 @@ async fn bulk_actions_act_on_every_match_and_only_on_matches() {
     }
     let refused = app.post_json("/tasks/cancel", json!({})).await;
     assert_eq!(refused.status(), 422, "no filter and no `all`");
-    let wrong = app
-        .post_json("/tasks/cancel", json!({"status": "completed"}))
-        .await;
-    assert_eq!(wrong.status(), 422);
+    for wrong in [
+        json!({"status": "completed"}),
+        json!({"all": false}),
+        json!({"tenant": ""}),
+        json!({"status": null}),
+    ] {
+        let response = app.post_json("/tasks/cancel", wrong.clone()).await;
+        assert_eq!(response.status(), 422, "{wrong}");
+    }
 
     let response = app
         .post_json(

@@ -192,6 +192,61 @@ async fn the_same_idempotency_key_from_two_tenants_makes_two_tasks() {
 }
 
 #[tokio::test]
+async fn a_key_request_out_of_bounds_is_refused_and_makes_no_key() {
+    let app = app_with_auth().await;
+    let admin = app.key("ops", &["admin"], None).await;
+    let base = json!({"tenant": "acme", "scopes": ["read"]});
+    for (field, value) in [
+        ("expires_in_seconds", json!(0)),
+        ("expires_in_seconds", json!(3_155_760_001_u64)),
+        ("expires_in_seconds", json!(1.5)),
+        ("rate_per_second", json!(0)),
+        ("rate_per_second", json!(2_147_483_648_u64)),
+        ("max_running", json!(-1)),
+        ("description", json!("é".repeat(201))),
+        ("description", json!("a\u{0}b")),
+    ] {
+        let mut body = base.clone();
+        body[field] = value.clone();
+        let answer = app
+            .as_key(Method::POST, "/keys", &admin)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 422, "{field} = {value}");
+    }
+    let mut whole = base.clone();
+    whole["expires_in_seconds"] = json!(60.0);
+    let made = app
+        .as_key(Method::POST, "/keys", &admin)
+        .json(&whole)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        made.status(),
+        201,
+        "a whole number written as 60.0 is a whole number"
+    );
+    let listed: Value = app
+        .as_key(Method::GET, "/keys", &admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let acme = listed["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|k| k["tenant"] == "acme")
+        .count();
+    assert_eq!(acme, 1, "only the valid request made a key: {listed}");
+}
+
+#[tokio::test]
 async fn a_revoked_or_expired_key_stops_working_within_the_cache_time() {
     let app = app_with_auth().await;
     let admin = app.key("ops", &["admin"], None).await;

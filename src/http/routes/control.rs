@@ -19,23 +19,41 @@ use crate::store::TaskMatch;
 /// Which tasks a bulk action acts on: the listing's filters. At least one
 /// filter, or `"all": true`, so an empty body cannot act on everything by
 /// accident.
+// The document shows it as `CancelFilter` and `RetryFilter`, with the
+// statuses of each action, `minProperties: 1` and `all` the constant `true`
+// (see `openapi::bulk_filters`). A field given as `null` is refused.
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct BulkFilter {
     /// Only tasks in this status (one the action applies to).
+    #[schema(nullable = false)]
+    #[serde(default, deserialize_with = "present")]
     status: Option<TaskStatus>,
     /// Only tasks of this type.
-    #[schema(pattern = "^[^\\u0000]*$")]
+    #[schema(nullable = false, pattern = "^[^\\u0000]*$")]
+    #[serde(default, deserialize_with = "present")]
     task_name: Option<String>,
     /// Only tasks of this queue.
-    #[schema(pattern = "^[^\\u0000]*$")]
+    #[schema(nullable = false, pattern = "^[^\\u0000]*$")]
+    #[serde(default, deserialize_with = "present")]
     queue: Option<String>,
     /// Only this tenant's tasks.
-    #[schema(pattern = "^[a-z0-9][a-z0-9_-]{0,99}$")]
+    #[schema(nullable = false, pattern = "^[a-z0-9][a-z0-9_-]{0,99}$")]
+    #[serde(default, deserialize_with = "present")]
     tenant: Option<String>,
-    /// Act on every task the action applies to, with no other filter.
-    #[serde(default)]
-    all: bool,
+    /// `true`: act on every task the action applies to, with no other filter.
+    #[schema(nullable = false)]
+    #[serde(default, deserialize_with = "present")]
+    all: Option<bool>,
+}
+
+/// A field that, when given, is not `null`.
+fn present<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(deserializer).map(Some)
 }
 
 impl BulkFilter {
@@ -45,11 +63,27 @@ impl BulkFilter {
                 return Err(ApiError::validation(field, "must not contain U+0000"));
             }
         }
+        if self
+            .tenant
+            .as_deref()
+            .is_some_and(|tenant| !crate::domain::is_valid_tenant(tenant))
+        {
+            return Err(ApiError::validation(
+                "tenant",
+                "must be 1 to 100 of a-z, 0-9, _ and -, starting with a letter or digit",
+            ));
+        }
+        if self.all == Some(false) {
+            return Err(ApiError::validation(
+                "all",
+                "must be true when given (leave it out to act on the filters' matches)",
+            ));
+        }
         let filtered = self.status.is_some()
             || self.task_name.is_some()
             || self.queue.is_some()
             || self.tenant.is_some();
-        if !filtered && !self.all {
+        if !filtered && self.all.is_none() {
             return Err(ApiError::validation(
                 "all",
                 "give a filter (status, task_name, queue, tenant), or \"all\": true to act on every task",

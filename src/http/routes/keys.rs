@@ -25,16 +25,42 @@ pub(crate) struct CreateKeyRequest {
     #[schema(min_items = 1)]
     scopes: Vec<Scope>,
     /// Submissions per second across every api replica (batch items count one each).
-    #[schema(minimum = 1)]
+    #[schema(minimum = 1, maximum = 2147483647)]
+    #[serde(default, deserialize_with = "whole_number")]
     rate_per_second: Option<u32>,
     /// Tasks of the tenant running at once across every worker.
-    #[schema(minimum = 1)]
+    #[schema(minimum = 1, maximum = 2147483647)]
+    #[serde(default, deserialize_with = "whole_number")]
     max_running: Option<u32>,
-    /// Lifetime in seconds; no expiry when absent.
-    #[schema(minimum = 1)]
+    /// Lifetime in seconds (up to 100 years); no expiry when absent.
+    #[schema(minimum = 1, maximum = 3155760000_u64)]
+    #[serde(default, deserialize_with = "whole_number")]
     expires_in_seconds: Option<u64>,
     #[schema(max_length = 200, pattern = "^[^\\u0000]*$")]
     description: Option<String>,
+}
+
+/// A whole number, also when written as a float with no fraction (`5.0`:
+/// JSON Schema's `integer` allows it, so generated clients may send it).
+fn whole_number<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: TryFrom<u64>,
+{
+    use serde::de::Error;
+    let Some(number) = Option::<serde_json::Number>::deserialize(deserializer)? else {
+        return Ok(None);
+    };
+    let whole = number.as_u64().or_else(|| {
+        number
+            .as_f64()
+            .filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f <= u64::MAX as f64)
+            .map(|f| f as u64)
+    });
+    whole
+        .and_then(|n| T::try_from(n).ok())
+        .map(Some)
+        .ok_or_else(|| D::Error::custom(format!("expected a whole number in range, got {number}")))
 }
 
 /// A key just made, with its token: shown this once.

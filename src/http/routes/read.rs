@@ -182,7 +182,7 @@ pub(crate) struct ListQuery {
     params(ListQuery),
     responses(
         (status = 200, description = "One page of tasks", body = ListTasksResponse),
-        (status = 422, description = "Invalid status, limit or cursor", body = ErrorResponse,
+        (status = 422, description = "Invalid status, tenant, limit or cursor", body = ErrorResponse,
             example = json!({"error": {"code": "validation_failed", "message": "invalid field `limit`: must be between 1 and 200", "details": {"field": "limit"}}})),
         (status = 503, description = "PostgreSQL is unavailable", body = ErrorResponse,
             example = json!({"error": {"code": "service_unavailable", "message": "postgres is unavailable; try again shortly", "details": {"dependency": "postgres"}}})),
@@ -201,6 +201,16 @@ pub(crate) async fn list_tasks(
         return Err(ApiError::validation(
             "limit",
             format!("must be between 1 and {MAX_PAGE}"),
+        ));
+    }
+    if query
+        .tenant
+        .as_deref()
+        .is_some_and(|tenant| !crate::domain::is_valid_tenant(tenant))
+    {
+        return Err(ApiError::validation(
+            "tenant",
+            "must be 1 to 100 of a-z, 0-9, _ and -, starting with a letter or digit",
         ));
     }
     for (field, value) in [("task_name", &query.task_name), ("queue", &query.queue)] {
