@@ -2,7 +2,8 @@
 //! concurrent clients, recording which ones were accepted. Clients behave as
 //! a careful client should: each task carries an `Idempotency-Key`, and a
 //! submission that got no answer or a 5xx is retried (a bounded number of
-//! times), which is safe precisely because of the key.
+//! times), which is safe precisely because of the key. Tasks are spread over
+//! several tenants, each submitting with its own API key.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -20,6 +21,8 @@ const RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(100);
 pub struct Submissions {
     pub attempted: AtomicUsize,
     pub accepted: Mutex<Vec<Uuid>>,
+    /// Accepted tasks per tenant, by the tenant's index in the tokens.
+    pub accepted_per_tenant: Mutex<Vec<usize>>,
 }
 
 /// Every tenth task is a slow `query_llm`, so faults find work in flight.
@@ -31,10 +34,12 @@ fn task(i: usize) -> Value {
     }
 }
 
-/// Submits `total` tasks to `url` from `clients` concurrent clients.
+/// Submits `total` tasks to `url` from `clients` concurrent clients, task
+/// `i` with the token of tenant `i % tokens.len()`.
 pub async fn run(
     client: reqwest::Client,
     url: String,
+    tokens: Arc<Vec<String>>,
     total: usize,
     clients: usize,
     seen: Arc<Submissions>,
@@ -42,8 +47,13 @@ pub async fn run(
     let next = Arc::new(AtomicUsize::new(0));
     let workers: Vec<_> = (0..clients)
         .map(|_| {
-            let (client, url, next, seen) =
-                (client.clone(), url.clone(), next.clone(), seen.clone());
+            let (client, url, next, seen, tokens) = (
+                client.clone(),
+                url.clone(),
+                next.clone(),
+                seen.clone(),
+                tokens.clone(),
+            );
             tokio::spawn(async move {
                 loop {
                     let i = next.fetch_add(1, Ordering::SeqCst);
@@ -52,9 +62,16 @@ pub async fn run(
                     }
                     seen.attempted.fetch_add(1, Ordering::SeqCst);
                     let key = format!("load-{i}");
+                    let token = &tokens[i % tokens.len()];
                     for _ in 0..RETRIES {
-                        if let Some(id) = submit(&client, &url, &task(i), Some(&key)).await {
+                        if let Some(id) = submit(&client, &url, token, &task(i), Some(&key)).await {
                             seen.accepted.lock().await.push(id);
+                            let tenant = i % tokens.len();
+                            let mut per_tenant = seen.accepted_per_tenant.lock().await;
+                            if per_tenant.len() < tokens.len() {
+                                per_tenant.resize(tokens.len(), 0);
+                            }
+                            per_tenant[tenant] += 1;
                             break;
                         }
                         tokio::time::sleep(RETRY_PAUSE).await;
@@ -72,10 +89,11 @@ pub async fn run(
 pub async fn submit(
     client: &reqwest::Client,
     url: &str,
+    token: &str,
     body: &Value,
     idempotency_key: Option<&str>,
 ) -> Option<Uuid> {
-    let mut request = client.post(url).json(body);
+    let mut request = client.post(url).bearer_auth(token).json(body);
     if let Some(key) = idempotency_key {
         request = request.header("idempotency-key", key);
     }

@@ -1,4 +1,5 @@
-//! The six scenarios: each runs a fresh cluster under load, injects one
+//! The six scenarios: each runs a fresh cluster (API keys on, three tenants
+//! submitting, a fleet-wide LLM budget) under load, injects one
 //! fault, then audits PostgreSQL.
 
 use std::sync::Arc;
@@ -19,6 +20,13 @@ pub const TOTAL: usize = 2_000;
 const SETTLE: Duration = Duration::from_millis(300);
 const CLIENTS: usize = 32;
 const LEASE: Duration = Duration::from_secs(2);
+/// The load comes from this many tenants, each with its own API key.
+const TENANTS: usize = 3;
+/// The admin key the cluster starts with; it makes the tenants' keys and
+/// submits the recovery probe (as the bootstrap tenant).
+const BOOTSTRAP_TOKEN: &str = "fault-suite-bootstrap-token-0123456789abcdef";
+/// LLM calls in flight across both workers.
+const LLM_PERMITS: usize = 8;
 
 #[derive(Debug, Clone, Copy)]
 pub enum Fault {
@@ -51,7 +59,7 @@ impl Fault {
         }
     }
 
-    fn slug(self) -> &'static str {
+    pub fn slug(self) -> &'static str {
         match self {
             Self::KillWorkers => "kill-workers",
             Self::FlushRedis => "flush-redis",
@@ -100,16 +108,21 @@ pub async fn run(fault: Fault) -> Outcome {
         ("TASKER_WORKER__CONCURRENCY", "16".to_owned()),
         ("TASKER_LLM__BASE_URL", llm.base_url()),
         ("TASKER_LLM__API_KEY", "fault-suite".to_owned()),
+        ("TASKER_LLM__MAX_CONCURRENCY", LLM_PERMITS.to_string()),
+        ("TASKER_AUTH__ENABLED", "true".to_owned()),
+        ("TASKER_AUTH__BOOTSTRAP_TOKEN", BOOTSTRAP_TOKEN.to_owned()),
         // The recovery probe runs on a queue of its own.
         ("TASKER_TASK_QUEUES__FILE_HASH", "probe".to_owned()),
     ];
     let name = format!("fault-{}", fault.slug());
     let mut cluster = Cluster::start(&env, &name, 2, &settings, &client).await;
 
+    let tokens = Arc::new(tenant_tokens(&cluster.api.url("/keys"), &client).await);
     let seen = Arc::new(Submissions::default());
     let load = tokio::spawn(load::run(
         client.clone(),
         cluster.api.url("/run-task"),
+        tokens,
         TOTAL,
         CLIENTS,
         seen.clone(),
@@ -149,6 +162,20 @@ pub async fn run(fault: Fault) -> Outcome {
     }
     if audit.written_twice != 0 {
         problems.push(format!("{} tasks finished twice", audit.written_twice));
+    }
+    let per_tenant = seen.accepted_per_tenant.lock().await.clone();
+    let stored_per_tenant = stored_per_tenant(&pool).await;
+    for (index, accepted) in per_tenant.iter().enumerate() {
+        let stored = stored_per_tenant
+            .get(&tenant_name(index))
+            .copied()
+            .unwrap_or(0);
+        if stored != *accepted as i64 {
+            problems.push(format!(
+                "tenant {}: {stored} tasks stored for {accepted} accepted",
+                tenant_name(index)
+            ));
+        }
     }
     drop(cluster);
     Outcome {
@@ -244,15 +271,60 @@ async fn heal(fault: Fault, cluster: &mut Cluster) {
     }
 }
 
+fn tenant_name(index: usize) -> String {
+    format!("tenant-{index}")
+}
+
+/// One key per tenant (submit and read), made with the bootstrap admin key.
+async fn tenant_tokens(keys_url: &str, client: &reqwest::Client) -> Vec<String> {
+    let mut tokens = Vec::with_capacity(TENANTS);
+    for index in 0..TENANTS {
+        let body = json!({"tenant": tenant_name(index), "scopes": ["submit", "read"]});
+        let token = eventually(|| async {
+            let made: Value = client
+                .post(keys_url)
+                .bearer_auth(BOOTSTRAP_TOKEN)
+                .json(&body)
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            made["token"].as_str().map(str::to_owned)
+        })
+        .await;
+        tokens.push(token);
+    }
+    tokens
+}
+
+async fn stored_per_tenant(pool: &sqlx::PgPool) -> std::collections::HashMap<String, i64> {
+    sqlx::query_as::<_, (String, i64)>("SELECT tenant, count(*) FROM tasks GROUP BY tenant")
+        .fetch_all(pool)
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .collect()
+}
+
 /// Submits one task (retrying until accepted) and waits for it to complete.
 /// It runs on a queue of its own, so it measures the service, not the backlog.
 async fn probe(api: &str, client: &reqwest::Client) -> Uuid {
     let url = format!("{api}/run-task");
     let body = json!({"task_name": "file_hash", "content": "probe"});
-    let id = eventually(|| load::submit(client, &url, &body, Some("probe"))).await;
+    let id = eventually(|| load::submit(client, &url, BOOTSTRAP_TOKEN, &body, Some("probe"))).await;
     let task_url = format!("{api}/tasks/{id}");
     eventually(|| async {
-        let task: Value = client.get(&task_url).send().await.ok()?.json().await.ok()?;
+        let task: Value = client
+            .get(&task_url)
+            .bearer_auth(BOOTSTRAP_TOKEN)
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
         (task["status"] == "completed").then_some(())
     })
     .await;
