@@ -10,6 +10,7 @@ mod control;
 mod errors;
 mod hostile;
 mod idempotency;
+mod layout;
 mod operations;
 mod outages;
 mod readme;

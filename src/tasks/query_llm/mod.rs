@@ -3,12 +3,12 @@
 //! errors are not.
 
 mod budget;
+mod reply;
 mod settings;
 
 use std::time::Duration;
 
 use reqwest::StatusCode;
-use reqwest::header::{HeaderMap, RETRY_AFTER};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -16,6 +16,7 @@ use super::{FieldError, RetryPolicy, Task, TaskEnv, TaskError};
 use crate::config::{ConfigError, ExposeSecret, SecretString};
 use crate::telemetry::error_chain;
 
+use reply::{MessagesResponse, limits_spent, output, retry_after, status_error, transport_error};
 pub use settings::LlmSettings;
 
 const ANTHROPIC_VERSION: &str = "2023-06-01";
@@ -92,23 +93,6 @@ pub struct QueryLlmOutput {
     #[schema(example = "end_turn", required = true)]
     pub stop_reason: Option<String>,
     pub usage: Usage,
-}
-
-#[derive(Debug, Deserialize)]
-struct MessagesResponse {
-    model: String,
-    content: Vec<ContentBlock>,
-    #[serde(default)]
-    stop_reason: Option<String>,
-    usage: Usage,
-}
-
-#[derive(Debug, Deserialize)]
-struct ContentBlock {
-    #[serde(rename = "type")]
-    kind: String,
-    #[serde(default)]
-    text: Option<String>,
 }
 
 /// Tokens the call used, as the provider counted them.
@@ -270,76 +254,6 @@ impl Task for QueryLlm {
     }
 }
 
-fn output(reply: MessagesResponse) -> QueryLlmOutput {
-    let text: String = reply
-        .content
-        .iter()
-        .filter(|block| block.kind == "text")
-        .filter_map(|block| block.text.as_deref())
-        .collect();
-    QueryLlmOutput {
-        text,
-        model: reply.model,
-        stop_reason: reply.stop_reason,
-        usage: reply.usage,
-    }
-}
-
-/// A task's `error` is shown to whoever reads the task: it says what kind
-/// of failure it was, never the provider's address or its raw words, which
-/// go to the worker's log.
-fn transport_error(err: &reqwest::Error) -> TaskError {
-    tracing::warn!(error = %error_chain(err), "the LLM request failed");
-    if err.is_timeout() {
-        TaskError::retryable("the LLM request timed out")
-    } else if err.is_connect() {
-        TaskError::retryable("could not connect to the LLM API")
-    } else {
-        TaskError::retryable("the LLM request failed")
-    }
-}
-
-fn status_error(status: StatusCode, body: &str, retry_after: Option<Duration>) -> TaskError {
-    let detail = api_error_message(body).unwrap_or_else(|| truncate(body, 300));
-    tracing::warn!(status = status.as_u16(), detail = %detail, "the LLM API refused the request");
-    let message = match api_error_type(body) {
-        Some(kind) => format!("the LLM API answered {status} ({kind})"),
-        None => format!("the LLM API answered {status}"),
-    };
-    if status == StatusCode::TOO_MANY_REQUESTS
-        || status == StatusCode::REQUEST_TIMEOUT
-        || status.is_server_error()
-    {
-        TaskError::Retryable {
-            message,
-            retry_after,
-        }
-    } else {
-        TaskError::Fatal(message)
-    }
-}
-
-/// The Messages API names the kind of error at `error.type`, a short
-/// stable token (`authentication_error`, `rate_limit_error`, …): safe to
-/// show, unlike the message beside it.
-fn api_error_type(body: &str) -> Option<String> {
-    let value: Value = serde_json::from_str(body).ok()?;
-    let kind = value.pointer("/error/type")?.as_str()?;
-    let plain = !kind.is_empty()
-        && kind.len() <= 40
-        && kind.bytes().all(|b| b.is_ascii_lowercase() || b == b'_');
-    plain.then(|| kind.to_owned())
-}
-
-/// The Messages API puts a readable message at `error.message`.
-fn api_error_message(body: &str) -> Option<String> {
-    let value: Value = serde_json::from_str(body).ok()?;
-    value
-        .pointer("/error/message")
-        .and_then(Value::as_str)
-        .map(str::to_owned)
-}
-
 /// A generous guess of a call's tokens before it is made: the prompt at
 /// about four characters a token, and every token the reply may use. The
 /// reply's `usage` corrects it.
@@ -347,163 +261,5 @@ fn estimate_tokens(prompt: &str, max_tokens: u32) -> u64 {
     (prompt.chars().count() as u64).div_ceil(4) + u64::from(max_tokens)
 }
 
-/// How long until the provider's limits reset, when its rate-limit headers
-/// say one of them is spent (`anthropic-ratelimit-*-remaining: 0`).
-fn limits_spent(headers: &HeaderMap) -> Option<Duration> {
-    ["requests", "tokens", "input-tokens", "output-tokens"]
-        .into_iter()
-        .filter(|kind| {
-            headers
-                .get(format!("anthropic-ratelimit-{kind}-remaining"))
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                == Some(0)
-        })
-        .filter_map(|kind| {
-            let reset = headers
-                .get(format!("anthropic-ratelimit-{kind}-reset"))?
-                .to_str()
-                .ok()?;
-            let at = chrono::DateTime::parse_from_rfc3339(reset.trim()).ok()?;
-            (at.with_timezone(&chrono::Utc) - chrono::Utc::now())
-                .to_std()
-                .ok()
-        })
-        .max()
-        .map(|wait| wait.max(Duration::from_millis(100)))
-}
-
-fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let seconds: f64 = headers
-        .get(RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
-    (seconds.is_finite() && seconds >= 0.0).then(|| Duration::from_secs_f64(seconds))
-}
-
-fn truncate(text: &str, max: usize) -> String {
-    match text.char_indices().nth(max) {
-        Some((cut, _)) => format!("{}…", &text[..cut]),
-        None => text.to_owned(),
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn server_errors_are_retryable() {
-        for status in [500, 502, 503, 529] {
-            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::IM_A_TEAPOT);
-            let err = status_error(status, "{}", None);
-            assert!(matches!(err, TaskError::Retryable { .. }), "{status}");
-        }
-    }
-
-    #[test]
-    fn other_client_errors_are_fatal_and_name_only_the_kind() {
-        let body = r#"{"type":"error","error":{"type":"invalid_request_error","message":"max_tokens too large for key sk-1"}}"#;
-        let err = status_error(StatusCode::BAD_REQUEST, body, None);
-        assert!(
-            matches!(&err, TaskError::Fatal(m) if m.contains("invalid_request_error") && !m.contains("sk-1")),
-            "{err:?}"
-        );
-        let err = status_error(
-            StatusCode::UNAUTHORIZED,
-            "<html>internal host 10.1.2.3</html>",
-            None,
-        );
-        assert!(
-            matches!(&err, TaskError::Fatal(m) if m.contains("401") && !m.contains("10.1.2.3"))
-        );
-    }
-
-    #[test]
-    fn max_tokens_accepts_whole_numbers_in_either_form() {
-        let parse = |v: Value| serde_json::from_value::<QueryLlmParams>(v).map(|p| p.max_tokens);
-        assert_eq!(
-            parse(json!({"prompt": "p", "max_tokens": 64})).ok(),
-            Some(Some(64))
-        );
-        assert_eq!(
-            parse(json!({"prompt": "p", "max_tokens": 64.0})).ok(),
-            Some(Some(64))
-        );
-        assert_eq!(parse(json!({"prompt": "p"})).ok(), Some(None));
-        assert!(parse(json!({"prompt": "p", "max_tokens": 64.5})).is_err());
-        assert!(parse(json!({"prompt": "p", "max_tokens": -1})).is_err());
-        assert!(parse(json!({"prompt": "p", "max_tokens": "64"})).is_err());
-    }
-
-    #[test]
-    fn spent_limits_say_how_long_to_wait() {
-        let mut headers = HeaderMap::new();
-        assert_eq!(limits_spent(&headers), None);
-        let reset = (chrono::Utc::now() + chrono::Duration::seconds(20)).to_rfc3339();
-        headers.insert(
-            "anthropic-ratelimit-requests-remaining",
-            reqwest::header::HeaderValue::from_static("0"),
-        );
-        headers.insert(
-            "anthropic-ratelimit-requests-reset",
-            reqwest::header::HeaderValue::from_str(&reset)
-                .unwrap_or(reqwest::header::HeaderValue::from_static("x")),
-        );
-        let wait = limits_spent(&headers).unwrap_or_default();
-        assert!(
-            wait > Duration::from_secs(15) && wait <= Duration::from_secs(20),
-            "{wait:?}"
-        );
-        headers.insert(
-            "anthropic-ratelimit-requests-remaining",
-            reqwest::header::HeaderValue::from_static("7"),
-        );
-        assert_eq!(limits_spent(&headers), None);
-        assert_eq!(estimate_tokens("abcdefgh", 100), 102);
-    }
-
-    #[test]
-    fn retry_after_seconds_are_read() {
-        let mut headers = HeaderMap::new();
-        headers.insert(RETRY_AFTER, reqwest::header::HeaderValue::from_static("2"));
-        assert_eq!(retry_after(&headers), Some(Duration::from_secs(2)));
-        headers.insert(
-            RETRY_AFTER,
-            reqwest::header::HeaderValue::from_static("soon"),
-        );
-        assert_eq!(retry_after(&headers), None);
-    }
-
-    #[test]
-    fn text_blocks_are_joined_and_usage_kept() {
-        let reply = MessagesResponse {
-            model: "m".into(),
-            content: vec![
-                ContentBlock {
-                    kind: "text".into(),
-                    text: Some("Bon".into()),
-                },
-                ContentBlock {
-                    kind: "tool_use".into(),
-                    text: None,
-                },
-                ContentBlock {
-                    kind: "text".into(),
-                    text: Some("jour".into()),
-                },
-            ],
-            stop_reason: Some("end_turn".into()),
-            usage: Usage {
-                input_tokens: 3,
-                output_tokens: 2,
-            },
-        };
-        let out = output(reply);
-        assert_eq!(out.text, "Bonjour");
-        assert_eq!(out.usage.output_tokens, 2);
-    }
-}
+mod tests;
