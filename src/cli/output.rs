@@ -100,9 +100,10 @@ pub fn queues_table(queues: &[Value]) -> String {
         let depth = queue["depth"]
             .as_u64()
             .map_or_else(|| "?".to_owned(), |depth| depth.to_string());
+        // An empty queue has no oldest task, whatever its age says.
         let oldest = queue["oldest_age_seconds"]
             .as_f64()
-            .filter(|age| age.is_finite() && *age >= 0.0)
+            .filter(|age| age.is_finite() && *age >= 0.0 && queue["depth"] != 0)
             .map_or_else(|| "-".to_owned(), |age| human(Duration::from_secs_f64(age)));
         let paused = if queue["paused"] == Value::Bool(true) {
             "yes"
