@@ -16,6 +16,8 @@ use crate::telemetry::error_chain;
 /// The longest wait asked of one long-poll; the server caps it anyway
 /// (`api.max_wait_seconds`, 30 by default) and the loop asks again.
 const MAX_WAIT_PER_REQUEST: Duration = Duration::from_secs(30);
+/// The least time between two reads of a task that is being waited for.
+const MIN_POLL_INTERVAL: Duration = Duration::from_millis(500);
 /// How long a request may take on top of the wait it asks for.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -158,17 +160,24 @@ impl Client {
     /// The task once it has finished, long-polling as long as it takes, or
     /// its state when `limit` runs out first.
     pub async fn wait_for(&self, id: Uuid, limit: Option<Duration>) -> Result<Value, Error> {
-        let deadline = limit.map(|limit| tokio::time::Instant::now() + limit);
+        use tokio::time::Instant;
+        let deadline = limit.map(|limit| Instant::now() + limit);
         loop {
-            let left = deadline
-                .map(|deadline| deadline.saturating_duration_since(tokio::time::Instant::now()));
+            let asked = Instant::now();
+            let left = deadline.map(|deadline| deadline.saturating_duration_since(asked));
             let wait = left.map_or(MAX_WAIT_PER_REQUEST, |left| left.min(MAX_WAIT_PER_REQUEST));
             let task = self.task(id, wait).await?;
             let finished = status_of(&task).is_some_and(TaskStatus::is_terminal);
-            if finished || left.is_some_and(|left| left <= wait) {
+            if finished || deadline.is_some_and(|deadline| Instant::now() >= deadline) {
                 return Ok(task);
             }
-            // A server that caps the wait lower answers early: ask again.
+            // A server whose `api.max_wait_seconds` is shorter answers
+            // early: ask again, but never in a tight loop.
+            let pause = MIN_POLL_INTERVAL.saturating_sub(asked.elapsed());
+            let pause = deadline.map_or(pause, |deadline| {
+                pause.min(deadline.saturating_duration_since(Instant::now()))
+            });
+            tokio::time::sleep(pause).await;
         }
     }
 
@@ -182,7 +191,7 @@ impl Client {
     ) -> Result<TaskPage, Error> {
         let mut tasks = Vec::new();
         loop {
-            let page_size = (limit - tasks.len()).clamp(1, MAX_PAGE);
+            let page_size = limit.saturating_sub(tasks.len()).clamp(1, MAX_PAGE);
             let mut url = self.endpoint(&["tasks"])?;
             {
                 let mut query = url.query_pairs_mut();
