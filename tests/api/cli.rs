@@ -156,6 +156,20 @@ async fn submit_with_wait_prints_the_result_and_exit_codes_follow_it() {
 }
 
 #[tokio::test]
+async fn a_wait_that_runs_out_exits_three_with_the_task_as_it_stands() {
+    let app = TestApp::spawn_api_only().await;
+    let sum = r#"{"task_name": "sum", "a": 1, "b": 2}"#;
+    let started = std::time::Instant::now();
+    let run = tasker(&app, &["task", "submit", sum, "--wait=0.5"]).await;
+    assert_eq!(run.code, 3, "{run:?}");
+    assert_eq!(run.json()["status"], "pending", "{run:?}");
+    assert!(started.elapsed() >= std::time::Duration::from_millis(500));
+    let id = run.json()["task_uuid"].as_str().unwrap().to_owned();
+    let run = tasker(&app, &["task", "get", &id, "--wait", "0"]).await;
+    assert_eq!(run.code, 3, "{run:?}");
+}
+
+#[tokio::test]
 async fn get_and_list_filter_and_print_tables() {
     let app = TestApp::spawn().await;
     let mut ids = Vec::new();
