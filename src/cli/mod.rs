@@ -1,6 +1,13 @@
-//! The command line: `tasker api | worker | migrate | dev | config | keys | probe`.
+//! The command line: `tasker api | worker | migrate | dev | config | keys |
+//! probe`, and the API's client `tasker task | queue`.
 
+mod client;
 mod keys;
+mod output;
+mod queue;
+mod remote;
+mod submit_file;
+mod task;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -50,6 +57,25 @@ enum Command {
         /// e.g. http://127.0.0.1:8000/ready
         url: String,
     },
+    /// Submit, read, list, cancel and retry tasks over the HTTP API
+    /// (`--url`, `--token`; no configuration file needed).
+    ///
+    /// Exit codes: 0 done (with --wait: completed), 1 a task failed or was
+    /// cancelled, or the API refused or could not be reached, 2 a usage
+    /// error, 3 --wait SECS ran out first.
+    Task {
+        #[command(flatten)]
+        client: remote::ClientArgs,
+        #[command(subcommand)]
+        command: task::TaskCommand,
+    },
+    /// List, pause and resume queues over the HTTP API (admin keys).
+    Queue {
+        #[command(flatten)]
+        client: remote::ClientArgs,
+        #[command(subcommand)]
+        command: queue::QueueCommand,
+    },
 }
 
 impl Command {
@@ -62,6 +88,8 @@ impl Command {
             Self::Config => "config",
             Self::Keys { .. } => "keys",
             Self::Probe { .. } => "probe",
+            Self::Task { .. } => "task",
+            Self::Queue { .. } => "queue",
         }
     }
 }
@@ -69,8 +97,16 @@ impl Command {
 /// Parses the command line and runs the chosen command.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Command::Probe { url } = &cli.command {
-        return probe(url);
+    // Clients of a running service: no configuration, no connections.
+    match cli.command {
+        Command::Probe { url } => return probe(&url),
+        Command::Task { client, command } => {
+            return remote::run(&client, |api, format| task::run(command, api, format));
+        }
+        Command::Queue { client, command } => {
+            return remote::run(&client, |api, format| queue::run(command, api, format));
+        }
+        _ => {}
     }
     // Every check that needs no connection, before anything starts.
     let checked = Config::load(cli.config.as_deref())
@@ -161,7 +197,9 @@ async fn run(command: Command, app: Application) -> anyhow::Result<()> {
         Command::Api => run_api(&app, shutdown).await,
         Command::Worker => app.bind_worker().await?.run(shutdown).await,
         // Answered before the runtime starts.
-        Command::Probe { .. } | Command::Config => Ok(()),
+        Command::Probe { .. } | Command::Config | Command::Task { .. } | Command::Queue { .. } => {
+            Ok(())
+        }
         Command::Dev => {
             app.migrate().await?;
             let worker = app.bind_worker().await?;
@@ -238,7 +276,9 @@ mod tests {
     #[test]
     fn help_explains_every_subcommand() {
         let help = Cli::command().render_long_help().to_string();
-        for name in ["api", "worker", "migrate", "dev", "config", "keys", "probe"] {
+        for name in [
+            "api", "worker", "migrate", "dev", "config", "keys", "probe", "task", "queue",
+        ] {
             assert!(help.contains(name), "{name} missing from help:\n{help}");
         }
     }
