@@ -5,6 +5,7 @@
 mod support;
 
 mod client;
+mod console;
 mod contract;
 mod control;
 mod errors;
