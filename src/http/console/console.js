@@ -147,7 +147,11 @@
     state.authNeeded = true;
     $("token-panel").hidden = false;
     $("forget").hidden = !storedToken();
-    notice(refused ? "The token was refused: " + message : "Authentication is on: " + message, true, "auth");
+    notice(
+      refused ? "The token was refused: " + message : "Authentication is on: " + message,
+      true,
+      "auth",
+    );
     if (!$("detail").open && !$("confirm").open) $("token-input").focus();
   }
 
@@ -229,7 +233,11 @@
 
   function renderQueues(queues) {
     const rows = queues.map((queue) => {
-      const show = el("a", { href: "#queue=" + encodeURIComponent(queue.name), title: "Show this queue's tasks" }, queue.name);
+      const show = el(
+        "a",
+        { href: "#queue=" + encodeURIComponent(queue.name), title: "Show this queue's tasks" },
+        queue.name,
+      );
       show.addEventListener("click", (event) => {
         event.preventDefault();
         setFilter({ status: "", task_name: "", queue: queue.name, tenant: state.filter.tenant });
@@ -237,13 +245,26 @@
       const action = queue.paused ? "resume" : "pause";
       const button = el(
         "button",
-        { type: "button", className: queue.paused ? "" : "danger", "aria-label": (queue.paused ? "Resume" : "Pause") + " queue " + queue.name, "data-queue": queue.name, "data-action": action },
+        {
+          type: "button",
+          className: queue.paused ? "" : "danger",
+          "aria-label": (queue.paused ? "Resume" : "Pause") + " queue " + queue.name,
+          "data-queue": queue.name,
+          "data-action": action,
+        },
         queue.paused ? "Resume" : "Pause",
       );
       button.addEventListener("click", () => queueAction(button, queue.name, action));
       const depth = queue.depth === null || queue.depth === undefined ? "?" : String(queue.depth);
       const stateCell = queue.paused
-        ? el("td", {}, el("span", { className: "paused" }, "paused"), queue.paused_at ? el("span", { className: "muted small" }, " since " + shortTime(queue.paused_at)) : null)
+        ? el(
+            "td",
+            {},
+            el("span", { className: "paused" }, "paused"),
+            queue.paused_at
+              ? el("span", { className: "muted small" }, " since " + shortTime(queue.paused_at))
+              : null,
+          )
         : el("td", {}, "active");
       return el(
         "tr",
@@ -264,7 +285,12 @@
     button.disabled = true;
     try {
       await api("POST", "queues/" + encodeURIComponent(name) + "/" + action);
-      notice("Queue " + name + (action === "pause" ? " paused: workers take none of its tasks." : " resumed."), false);
+      notice(
+        "Queue " +
+          name +
+          (action === "pause" ? " paused: workers take none of its tasks." : " resumed."),
+        false,
+      );
     } catch (err) {
       notice("Could not " + action + " queue " + name + ": " + err.message, true);
     }
@@ -288,7 +314,11 @@
   function renderTasks(tasks) {
     const rows = tasks.map((task) => {
       const id = task.task_uuid;
-      const link = el("a", { href: hashFor(id) || "#", className: "mono", title: "Open task " + id }, id);
+      const link = el(
+        "a",
+        { href: hashFor(id) || "#", className: "mono", title: "Open task " + id },
+        id,
+      );
       link.addEventListener("click", (event) => {
         event.preventDefault();
         openDetail(id);
@@ -308,7 +338,9 @@
     });
     $("tasks").tBodies[0].replaceChildren(...rows);
     $("tasks-empty").hidden = rows.length > 0;
-    $("task-names").replaceChildren(...[...state.taskNames].sort().map((name) => el("option", { value: name })));
+    $("task-names").replaceChildren(
+      ...[...state.taskNames].sort().map((name) => el("option", { value: name })),
+    );
     $("prev").disabled = state.cursors.length <= 1;
     $("next").disabled = !state.nextCursor;
     $("page").textContent = "Page " + state.cursors.length;
@@ -436,7 +468,8 @@
     $("detail-error").hidden = true;
     $("detail-cancel").disabled = true;
     $("detail-retry").disabled = true;
-    for (const row of $("tasks").tBodies[0].rows) row.classList.toggle("selected", row.dataset.task === id);
+    for (const row of $("tasks").tBodies[0].rows)
+      row.classList.toggle("selected", row.dataset.task === id);
     if (!$("detail").open) $("detail").showModal();
     $("detail-close").focus();
     loadDetail(state.generation);
@@ -460,7 +493,10 @@
       const task = await api("POST", "tasks/" + encodeURIComponent(id) + "/" + action);
       $("detail-error").hidden = true;
       if (id === state.taskId) renderDetail(task);
-      notice(action === "cancel" ? "Task " + id + " cancelled." : "Task " + id + " is pending again.", false);
+      notice(
+        action === "cancel" ? "Task " + id + " cancelled." : "Task " + id + " is pending again.",
+        false,
+      );
     } catch (err) {
       $("detail-error").textContent = "Could not " + action + " the task: " + err.message;
       $("detail-error").hidden = false;
@@ -500,10 +536,15 @@
     const scope = filter ? "matching " + filter : "in every queue and tenant (no filter is set)";
     const text =
       action === "cancel"
-        ? "Cancel every pending or running task " + scope + ", not only those on this page? Pending tasks will never start; running ones are stopped. This cannot be undone."
-        : "Retry every failed or cancelled task " + scope + ", not only those on this page? They go back to pending with a fresh attempt budget.";
+        ? "Cancel every pending or running task " +
+          scope +
+          ", not only those on this page? Pending tasks will never start; running ones are stopped. This cannot be undone."
+        : "Retry every failed or cancelled task " +
+          scope +
+          ", not only those on this page? They go back to pending with a fresh attempt budget.";
     state.bulkAction = action;
-    $("confirm-title").textContent = action === "cancel" ? "Cancel all matching tasks?" : "Retry all matching tasks?";
+    $("confirm-title").textContent =
+      action === "cancel" ? "Cancel all matching tasks?" : "Retry all matching tasks?";
     $("confirm-text").textContent = text;
     $("confirm-yes").textContent = action === "cancel" ? "Yes, cancel them" : "Yes, retry them";
     $("confirm-yes").className = action === "cancel" ? "danger" : "primary";
@@ -537,7 +578,11 @@
     if (state.authNeeded) return;
     const generation = ++state.generation;
     $("refresh").disabled = true;
-    const results = await Promise.allSettled([loadQueues(generation), loadTasks(generation), loadDetail(generation)]);
+    const results = await Promise.allSettled([
+      loadQueues(generation),
+      loadTasks(generation),
+      loadDetail(generation),
+    ]);
     if (generation !== state.generation) return;
     $("refresh").disabled = false;
     const failed = results.find((r) => r.status === "rejected" && r.reason.status !== 401);
@@ -559,7 +604,11 @@
   function onKey(event) {
     if (event.ctrlKey || event.metaKey || event.altKey) return;
     const target = event.target;
-    if (target instanceof HTMLElement && (target.isContentEditable || ["INPUT", "SELECT", "TEXTAREA"].includes(target.tagName))) return;
+    if (
+      target instanceof HTMLElement &&
+      (target.isContentEditable || ["INPUT", "SELECT", "TEXTAREA"].includes(target.tagName))
+    )
+      return;
     if ($("detail").open || $("confirm").open) return; // Esc closes them natively
     switch (event.key) {
       case "/":
@@ -604,7 +653,10 @@
     $("detail-cancel").addEventListener("click", () => taskAction("cancel"));
     $("detail-retry").addEventListener("click", () => taskAction("retry"));
     document.addEventListener("keydown", onKey);
-    document.addEventListener("visibilitychange", () => !document.hidden && $("auto").checked && refresh());
+    document.addEventListener(
+      "visibilitychange",
+      () => !document.hidden && $("auto").checked && refresh(),
+    );
     window.addEventListener("hashchange", () => {
       const task = readHash();
       state.cursors = [null];
