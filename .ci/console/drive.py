@@ -6,10 +6,11 @@ protocol, against a running `tasker dev` with API keys on.
 Submits real tasks over the API (some complete, one fails, some wait in a
 paused queue), then, through the page only (mouse clicks and key presses):
 gives the token, checks the tasks table lists the submitted ids and the
-queues table the paused queue, opens a task, cancels a pending task, cancels
-every match of a filter after the confirmation, and pauses a queue; each
-action is then checked through the API. Screenshots of the main views go to
-SCREENSHOT_DIR. Fails on any script error or Content-Security-Policy report.
+queues table the paused queue, opens a task, cancels a pending task, retries
+the failed one, cancels every match of a filter after the confirmation, and
+pauses a queue; each action is then checked through the API. Screenshots
+of the main views go to SCREENSHOT_DIR. Fails on any script error or
+Content-Security-Policy report.
 """
 
 from __future__ import annotations
@@ -282,6 +283,19 @@ def main() -> None:
         fail(f"the API says task {victim} is {api.status(victim)} after Cancel was clicked")
     page.key("Escape", 27)
     print(f"Cancel in the detail cancelled {victim} (checked through the API)")
+
+    # Retry the failed task from its detail: it runs (and fails) again.
+    broken = tasks["failed"][0]
+    page.wait_for("!document.getElementById('detail').open", "Esc to close the detail")
+    page.click(f"{row(broken)} a")
+    page.click("#detail-retry")
+    page.wait_for(text_of("#notice") + ".includes('is pending again')", "the retry's answer")
+    eventually(
+        lambda: api.call("GET", f"/tasks/{broken}")["attempts"] >= 2,
+        f"task {broken} to run again after Retry",
+    )
+    page.key("Escape", 27)
+    print(f"Retry in the detail ran {broken} again (checked through the API)")
 
     # Filter with the keyboard: "/" focuses the filter; then cancel every match.
     page.key("/", 191, "/")
