@@ -147,11 +147,9 @@
     state.authNeeded = true;
     $("token-panel").hidden = false;
     $("forget").hidden = !storedToken();
-    notice(
-      refused ? "The token was refused: " + message : "Authentication is on: " + message,
-      true,
-      "auth",
-    );
+    // The panel says why it is there; a refused token is worth an error.
+    if (refused) notice("The token was refused: " + message, true, "auth");
+    else clearNotice("refresh");
     if (!$("detail").open && !$("confirm").open) $("token-input").focus();
   }
 
