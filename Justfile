@@ -30,6 +30,10 @@ openapi:
 docs-check:
     .ci/docs-check
 
+# /console in headless Chromium against `tasker dev` with keys on: real tasks shown, actions work; --screenshots rewrites docs/console/*.png
+console-check *ARGS:
+    .ci/console-check {{ARGS}}
+
 # Schemathesis against a running `tasker dev`: the API keeps its OpenAPI contract
 contract-check:
     .ci/contract-check

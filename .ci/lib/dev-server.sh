@@ -1,9 +1,9 @@
 # shellcheck shell=bash
-# Sourced by .ci/docs-check, .ci/contract-check and .ci/clients-check: runs
-# `tasker dev` on free 127.0.0.1 ports with a database and a Redis key prefix
-# of its own, and removes all three on exit. Needs PostgreSQL on
-# 127.0.0.1:5432 (user postgres, trust) and Redis on 127.0.0.1:6379, as the
-# test suite does.
+# Sourced by .ci/docs-check, .ci/console-check, .ci/contract-check and
+# .ci/clients-check: runs `tasker dev` on free 127.0.0.1 ports with a
+# database and a Redis key prefix of its own, and removes all three on exit.
+# Needs PostgreSQL on 127.0.0.1:5432 (user postgres, trust) and Redis on
+# 127.0.0.1:6379, as the test suite does.
 #
 #   dev_server_start NAME [VAR=VALUE...]
 #                           build if needed, start, wait for /ready;

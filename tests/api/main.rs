@@ -6,6 +6,7 @@ mod support;
 
 mod cli;
 mod client;
+mod console;
 mod contract;
 mod control;
 mod errors;

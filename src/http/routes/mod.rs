@@ -1,5 +1,6 @@
 //! Route table.
 
+mod console;
 mod control;
 mod docs;
 mod keys;
@@ -54,6 +55,10 @@ pub(super) fn public() -> Router<AppState> {
         .route("/docs/", get(docs::docs_slash))
         .route(docs::SCRIPT_ROUTE, get(docs::scalar_js))
         .route(docs::INIT_ROUTE, get(docs::init_js))
+        .route("/console", get(console::console))
+        .route("/console/", get(console::console_slash))
+        .route(console::SCRIPT_ROUTE, get(console::script))
+        .route(console::STYLE_ROUTE, get(console::stylesheet))
 }
 
 pub(super) async fn not_found() -> ApiError {
