@@ -264,12 +264,21 @@ def main() -> None:
         text_of('#detail-fields [data-field="task_output"]') + ".includes('digest')",
         "the detail's output",
     )
+    # Beside the task: its parameters and queue, from its submission.
+    page.wait_for(
+        text_of('#detail-fields [data-field="task_parameters"]') + ".includes('hello console')",
+        "the detail's parameters",
+    )
+    page.wait_for(
+        text_of('#detail-fields [data-field="queue"]') + ".length > 0",
+        "the detail's queue",
+    )
     if not page.js(f"{disabled('detail-cancel')} && {disabled('detail-retry')}"):
         fail("a completed task can be neither cancelled nor retried, but a button is enabled")
     page.screenshot(shots / "detail.png")
     page.key("Escape", 27)
     page.wait_for("!document.getElementById('detail').open", "Esc to close the detail")
-    print("a completed task's detail shows its output; Esc closes it")
+    print("a completed task's detail shows its output, parameters and queue; Esc closes it")
 
     # Cancel one pending task from its detail.
     victim = tasks["waiting"][0]

@@ -133,6 +133,47 @@ pub struct TaskRecord {
     pub completed_at: Option<DateTime<Utc>>,
 }
 
+/// A task as it was submitted: what its worker runs and where it came from.
+/// Kept out of [`TaskRecord`] so that listings and the result cache do not
+/// carry parameters (up to `api.max_body_bytes` each).
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(example = json!({
+    "task_uuid": "0193a6c2-7b1e-7c3a-9f64-2b1d8e4c5a10",
+    "task_name": "sum",
+    "tenant": "default",
+    "queue": "default",
+    "parameters": {"a": 2, "b": 3},
+    "request_id": "0193a6c2-7b1e-7c3a-9f64-2b1d8e4c5a11",
+    "trace_id": "4bf92f3577b34da6a3ce929d0e0e4736"
+}))]
+pub struct TaskSubmission {
+    #[serde(rename = "task_uuid")]
+    pub id: Uuid,
+    pub task_name: String,
+    pub tenant: String,
+    /// The queue its dispatch message goes to.
+    pub queue: String,
+    /// The parameters as received (every field but `task_name`), numbers
+    /// keeping their kind.
+    #[schema(value_type = Object)]
+    pub parameters: Value,
+    /// The `X-Request-ID` of the submitting request (or the one generated
+    /// for it): the key to the API's and the worker's log lines.
+    #[schema(required = true)]
+    pub request_id: Option<String>,
+    /// The W3C trace id (32 hex digits) of the submitting request, when
+    /// tracing was on: the worker's spans join this trace.
+    #[schema(required = true)]
+    pub trace_id: Option<String>,
+}
+
+/// The trace id of a W3C `traceparent` (`00-<trace id>-<span id>-<flags>`).
+pub fn trace_id_of(traceparent: &str) -> Option<String> {
+    let id = traceparent.split('-').nth(1)?;
+    (id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()) && id != "0".repeat(32))
+        .then(|| id.to_ascii_lowercase())
+}
+
 /// The tenant of everything when authentication is off, and of every task
 /// stored before tenants existed.
 pub const DEFAULT_TENANT: &str = "default";

@@ -7,7 +7,7 @@ use std::time::Duration;
 use uuid::Uuid;
 
 use crate::cache::{Cache, Cached};
-use crate::domain::{Caller, TaskRecord, TaskStatus};
+use crate::domain::{Caller, TaskRecord, TaskStatus, TaskSubmission};
 use crate::store::{self, Store, TaskFilter};
 use crate::telemetry::error_chain;
 use crate::telemetry::metrics as m;
@@ -170,6 +170,15 @@ impl Reads {
         // was unreachable only makes the answer late, never stale.
         let _ = tokio::time::timeout(wait, waiter.finished()).await;
         self.lookup(id, caller).await
+    }
+
+    /// Task `id` as submitted (parameters, queue, request and trace), read
+    /// from PostgreSQL: another tenant's task is not found.
+    pub async fn submission(&self, id: Uuid, caller: &Caller) -> Result<TaskSubmission, ReadError> {
+        self.store
+            .submission(id, caller.tenant_scope())
+            .await?
+            .ok_or(ReadError::NotFound(id))
     }
 
     /// Cache-aside read of one task.

@@ -7,7 +7,7 @@ use uuid::Uuid;
 use super::tasks::RecordRow;
 use super::{Result, Store};
 use crate::domain::json::to_jsonb_text;
-use crate::domain::{NewTask, TaskRecord, TaskStatus};
+use crate::domain::{NewTask, TaskRecord, TaskStatus, TaskSubmission, trace_id_of};
 
 /// Which tasks to list: newest first, after an optional cursor.
 #[derive(Debug, Clone, Default)]
@@ -20,6 +20,17 @@ pub struct TaskFilter {
     /// Only tasks older than this one (the last of the previous page).
     pub before: Option<Uuid>,
     pub limit: i64,
+}
+
+#[derive(sqlx::FromRow)]
+struct SubmissionRow {
+    id: Uuid,
+    task_name: String,
+    tenant: String,
+    queue: String,
+    task_parameters: serde_json::Value,
+    request_id: Option<String>,
+    trace_context: Option<String>,
 }
 
 impl Store {
@@ -50,6 +61,36 @@ impl Store {
             .bounded(query.bind(filter.limit).fetch_all(&self.pool))
             .await?;
         rows.into_iter().map(TaskRecord::try_from).collect()
+    }
+
+    /// Task `id` as submitted, if it belongs to `tenant` (any tenant when
+    /// `None`).
+    #[tracing::instrument(skip_all)]
+    pub async fn submission(
+        &self,
+        id: Uuid,
+        tenant: Option<&str>,
+    ) -> Result<Option<TaskSubmission>> {
+        let row = self
+            .bounded(
+                sqlx::query_as::<_, SubmissionRow>(
+                    "SELECT id, task_name, tenant, queue, task_parameters, request_id, trace_context \
+                     FROM tasks WHERE id = $1 AND ($2::text IS NULL OR tenant = $2)",
+                )
+                .bind(id)
+                .bind(tenant)
+                .fetch_optional(&self.pool),
+            )
+            .await?;
+        Ok(row.map(|row| TaskSubmission {
+            id: row.id,
+            task_name: row.task_name,
+            tenant: row.tenant,
+            queue: row.queue,
+            parameters: row.task_parameters,
+            request_id: row.request_id,
+            trace_id: row.trace_context.as_deref().and_then(trace_id_of),
+        }))
     }
 
     /// Stores several tasks in one statement: all of them or none. Returns

@@ -33,6 +33,62 @@ async fn a_submission_is_stored_pending_with_a_location() {
 }
 
 #[tokio::test]
+async fn a_task_s_submission_shows_its_parameters_exactly_its_queue_and_request() {
+    let app = TestApp::spawn_api_only().await;
+    let body = r#"{"task_name":"sum","a":1e16,"b":1}"#;
+    let response = app
+        .client
+        .post(app.url("/run-task"))
+        .header("x-request-id", "req-submission-1")
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    let id = response.json::<Value>().await.unwrap()["task_uuid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let answer = app.get(&format!("/tasks/{id}/submission")).await;
+    assert_eq!(answer.status(), 200);
+    let text = answer.text().await.unwrap();
+    let submission: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(submission["task_uuid"], id.as_str());
+    assert_eq!(submission["task_name"], "sum");
+    assert_eq!(submission["tenant"], "default");
+    assert_eq!(submission["request_id"], "req-submission-1");
+    assert!(
+        submission["trace_id"].is_null(),
+        "no tracing configured: {submission}"
+    );
+    let queue = submission["queue"].as_str().unwrap();
+    let queues: Value = app.get_json("/queues").await;
+    assert!(
+        queues["queues"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|q| q["name"] == queue),
+        "{queue} is a queue the service knows: {queues}"
+    );
+    // 1e16 stays a float: what a worker runs is what was sent.
+    assert!(
+        submission["parameters"]["a"].is_f64(),
+        "a float as sent: {text}"
+    );
+    assert_eq!(submission["parameters"]["b"], 1);
+    assert!(submission["parameters"].get("task_name").is_none());
+
+    let unknown = app
+        .get(&format!("/tasks/{}/submission", uuid::Uuid::now_v7()))
+        .await;
+    assert_eq!(unknown.status(), 404);
+    let malformed = app.get("/tasks/not-a-uuid/submission").await;
+    assert_eq!(malformed.status(), 422);
+}
+
+#[tokio::test]
 async fn the_request_id_is_echoed_and_stored() {
     let app = TestApp::spawn_api_only().await;
     let response = app

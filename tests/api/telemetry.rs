@@ -130,6 +130,15 @@ async fn one_trace_runs_from_the_request_through_the_queue_into_the_worker() {
         .as_str()
         .unwrap()
         .to_owned();
+    let submission: Value = client
+        .get(cluster.api.url(&format!("/tasks/{id}/submission")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(submission["trace_id"], TRACE_ID, "{submission}");
     // A task of a type that is claimed, run and finished apart (an LLM
     // call), in a trace of its own.
     let llm_trace = "1af7651916cd43dd8448eb211c80319d";

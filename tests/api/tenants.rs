@@ -115,6 +115,7 @@ async fn a_tenant_sees_only_its_own_tasks_and_an_admin_sees_all() {
         for path in [
             format!("/tasks/{mine}"),
             format!("/get-task-output?task_uuid={mine}"),
+            format!("/tasks/{mine}/submission"),
         ] {
             let other = app
                 .as_key(Method::GET, &path, &globex)

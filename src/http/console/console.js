@@ -18,6 +18,7 @@
     cursors: [null], // the cursor of every page seen; the last is shown
     nextCursor: null,
     taskId: null, // the task open in the detail dialog
+    submission: null, // how that task was submitted, once read
     generation: 0, // a refresh answered after a newer one started is dropped
     authNeeded: false,
     bulkAction: null,
@@ -389,6 +390,7 @@
     ["started_at", "Started (latest attempt)"],
     ["completed_at", "Finished"],
     ["next_attempt_at", "Next attempt"],
+    ["request_id", "Request id"],
     ["trace_id", "Trace id"],
     ["task_parameters", "Parameters"],
     ["task_output", "Output"],
@@ -408,8 +410,9 @@
       case "attempts":
         return task.attempts + " of at most " + task.max_attempts;
       case "task_uuid":
+      case "request_id":
       case "trace_id":
-        return el("span", { className: "mono" }, String(value));
+        return value === null ? "—" : el("span", { className: "mono" }, String(value));
       case "created_at":
       case "started_at":
       case "completed_at":
@@ -443,14 +446,30 @@
     $("detail-retry").disabled = !RETRYABLE.includes(task.status);
   }
 
+  function withSubmission(task, submission) {
+    if (!submission) return task;
+    return Object.assign({}, task, {
+      queue: submission.queue,
+      request_id: submission.request_id,
+      trace_id: submission.trace_id,
+      task_parameters: submission.parameters,
+    });
+  }
+
   async function loadDetail(generation) {
     const id = state.taskId;
     if (!id) return;
     try {
-      const task = await api("GET", "tasks/" + encodeURIComponent(id));
+      // The task and, beside it, how it was submitted (parameters, queue,
+      // request and trace), which the task resource leaves out.
+      const [task, submission] = await Promise.all([
+        api("GET", "tasks/" + encodeURIComponent(id)),
+        api("GET", "tasks/" + encodeURIComponent(id) + "/submission").catch(() => null),
+      ]);
       if (generation !== state.generation || id !== state.taskId) return;
       $("detail-error").hidden = true;
-      renderDetail(task);
+      state.submission = submission;
+      renderDetail(withSubmission(task, submission));
     } catch (err) {
       if (id !== state.taskId) return;
       $("detail-error").textContent = err.message;
@@ -460,6 +479,7 @@
 
   function openDetail(id) {
     state.taskId = id;
+    state.submission = null;
     writeHash();
     $("detail-title").textContent = "Task " + id;
     $("detail-fields").replaceChildren(el("dd", { className: "muted" }, "Loading…"));
@@ -490,7 +510,7 @@
     try {
       const task = await api("POST", "tasks/" + encodeURIComponent(id) + "/" + action);
       $("detail-error").hidden = true;
-      if (id === state.taskId) renderDetail(task);
+      if (id === state.taskId) renderDetail(withSubmission(task, state.submission));
       notice(
         action === "cancel" ? "Task " + id + " cancelled." : "Task " + id + " is pending again.",
         false,

@@ -19,15 +19,15 @@ use utoipa::OpenApi;
 use super::error::{ErrorCode, ErrorDetail, ErrorResponse};
 use super::routes::{
     __path_cancel_task, __path_cancel_tasks, __path_create_key, __path_create_task,
-    __path_create_tasks, __path_get_task, __path_get_task_output, __path_list_keys,
-    __path_list_queues, __path_list_tasks, __path_openapi_json, __path_pause_queue,
-    __path_resume_queue, __path_retry_task, __path_retry_tasks, __path_revoke_key, BulkFilter,
-    CancelledCount, CreateKeyRequest, CreatedKeyResponse, ListKeysResponse, QueueListResponse,
-    QueueView, RetriedCount,
+    __path_create_tasks, __path_get_task, __path_get_task_output, __path_get_task_submission,
+    __path_list_keys, __path_list_queues, __path_list_tasks, __path_openapi_json,
+    __path_pause_queue, __path_resume_queue, __path_retry_task, __path_retry_tasks,
+    __path_revoke_key, BulkFilter, CancelledCount, CreateKeyRequest, CreatedKeyResponse,
+    ListKeysResponse, QueueListResponse, QueueView, RetriedCount,
 };
 use super::schemas::{ListTasksResponse, RunTaskResponse, RunTasksResponse};
 use crate::config::ApiConfig;
-use crate::domain::{Scope, TaskRecord, TaskStatus};
+use crate::domain::{Scope, TaskRecord, TaskStatus, TaskSubmission};
 use crate::ops::{
     __path_health, __path_ready, DependencyState, HealthResponse, Readiness, ReadyResponse,
 };
@@ -65,12 +65,12 @@ const NO_NUL_PATTERN: &str = "^[^\\u0000]*$";
         (url = "http://localhost:8000", description = "`tasker dev` on this machine (the default `api.listen`); use your deployment's URL instead"),
     ),
     paths(
-        create_task, create_tasks, get_task_output, get_task, list_tasks, health, ready,
+        create_task, create_tasks, get_task_output, get_task, get_task_submission, list_tasks, health, ready,
         openapi_json, create_key, list_keys, revoke_key, cancel_task, retry_task,
         cancel_tasks, retry_tasks, list_queues, pause_queue, resume_queue
     ),
     components(schemas(
-        RunTaskResponse, RunTasksResponse, ListTasksResponse, TaskRecord, TaskStatus, ErrorResponse, ErrorDetail, ErrorCode,
+        RunTaskResponse, RunTasksResponse, ListTasksResponse, TaskRecord, TaskSubmission, TaskStatus, ErrorResponse, ErrorDetail, ErrorCode,
         HealthResponse, ReadyResponse, Readiness, DependencyState, ApiKey, Scope,
         CreateKeyRequest, CreatedKeyResponse, ListKeysResponse, BulkFilter, CancelledCount,
         RetriedCount, QueueView, QueueListResponse

@@ -25,7 +25,10 @@ pub(super) use keys::{
     __path_create_key, __path_list_keys, __path_revoke_key, CreateKeyRequest, CreatedKeyResponse,
     ListKeysResponse,
 };
-pub(super) use read::{__path_get_task, __path_get_task_output, __path_list_tasks, CACHE_HEADER};
+pub(super) use read::{
+    __path_get_task, __path_get_task_output, __path_get_task_submission, __path_list_tasks,
+    CACHE_HEADER,
+};
 pub(super) use submit::{__path_create_task, __path_create_tasks};
 
 /// The task API: every route here needs an API key when `auth` is on.
@@ -36,6 +39,10 @@ pub(super) fn tasks() -> Router<AppState> {
         .route("/get-task-output", get(read::get_task_output))
         .route("/tasks", get(read::list_tasks))
         .route("/tasks/{task_uuid}", get(read::get_task))
+        .route(
+            "/tasks/{task_uuid}/submission",
+            get(read::get_task_submission),
+        )
         .route("/tasks/{task_uuid}/cancel", post(control::cancel_task))
         .route("/tasks/{task_uuid}/retry", post(control::retry_task))
         .route("/tasks/cancel", post(control::cancel_tasks))

@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use uuid::Uuid;
 
-use crate::domain::{Caller, Scope, TaskRecord, TaskStatus};
+use crate::domain::{Caller, Scope, TaskRecord, TaskStatus, TaskSubmission};
 use crate::http::AppState;
 use crate::http::auth::CallerOf;
 use crate::http::error::{ApiError, ErrorResponse};
@@ -110,6 +110,37 @@ pub(crate) async fn get_task(
     let wait = parse_wait(query.wait.as_deref())?;
     let id = parse_task_uuid(&raw, "task_uuid")?;
     read_task(&state, id, wait, caller).await
+}
+
+/// A task as it was submitted.
+///
+/// Its parameters exactly as received, its queue, and the request and trace
+/// it came from: what an operator looking at a task needs beside its status.
+/// Read from PostgreSQL on every call (never cached).
+#[utoipa::path(
+    get,
+    path = "/tasks/{task_uuid}/submission",
+    tag = "tasks",
+    params(("task_uuid" = Uuid, Path, description = "The id `POST /run-task` returned")),
+    responses(
+        (status = 200, description = "The task as submitted", body = TaskSubmission),
+        (status = 404, description = "No task has this id", body = ErrorResponse,
+            example = json!({"error": {"code": "not_found", "message": "no task with id 0193a6c2-7b1e-7c3a-9f64-2b1d8e4c5a10", "details": null}})),
+        (status = 422, description = "Malformed task_uuid", body = ErrorResponse,
+            example = json!({"error": {"code": "validation_failed", "message": "invalid field `task_uuid`: not a valid UUID: invalid character: found `x` at 1", "details": {"field": "task_uuid"}}})),
+        (status = 503, description = "PostgreSQL is unavailable", body = ErrorResponse,
+            example = json!({"error": {"code": "service_unavailable", "message": "postgres is unavailable; try again shortly", "details": {"dependency": "postgres"}}})),
+    )
+)]
+pub(crate) async fn get_task_submission(
+    State(state): State<AppState>,
+    caller: CallerOf,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Json<TaskSubmission>, ApiError> {
+    let caller = caller.require(Scope::Read)?;
+    let Path(raw) = path.map_err(|err| ApiError::validation("task_uuid", err.body_text()))?;
+    let id = parse_task_uuid(&raw, "task_uuid")?;
+    Ok(Json(state.reads.submission(id, caller).await?))
 }
 
 /// `wait` in whole or fractional seconds (the service caps it).
