@@ -107,6 +107,34 @@ impl Queue {
         Ok(added.iter().sum())
     }
 
+    /// Takes messages out of their queues, ready or delayed, so that tasks
+    /// that will never run (cancelled) stop counting in the queue's depth.
+    /// A message already popped is unaffected: its claim finds the task
+    /// no longer `pending`. One round trip.
+    pub async fn withdraw_many<'a>(
+        &self,
+        messages: impl IntoIterator<Item = (&'a str, &'a Message)>,
+    ) -> Result<(), RedisError> {
+        let mut pipe = redis::pipe();
+        let mut any = false;
+        for (queue, message) in messages {
+            let member = message.encode();
+            pipe.cmd("ZREM")
+                .arg(self.keys.ready(queue, &message.tenant))
+                .arg(&member)
+                .ignore()
+                .cmd("ZREM")
+                .arg(self.keys.delayed(queue))
+                .arg(&member)
+                .ignore();
+            any = true;
+        }
+        if !any {
+            return Ok(());
+        }
+        self.redis.pipeline(&pipe).await
+    }
+
     /// Keeps `queue`'s line alive and wakes one idle consumer.
     fn expire_and_signal(&self, pipe: &mut redis::Pipeline, queue: &str) {
         let signal = self.keys.signal(queue);

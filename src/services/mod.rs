@@ -20,7 +20,8 @@ use crate::store::{self, Store};
 use crate::tasks::{Registry, TaskEnv};
 
 pub use api_keys::{ApiKeys, KeyError, KeyRequest};
-pub use control::{Control, ControlError, PAUSE_FLAG_LIFETIME, QueueState};
+pub use control::queues::{PAUSE_FLAG_LIFETIME, QueueState};
+pub use control::{Control, ControlError};
 pub use intake::Intake;
 pub use quota::Quotas;
 pub use reading::{

@@ -35,8 +35,23 @@ async fn a_cancelled_pending_task_never_starts() {
     let id = app
         .submit(json!({"task_name": "sum", "a": 1, "b": 2}))
         .await;
+    let queue = app.get_json(&format!("/tasks/{id}/submission")).await["queue"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let depth = |queues: Value| {
+        queues["queues"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|q| q["name"] == queue.as_str())
+            .map(|q| q["depth"].clone())
+    };
+    assert_eq!(depth(app.get_json("/queues").await), Some(json!(1)));
     let response = cancel(&app, id).await;
     assert_eq!(response.status(), 200);
+    // Its queue message is withdrawn: the queue no longer counts it.
+    assert_eq!(depth(app.get_json("/queues").await), Some(json!(0)));
     let task: Value = response.json().await.unwrap();
     assert_eq!(task["status"], "cancelled");
     assert!(task["completed_at"].is_string(), "{task}");

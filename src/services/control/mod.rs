@@ -8,11 +8,9 @@
 //! task's cached copy is dropped and it is dispatched again, and a pause is
 //! copied into Redis where every worker's pop sees it at once.
 
-use std::collections::HashSet;
-use std::time::Duration;
-
-use chrono::{DateTime, Utc};
 use uuid::Uuid;
+
+pub(super) mod queues;
 
 use crate::cache::Cache;
 use crate::domain::{Caller, TaskRecord, TaskStatus};
@@ -26,9 +24,6 @@ use crate::telemetry::metrics as m;
 
 /// Tasks changed per statement of a bulk action.
 const BATCH: i64 = 500;
-/// How long a pause flag lives in Redis unless the workers say it again
-/// (they do every few seconds while PostgreSQL says the queue is paused).
-pub const PAUSE_FLAG_LIFETIME: Duration = Duration::from_secs(30);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ControlError {
@@ -49,19 +44,6 @@ pub enum ControlError {
     },
     #[error(transparent)]
     Store(#[from] store::Error),
-}
-
-/// A queue as an operator sees it.
-#[derive(Debug, Clone)]
-pub struct QueueState {
-    pub name: String,
-    /// Tasks ready to run (`None` when Redis cannot be read).
-    pub depth: Option<u64>,
-    /// Age of the oldest ready task, seconds.
-    pub oldest_age_seconds: Option<f64>,
-    pub running: i64,
-    pub paused: bool,
-    pub paused_at: Option<DateTime<Utc>>,
 }
 
 /// Operator actions; cheap to clone.
@@ -229,6 +211,16 @@ impl Control {
         if let Err(err) = self.cache.put_many(&records).await {
             tracing::warn!(error = %error_chain(&err), "cannot cache cancelled tasks; reads fall back to PostgreSQL");
         }
+        let pending: Vec<&Changed> = changed
+            .iter()
+            .filter(|c| c.was == TaskStatus::Pending)
+            .collect();
+        let messages: Vec<Message> = pending.iter().map(|c| message_of(c)).collect();
+        let queues = pending.iter().map(|c| c.queue.as_str());
+        if let Err(err) = self.queue.withdraw_many(queues.zip(&messages)).await {
+            // Workers that pop them find the tasks cancelled and drop them.
+            tracing::warn!(error = %error_chain(&err), "cannot withdraw the queue messages of cancelled tasks; workers will drop them");
+        }
         let running: Vec<String> = changed
             .iter()
             .filter(|c| c.was == TaskStatus::Running)
@@ -256,18 +248,7 @@ impl Control {
         if let Err(err) = self.cache.forget(&ids).await {
             tracing::warn!(error = %error_chain(&err), "cannot drop cached copies of retried tasks; they expire with cache.ttl_seconds");
         }
-        let messages: Vec<Message> = changed
-            .iter()
-            .map(|c| {
-                Message::new(
-                    c.record.id,
-                    &c.record.task_name,
-                    &c.record.tenant,
-                    c.request_id.as_deref(),
-                    c.trace_context.as_deref(),
-                )
-            })
-            .collect();
+        let messages: Vec<Message> = changed.iter().map(message_of).collect();
         let queues = changed.iter().map(|c| c.queue.as_str());
         if let Err(err) = self.queue.dispatch_many(queues.zip(&messages)).await {
             tracing::warn!(error = %error_chain(&err), "cannot dispatch retried tasks; the reconciler will");
@@ -295,106 +276,15 @@ impl Control {
             })
             .unzip()
     }
+}
 
-    /// Pauses `queue`: workers take none of its tasks until it is resumed.
-    pub async fn pause(&self, queue: &str, caller: &Caller) -> Result<QueueState, ControlError> {
-        self.known_queue(queue)?;
-        let changed = self
-            .store
-            .pause_queue(queue, caller.key_id.as_deref())
-            .await?;
-        // At once for every worker; they re-assert it from PostgreSQL.
-        if let Err(err) = self
-            .queue
-            .set_paused(&[(queue.to_owned(), true)], PAUSE_FLAG_LIFETIME)
-            .await
-        {
-            tracing::warn!(queue, error = %error_chain(&err), "cannot flag the queue paused in Redis; workers will from PostgreSQL");
-        }
-        if changed {
-            tracing::info!(queue, key_id = caller.key_id.as_deref(), "queue paused");
-        }
-        self.queue_state(queue).await
-    }
-
-    /// Resumes `queue`.
-    pub async fn resume(&self, queue: &str, caller: &Caller) -> Result<QueueState, ControlError> {
-        self.known_queue(queue)?;
-        let changed = self.store.resume_queue(queue).await?;
-        if let Err(err) = self
-            .queue
-            .set_paused(&[(queue.to_owned(), false)], PAUSE_FLAG_LIFETIME)
-            .await
-        {
-            tracing::warn!(queue, error = %error_chain(&err), "cannot clear the queue's pause flag in Redis; it expires");
-        }
-        if changed {
-            tracing::info!(queue, key_id = caller.key_id.as_deref(), "queue resumed");
-        }
-        self.queue_state(queue).await
-    }
-
-    /// Every queue with its figures.
-    pub async fn queues(&self) -> Result<Vec<QueueState>, ControlError> {
-        let names: Vec<String> = self.registry.queues().into_iter().collect();
-        let paused = self.store.paused_queues().await?;
-        let running = self.store.running_per_queue().await?;
-        let depths = match self.queue.depths(&names).await {
-            Ok(depths) => Some(depths),
-            Err(err) => {
-                tracing::warn!(error = %error_chain(&err), "cannot read queue depths");
-                None
-            }
-        };
-        Ok(names
-            .into_iter()
-            .map(|name| {
-                let pause = paused.iter().find(|p| p.queue == name);
-                let depth = depths
-                    .as_ref()
-                    .and_then(|d| d.iter().find(|d| d.queue == name));
-                QueueState {
-                    depth: depth.map(|d| d.ready),
-                    oldest_age_seconds: depth.map(|d| d.oldest_age_seconds),
-                    running: running
-                        .iter()
-                        .find(|(queue, _)| *queue == name)
-                        .map_or(0, |(_, n)| *n),
-                    paused: pause.is_some(),
-                    paused_at: pause.map(|p| p.paused_at),
-                    name,
-                }
-            })
-            .collect())
-    }
-
-    async fn queue_state(&self, queue: &str) -> Result<QueueState, ControlError> {
-        let states = self.queues().await?;
-        states
-            .into_iter()
-            .find(|state| state.name == queue)
-            .ok_or_else(|| self.unknown_queue(queue))
-    }
-
-    fn known_queue(&self, queue: &str) -> Result<(), ControlError> {
-        if self.registry.queues().contains(queue) {
-            Ok(())
-        } else {
-            Err(self.unknown_queue(queue))
-        }
-    }
-
-    fn unknown_queue(&self, queue: &str) -> ControlError {
-        let known: Vec<String> = self.registry.queues().into_iter().collect();
-        ControlError::UnknownQueue {
-            name: queue.chars().take(100).collect(),
-            known: known.join(", "),
-        }
-    }
-
-    /// The queues PostgreSQL says are paused.
-    pub async fn paused(&self) -> Result<HashSet<String>, ControlError> {
-        let paused = self.store.paused_queues().await?;
-        Ok(paused.into_iter().map(|p| p.queue).collect())
-    }
+/// The dispatch message of a changed task, as it was queued.
+fn message_of(changed: &Changed) -> Message {
+    Message::new(
+        changed.record.id,
+        &changed.record.task_name,
+        &changed.record.tenant,
+        changed.request_id.as_deref(),
+        changed.trace_context.as_deref(),
+    )
 }
