@@ -39,6 +39,19 @@ pub async fn run(
     clients: usize,
     seen: Arc<Submissions>,
 ) {
+    run_keyed(client, url, total, clients, seen, "load").await;
+}
+
+/// As [`run`], with idempotency keys `<keys>-<i>`: a second load on the
+/// same database needs keys of its own, or it replays the first.
+pub async fn run_keyed(
+    client: reqwest::Client,
+    url: String,
+    total: usize,
+    clients: usize,
+    seen: Arc<Submissions>,
+    keys: &'static str,
+) {
     let next = Arc::new(AtomicUsize::new(0));
     let workers: Vec<_> = (0..clients)
         .map(|_| {
@@ -51,7 +64,7 @@ pub async fn run(
                         return;
                     }
                     seen.attempted.fetch_add(1, Ordering::SeqCst);
-                    let key = format!("load-{i}");
+                    let key = format!("{keys}-{i}");
                     for _ in 0..RETRIES {
                         if let Some(id) = submit(&client, &url, &task(i), Some(&key)).await {
                             seen.accepted.lock().await.push(id);
