@@ -74,9 +74,9 @@ impl Cluster {
         Ok(Split(connection))
     }
 
-    /// Every node the cluster knows as healthy (from `CLUSTER NODES`), then
-    /// the seed: where a subscriber may connect. Classic `PUBLISH` reaches
-    /// subscribers on every node.
+    /// Where a subscriber may connect, best first: the seed, then every
+    /// node the cluster lists as healthy (`CLUSTER NODES`). Classic
+    /// `PUBLISH` reaches subscribers on every node.
     pub async fn nodes(&self) -> Vec<ConnectionInfo> {
         let listed = async {
             let mut connection = self.connection().await?;
@@ -90,15 +90,13 @@ impl Cluster {
             .await?;
             Ok::<_, RedisError>(redis::from_redis_value::<String>(reply).unwrap_or_default())
         };
-        let mut nodes: Vec<ConnectionInfo> = match listed.await {
-            Ok(text) => healthy_nodes(&text)
-                .into_iter()
-                .map(|(host, port)| self.seed.clone().set_addr(ConnectionAddr::Tcp(host, port)))
-                .collect(),
-            Err(_) => Vec::new(),
-        };
-        nodes.push(self.seed.clone());
-        nodes
+        let listing = listed.await.unwrap_or_default();
+        let others = healthy_nodes(&listing)
+            .into_iter()
+            .map(|(host, port)| ConnectionAddr::Tcp(host, port))
+            .filter(|addr| addr != self.seed.addr())
+            .map(|addr| self.seed.clone().set_addr(addr));
+        std::iter::once(self.seed.clone()).chain(others).collect()
     }
 }
 

@@ -170,8 +170,9 @@ impl Redis {
     }
 
     /// Servers a subscriber may use, best first: the server, the current
-    /// master, or every healthy node of a cluster (classic `PUBLISH`
-    /// reaches subscribers on every node). Empty when none is known now.
+    /// master, or the seed and then every healthy node of a cluster
+    /// (classic `PUBLISH` reaches subscribers on every node). Empty when
+    /// none is known now.
     pub async fn subscriber_clients(&self) -> Vec<redis::Client> {
         match &self.backend {
             Backend::Pooled { connector, .. } => bounded(self.timeout, connector.client())

@@ -127,8 +127,13 @@ impl Service {
     async fn audit(&self, seen: &Submissions) -> Vec<String> {
         let accepted = seen.accepted.lock().await.clone();
         let audit = Audit::run(&self.pool, &accepted, Duration::from_secs(120)).await;
+        let recovered = self
+            .processes
+            .worker_counter(&self.client, "tasker_tasks_recovered_total")
+            .await;
         println!(
-            "{} submitted, {} accepted, {} completed, {} failed, {} re-run, {} finished twice",
+            "{} submitted, {} accepted, {} completed, {} failed, {} re-run, {} finished twice; \
+             {recovered} recovered by the reconcilers so far",
             seen.attempted.load(Ordering::SeqCst),
             accepted.len(),
             audit.completed,
@@ -189,18 +194,24 @@ impl Service {
 }
 
 async fn cluster_scenario(seed: String, dir: String) {
-    let env = TestEnv::on_redis(&seed, RedisMode::Cluster).await;
-    let prefix = env.prefix.clone();
-    let redis = [
-        ("TASKER_REDIS__URL", seed.clone()),
-        ("TASKER_REDIS__MODE", "cluster".to_owned()),
-    ];
-    let service = Service::start(env, "redis-cluster", &redis).await;
     let nodes = redis::cluster::ClusterClient::new(vec![seed.as_str()]).expect("cluster client");
     let mut cluster = nodes
         .get_async_connection()
         .await
         .expect("cluster connection");
+    let env = TestEnv::new().await;
+    let keys = Keys::new(env.prefix.clone());
+    // The master to kill: the one holding the default queue. Tasker is
+    // given it as its seed, so the subscribers of every process start on
+    // it, and must move when it dies.
+    let victim = owner_of(&mut cluster, &keys.tenants("default")).await;
+    let victim_url = format!("redis://127.0.0.1:{victim}");
+    let env = env.on_redis(&victim_url, RedisMode::Cluster);
+    let redis = [
+        ("TASKER_REDIS__URL", victim_url.clone()),
+        ("TASKER_REDIS__MODE", "cluster".to_owned()),
+    ];
+    let service = Service::start(env, "redis-cluster", &redis).await;
 
     // 2,000 tasks with every master up.
     let (seen, load) = service.load("cluster");
@@ -211,7 +222,7 @@ async fn cluster_scenario(seed: String, dir: String) {
     // Long-poll wake-ups reach both API replicas; the result is cached.
     let id = service.long_polls_wake_on_every_replica().await;
     let cached: Option<String> = cluster
-        .get(Keys::new(prefix.clone()).result(id))
+        .get(keys.result(id))
         .await
         .expect("GET the cached result");
     assert!(cached.is_some(), "the finished task is in the result cache");
@@ -227,33 +238,34 @@ async fn cluster_scenario(seed: String, dir: String) {
         .unwrap();
     assert_eq!(task["status"], "completed");
 
-    // 2,000 more; mid-load the master of the default queue dies and comes
-    // back empty.
+    // 2,000 more; mid-load the victim dies and comes back empty.
+    let subscribers = subscribers_on(&victim_url, &keys.finished_channel()).await;
+    assert_eq!(subscribers, 2, "both API replicas subscribe on the seed");
     let (seen, load) = service.load("cluster-kill");
     eventually(|| async {
         (seen.attempted.load(Ordering::SeqCst) >= TOTAL * 3 / 10).then_some(())
     })
     .await;
-    let queue_key = Keys::new(prefix).tenants("default");
-    let port = owner_of(&mut cluster, &queue_key).await;
-    println!("SIGKILL the master on port {port} (it owns the default queue)");
-    let pid = node_pid(&format!("redis://127.0.0.1:{port}")).await;
-    kill(pid);
+    println!("SIGKILL the master on port {victim} (the seed; it holds the default queue)");
+    kill(node_pid(&victim_url).await);
     tokio::time::sleep(DOWN).await;
-    let status = std::process::Command::new(format!("{dir}/{port}/start"))
+    let status = std::process::Command::new(format!("{dir}/{victim}/start"))
         .status()
         .expect("restart the node");
-    assert!(status.success(), "restarting the node on port {port}");
+    assert!(status.success(), "restarting the node on port {victim}");
     let _ = load.await;
     let problems = service.audit(&seen).await;
     assert!(problems.is_empty(), "{}", problems.join("; "));
+    // The subscribers moved to another node (or back to the restarted one).
     service.long_polls_wake_on_every_replica().await;
     drop(service);
 }
 
 async fn sentinel_scenario(sentinel: String, master_name: String) {
     let master = master_addr(&sentinel, &master_name).await;
-    let env = TestEnv::on_redis(&format!("redis://{master}"), RedisMode::Sentinel).await;
+    let env = TestEnv::new()
+        .await
+        .on_redis(&format!("redis://{master}"), RedisMode::Sentinel);
     let redis = [
         ("TASKER_REDIS__MODE", "sentinel".to_owned()),
         ("TASKER_REDIS__SENTINELS", sentinel.clone()),
@@ -308,6 +320,22 @@ async fn owner_of(cluster: &mut redis::cluster_async::ClusterConnection, key: &s
         .find(|(first, last, _)| (*first..=*last).contains(&slot))
         .map(|(_, _, (_, port, ..))| u16::try_from(port).expect("a port"))
         .expect("an owner of the slot")
+}
+
+/// Subscribers of `channel` on the Redis server at `url`.
+async fn subscribers_on(url: &str, channel: &str) -> i64 {
+    let client = redis::Client::open(url).expect("node url");
+    let mut connection = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("node connection");
+    let (_, count): (String, i64) = redis::cmd("PUBSUB")
+        .arg("NUMSUB")
+        .arg(channel)
+        .query_async(&mut connection)
+        .await
+        .expect("PUBSUB NUMSUB");
+    count
 }
 
 /// The process id of the Redis server at `url`.

@@ -75,15 +75,14 @@ pub struct TestEnv {
 }
 
 impl TestEnv {
-    /// An environment whose processes use Redis at `url` in `mode`
-    /// (`cluster`, `sentinel`) instead of the local Redis, which it
-    /// leaves alone.
-    pub async fn on_redis(url: &str, mode: tasker::config::RedisMode) -> Self {
-        let mut env = Self::new().await;
-        env.config.redis.url = SecretUrl::new(url);
-        env.config.redis.mode = mode;
-        env.clean_local_redis = false;
-        env
+    /// This environment with its processes on the Redis at `url` in
+    /// `mode` (`cluster`, `sentinel`) instead of the local Redis, which it
+    /// then leaves alone.
+    pub fn on_redis(mut self, url: &str, mode: tasker::config::RedisMode) -> Self {
+        self.config.redis.url = SecretUrl::new(url);
+        self.config.redis.mode = mode;
+        self.clean_local_redis = false;
+        self
     }
 
     pub async fn new() -> Self {
