@@ -21,6 +21,17 @@ pub enum RedisMode {
     Sentinel,
 }
 
+impl RedisMode {
+    /// The mode as configured (`standalone`, `cluster`, `sentinel`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Standalone => "standalone",
+            Self::Cluster => "cluster",
+            Self::Sentinel => "sentinel",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RedisConfig {
