@@ -14,7 +14,7 @@ pub enum RedisMode {
     /// One server at `redis.url`.
     #[default]
     Standalone,
-    /// A Redis Cluster; `redis.url` is a seed node.
+    /// A Redis Cluster; `redis.url` names seed nodes (comma-separated).
     Cluster,
     /// The master that `redis.sentinels` name for `redis.sentinel_master`;
     /// `redis.url` gives its credentials and database (its host is unused).
@@ -73,6 +73,16 @@ impl RedisConfig {
             is_redis_url(self.url.expose()),
             "must be a redis:// or rediss:// URL",
         )?;
+        if self.mode == RedisMode::Cluster {
+            check(
+                "redis.url",
+                self.url
+                    .expose()
+                    .split(',')
+                    .all(|url| is_redis_url(url.trim())),
+                "must be redis:// or rediss:// URLs of seed nodes, separated by commas",
+            )?;
+        }
         if self.mode == RedisMode::Sentinel {
             check(
                 "redis.sentinels",

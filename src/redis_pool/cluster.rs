@@ -23,10 +23,20 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// Knows the cluster by its seed node `url`; connects on first use.
+    /// Knows the cluster by its seed nodes (`url`: one URL, or several
+    /// separated by commas, so a process can start while one is down);
+    /// connects on first use.
     pub fn new(url: &str, timeout: Duration) -> redis::RedisResult<Self> {
-        let seed = url.into_connection_info()?;
-        let client = ClusterClient::builder([seed.clone()])
+        let seeds = url
+            .split(',')
+            .map(str::trim)
+            .filter(|url| !url.is_empty())
+            .map(IntoConnectionInfo::into_connection_info)
+            .collect::<redis::RedisResult<Vec<_>>>()?;
+        let Some(seed) = seeds.first().cloned() else {
+            return Err((redis::ErrorKind::InvalidClientConfig, "no seed node").into());
+        };
+        let client = ClusterClient::builder(seeds)
             .connection_timeout(timeout)
             .response_timeout(timeout)
             .build()?;
@@ -74,8 +84,8 @@ impl Cluster {
         Ok(Split(connection))
     }
 
-    /// Where a subscriber may connect, best first: the seed, then every
-    /// node the cluster lists as healthy (`CLUSTER NODES`). Classic
+    /// Where a subscriber may connect, best first: the (first) seed, then
+    /// every node the cluster lists as healthy (`CLUSTER NODES`). Classic
     /// `PUBLISH` reaches subscribers on every node.
     pub async fn nodes(&self) -> Vec<ConnectionInfo> {
         let listed = async {
@@ -243,6 +253,16 @@ mod tests {
         let mut keyless = redis::cmd("EVALSHA");
         keyless.arg("abc").arg(0);
         assert_eq!(slot_of(&keyless), None);
+    }
+
+    #[test]
+    fn seeds_may_be_listed_with_commas() {
+        let cluster = Cluster::new(
+            "redis://127.0.0.1:7101, redis://127.0.0.1:7102",
+            Duration::from_secs(1),
+        );
+        assert!(cluster.is_ok_and(|c| c.seed.addr().to_string() == "127.0.0.1:7101"));
+        assert!(Cluster::new(" , ", Duration::from_secs(1)).is_err());
     }
 
     #[test]
