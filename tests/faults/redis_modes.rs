@@ -207,8 +207,10 @@ async fn cluster_scenario(seed: String, dir: String) {
     let victim = owner_of(&mut cluster, &keys.tenants("default")).await;
     let victim_url = format!("redis://127.0.0.1:{victim}");
     let env = env.on_redis(&victim_url, RedisMode::Cluster);
+    // Two seeds, the victim first: the second lets a process (re)connect
+    // while the victim is down.
     let redis = [
-        ("TASKER_REDIS__URL", victim_url.clone()),
+        ("TASKER_REDIS__URL", format!("{victim_url},{seed}")),
         ("TASKER_REDIS__MODE", "cluster".to_owned()),
     ];
     let service = Service::start(env, "redis-cluster", &redis).await;
