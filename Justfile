@@ -22,6 +22,10 @@ lint:
 fmt:
     cargo fmt --all
 
+# Redis Cluster and Sentinel tests against throwaway servers (ports 7101-7103, 7201-7202, 27201)
+redis-modes *FILTERS:
+    .ci/redis-modes {{FILTERS}}
+
 # Rewrite docs/openapi.json from the code (commit it with the API change)
 openapi:
     UPDATE_OPENAPI=1 cargo test --test api contract

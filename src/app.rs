@@ -65,11 +65,7 @@ impl Application {
         let listener = bind(api.listen, "api.listen").await?;
         let ops_listener = bind(api.ops_listen, "api.ops_listen").await?;
         let services = &self.services;
-        let watch = TaskWatch::start(
-            self.config.redis.url.expose(),
-            services.keys.finished_channel(),
-        )
-        .context("redis.url")?;
+        let watch = TaskWatch::start(services.redis.clone(), services.keys.finished_channel());
         let submissions = Submissions::new(
             services.registry.clone(),
             services.store.clone(),

@@ -21,7 +21,8 @@ impl Keys {
 
     /// Every key of one queue shares this hash tag (`{q:<queue>}`), so a
     /// script can touch them all on a Redis Cluster; different queues hash
-    /// to different slots.
+    /// to different slots. (Its wake-up signal is the exception, see
+    /// [`Keys::signal`].)
     fn queue_base(&self, queue: &str) -> String {
         format!("{}:{{q:{queue}}}", self.prefix)
     }
@@ -55,9 +56,11 @@ impl Keys {
     }
 
     /// A list pushed to whenever `queue` gets work: idle consumers block on
-    /// it instead of polling.
+    /// it instead of polling. The signals of all queues share one hash tag
+    /// (not their queue's), so a consumer of several queues blocks on them
+    /// all with one `BLPOP` on a Redis Cluster too.
     pub fn signal(&self, queue: &str) -> String {
-        format!("{}:signal", self.queue_base(queue))
+        format!("{}:{{signals}}:{queue}", self.prefix)
     }
 
     /// Sorted set of the running attempts of `tenant` (members) with their
@@ -98,6 +101,7 @@ impl Keys {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use redis::cluster_routing::Slot;
 
     #[test]
     fn every_key_starts_with_the_prefix() {
@@ -106,30 +110,39 @@ mod tests {
         for key in [
             keys.ready("default", "acme"),
             keys.delayed("llm"),
+            keys.signal("llm"),
             keys.result(id),
         ] {
             assert!(key.starts_with("t1:"), "{key}");
         }
     }
 
+    /// The keys each queue script and pipeline touches (the ready sets
+    /// through their prefix) share one slot, and queues hash apart.
     #[test]
-    fn one_queue_s_keys_share_a_hash_tag_and_queues_differ() {
+    fn one_queue_s_keys_share_a_slot_and_queues_differ() {
         let keys = Keys::new("t1");
-        let tag = |key: String| {
-            let start = key.find('{').map(|i| i + 1).unwrap_or(0);
-            let end = key.find('}').unwrap_or(key.len());
-            key[start..end].to_owned()
-        };
-        let default = tag(keys.ready("default", "a"));
+        let slot = |key: &str| Slot::for_key(key);
+        let default = slot(&keys.tenants("default"));
         for key in [
+            keys.ready("default", "a"),
             keys.ready("default", "b"),
-            keys.tenants("default"),
+            format!("{}zeta", keys.ready_prefix("default")),
             keys.delayed("default"),
             keys.paused("default"),
-            keys.signal("default"),
         ] {
-            assert_eq!(tag(key), default);
+            assert_eq!(slot(key.as_str()), default, "{key}");
         }
-        assert_ne!(tag(keys.tenants("llm")), default);
+        assert_ne!(slot(&keys.tenants("llm")), default);
+        assert_ne!(slot(&Keys::new("t2").tenants("llm")), default);
+    }
+
+    /// One `BLPOP` waits on the signals of every consumed queue.
+    #[test]
+    fn the_signals_of_all_queues_share_a_slot() {
+        let keys = Keys::new("t1");
+        let signal = Slot::for_key(keys.signal("default"));
+        assert_eq!(Slot::for_key(keys.signal("llm")), signal);
+        assert_eq!(Slot::for_key(keys.signal("anything-else")), signal);
     }
 }

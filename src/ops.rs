@@ -62,6 +62,13 @@ impl DependencyState {
             Ok(()) => Self::OK,
             Err(RedisError::TimedOut(_)) => Self::unavailable("timeout"),
             Err(RedisError::Pool(_)) => Self::unavailable("unreachable"),
+            // A cluster or a dedicated connection reports a failed connect
+            // as the command's error.
+            Err(RedisError::Command(err))
+                if err.is_connection_refusal() || err.is_connection_dropped() =>
+            {
+                Self::unavailable("unreachable")
+            }
             Err(_) => Self::unavailable("error"),
         }
     }

@@ -7,6 +7,10 @@
 //!
 //! An announcement missed while Redis is unreachable only delays a waiter to
 //! its deadline, where it reads the task once more: never a wrong answer.
+//!
+//! Classic `PUBLISH` reaches subscribers on every node of a Redis Cluster,
+//! so a subscriber may use any node, and moves to another when its node
+//! goes; with Sentinel it follows the master of the moment.
 
 use std::collections::HashMap;
 use std::pin::Pin;
@@ -19,6 +23,7 @@ use tokio::sync::futures::OwnedNotified;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
+use crate::redis_pool::Redis;
 use crate::telemetry::error_chain;
 use crate::telemetry::metrics as m;
 
@@ -72,20 +77,20 @@ pub struct Waiter {
 }
 
 impl TaskWatch {
-    /// Subscribes to `channel` on the Redis at `url`, reconnecting with
-    /// growing pauses while Redis is unreachable.
-    pub fn start(url: &str, channel: String) -> Result<Self, redis::RedisError> {
+    /// Subscribes to `channel`, reconnecting with growing pauses while
+    /// Redis is unreachable.
+    pub fn start(redis: Redis, channel: String) -> Self {
         let waiters = Arc::new(Waiters::default());
         let woken = waiters.clone();
-        let handle = follow_ids(url, channel, move |ids| {
+        let handle = follow_ids(redis, channel, move |ids| {
             for id in ids {
                 woken.wake(*id);
             }
-        })?;
-        Ok(Self {
+        });
+        Self {
             waiters,
             _subscriber: Arc::new(Subscriber(handle)),
-        })
+        }
     }
 
     /// Registers interest in `task_id` now, so an announcement that arrives
@@ -146,26 +151,32 @@ impl Drop for Waiter {
 
 /// Calls `on_ids` with the task ids of every announcement on `channel`
 /// (comma-separated ids, one message per write) until the returned task is
-/// aborted, reconnecting with growing pauses while Redis is unreachable.
+/// aborted, reconnecting with growing pauses while Redis is unreachable,
+/// to the next server that may serve it each time.
 /// Used for finished tasks (long-poll) and cancelled ones (workers).
 pub fn follow_ids(
-    url: &str,
+    redis: Redis,
     channel: String,
     on_ids: impl Fn(&[Uuid]) + Send + Sync + 'static,
-) -> Result<JoinHandle<()>, redis::RedisError> {
-    let client = redis::Client::open(url)?;
-    Ok(tokio::spawn(listen(client, channel, on_ids)))
+) -> JoinHandle<()> {
+    tokio::spawn(listen(redis, channel, on_ids))
 }
 
-async fn listen(client: redis::Client, channel: String, on_ids: impl Fn(&[Uuid])) {
+async fn listen(redis: Redis, channel: String, on_ids: impl Fn(&[Uuid])) {
     let mut pause = Duration::from_millis(100);
+    let mut turn = 0usize;
     loop {
-        match subscribe(&client, &channel, &on_ids).await {
-            Ok(()) => pause = Duration::from_millis(100),
-            Err(err) => {
-                tracing::debug!(channel, error = %error_chain(&err), "subscription lost")
+        let clients = redis.subscriber_clients().await;
+        if let Some(client) = clients.get(turn % clients.len().max(1)) {
+            match subscribe(client, &channel, &on_ids).await {
+                Ok(()) => pause = Duration::from_millis(100),
+                Err(err) => {
+                    tracing::debug!(channel, error = %error_chain(&err), "subscription lost")
+                }
             }
         }
+        // Next time, the next server: the one just used may be gone.
+        turn = turn.wrapping_add(1);
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(Duration::from_secs(5));
     }

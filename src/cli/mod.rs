@@ -183,6 +183,7 @@ async fn run(command: Command, app: Application) -> anyhow::Result<()> {
         command = command.name(),
         database = %config.database.url.redacted(),
         redis = %config.redis.url.redacted(),
+        redis_mode = config.redis.mode.as_str(),
         redis_key_prefix = %config.redis.key_prefix,
         "configuration loaded (`tasker config` prints all of it)"
     );

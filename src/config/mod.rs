@@ -33,7 +33,7 @@ pub use cache::CacheConfig;
 pub use database::DatabaseConfig;
 pub use log::{LogConfig, LogFormat};
 pub use otel::{OtelConfig, OtelProtocol};
-pub use redis::RedisConfig;
+pub use redis::{RedisConfig, RedisMode};
 pub use retention::RetentionConfig;
 pub use secrecy::{ExposeSecret, SecretString};
 pub use secret::{SecretUrl, non_empty, redact_optional};

@@ -224,3 +224,31 @@ fn secrets_never_print() {
     assert!(!shown.contains("hunter2"), "{shown}");
     assert!(shown.contains("db:5432"), "the host stays visible: {shown}");
 }
+
+#[test]
+fn sentinel_mode_reads_its_sentinels_from_one_variable() {
+    Jail::expect_with(|jail| {
+        jail.set_env("TASKER_REDIS__MODE", "sentinel");
+        assert!(error_of(jail, None).contains("redis.sentinels"));
+        jail.set_env(
+            "TASKER_REDIS__SENTINELS",
+            "redis://s1:26379, redis://s2:26379",
+        );
+        jail.set_env("TASKER_REDIS__SENTINEL_MASTER", "main");
+        let config = load_in(jail, None).map_err(|e| e.to_string())?;
+        assert_eq!(config.redis.mode, super::RedisMode::Sentinel);
+        let sentinels: Vec<&str> = config.redis.sentinels.iter().map(|s| s.expose()).collect();
+        assert_eq!(sentinels, ["redis://s1:26379", "redis://s2:26379"]);
+        assert_eq!(config.redis.sentinel_master, "main");
+        Ok(())
+    });
+}
+
+#[test]
+fn an_unknown_redis_mode_is_refused() {
+    Jail::expect_with(|jail| {
+        jail.set_env("TASKER_REDIS__MODE", "ring");
+        assert!(error_of(jail, None).contains("mode"));
+        Ok(())
+    });
+}

@@ -1,14 +1,14 @@
 //! Taking messages off the queues. A consumer owns one connection of its own,
-//! because a blocking wait would stall every other command sharing it.
+//! because a blocking wait would stall every other command sharing it. It
+//! pops one queue per script (on a Redis Cluster, queues live on different
+//! nodes) and waits on the wake-up signals of all its queues at once (they
+//! share one slot).
 
 use std::time::Duration;
 
-use redis::AsyncConnectionConfig;
-use redis::aio::MultiplexedConnection;
-
 use super::{Message, scripts};
 use crate::keys::Keys;
-use crate::redis_pool::{RedisError, bounded};
+use crate::redis_pool::{Dedicated, Redis, RedisError, bounded};
 
 /// One consumed queue's keys.
 struct Consumed {
@@ -20,8 +20,8 @@ struct Consumed {
 }
 
 pub struct Consumer {
-    client: redis::Client,
-    connection: Option<MultiplexedConnection>,
+    redis: Redis,
+    connection: Option<Dedicated>,
     queues: Vec<Consumed>,
     next_first: usize,
     pop: redis::Script,
@@ -39,7 +39,7 @@ pub enum Popped {
 impl Consumer {
     /// A consumer of `queues`, blocking at most `block` per call.
     pub fn new(
-        url: &str,
+        redis: &Redis,
         keys: &Keys,
         queues: &[String],
         timeout: Duration,
@@ -56,7 +56,7 @@ impl Consumer {
             })
             .collect();
         Ok(Self {
-            client: redis::Client::open(url).map_err(RedisError::Config)?,
+            redis: redis.clone(),
             connection: None,
             queues,
             next_first: 0,
@@ -153,17 +153,9 @@ impl Consumer {
     }
 
     /// The consumer's connection (a cheap handle), made on first use.
-    async fn connection(&mut self) -> Result<MultiplexedConnection, RedisError> {
+    async fn connection(&mut self) -> Result<Dedicated, RedisError> {
         if self.connection.is_none() {
-            let config = AsyncConnectionConfig::new()
-                .set_connection_timeout(Some(self.timeout))
-                .set_response_timeout(Some(self.block + self.timeout));
-            let connection = bounded(
-                self.timeout,
-                self.client
-                    .get_multiplexed_async_connection_with_config(&config),
-            )
-            .await?;
+            let connection = self.redis.dedicated(self.block + self.timeout).await?;
             self.connection = Some(connection);
         }
         self.connection

@@ -4,7 +4,9 @@
 //! backlog delays only itself. `ZADD NX` makes a dispatch idempotent:
 //! re-dispatching a task that is already queued adds nothing. Retries wait
 //! in a per-queue sorted set scored by due time until they are promoted.
-//! Every script touches one queue's keys only (one hash tag).
+//! Every script touches one queue's keys only (one hash tag), so on a
+//! Redis Cluster each runs on the node owning that queue; a pipeline
+//! spanning queues is split per slot by [`Redis`].
 
 mod consumer;
 mod message;
@@ -137,12 +139,17 @@ impl Queue {
 
     /// Keeps `queue`'s line alive and wakes one idle consumer.
     fn expire_and_signal(&self, pipe: &mut redis::Pipeline, queue: &str) {
-        let signal = self.keys.signal(queue);
         pipe.cmd("EXPIRE")
             .arg(self.keys.tenants(queue))
             .arg(QUEUE_KEY_TTL_SECONDS)
-            .ignore()
-            .cmd("LPUSH")
+            .ignore();
+        self.signal(pipe, queue);
+    }
+
+    /// Wakes one idle consumer of `queue`.
+    fn signal(&self, pipe: &mut redis::Pipeline, queue: &str) {
+        let signal = self.keys.signal(queue);
+        pipe.cmd("LPUSH")
             .arg(&signal)
             .arg(1)
             .ignore()
@@ -219,17 +226,37 @@ impl Queue {
     }
 
     /// Moves up to `limit` due retries of `queue` into its tenants' ready sets.
+    /// On a Redis Cluster the wake-up signal lives in another slot than
+    /// the queue, so it is sent after the script, and only when something
+    /// moved.
     pub async fn promote_due(&self, queue: &str, limit: usize) -> Result<usize, RedisError> {
+        let cluster = self.redis.is_cluster();
         let mut invocation = self.promote.prepare_invoke();
+        for key in self.promote_keys(queue, !cluster) {
+            invocation.key(key);
+        }
         invocation
-            .key(self.keys.delayed(queue))
-            .key(self.keys.tenants(queue))
-            .key(self.keys.signal(queue))
             .arg(now_millis())
             .arg(limit)
             .arg(QUEUE_KEY_TTL_SECONDS)
             .arg(self.keys.ready_prefix(queue));
-        self.redis.script(&invocation).await
+        let moved: usize = self.redis.script(&invocation).await?;
+        if cluster && moved > 0 {
+            let mut pipe = redis::pipe();
+            self.signal(&mut pipe, queue);
+            self.redis.pipeline::<()>(&pipe).await?;
+        }
+        Ok(moved)
+    }
+
+    /// The KEYS of the promote script: the signal only when it may share
+    /// a script with the queue's keys (not on a cluster).
+    fn promote_keys(&self, queue: &str, with_signal: bool) -> Vec<String> {
+        let mut keys = vec![self.keys.delayed(queue), self.keys.tenants(queue)];
+        if with_signal {
+            keys.push(self.keys.signal(queue));
+        }
+        keys
     }
 
     /// For each queue: messages ready to run, and the age in seconds of the
@@ -242,6 +269,7 @@ impl Queue {
             invocation
                 .key(self.keys.tenants(queue))
                 .arg(self.keys.ready_prefix(queue));
+            // One script per queue: queues live in different slots.
             let (ready, oldest): (u64, Option<String>) = self.redis.script(&invocation).await?;
             let oldest_age_seconds = oldest
                 .and_then(|ms| ms.parse::<f64>().ok())
@@ -315,4 +343,30 @@ fn millis_since_epoch(at: SystemTime) -> u64 {
     at.duration_since(UNIX_EPOCH)
         .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::RedisConfig;
+    use redis::cluster_routing::Slot;
+
+    fn queue() -> Queue {
+        let redis = Redis::connect(&RedisConfig::default());
+        let Ok(redis) = redis else {
+            panic!("a lazy Redis handle needs no server");
+        };
+        Queue::new(redis, Keys::new("t1"))
+    }
+
+    #[test]
+    fn the_promote_script_touches_one_slot_on_a_cluster() {
+        let queue = queue();
+        let keys = queue.promote_keys("llm", false);
+        let slot = Slot::for_key(&keys[0]);
+        assert!(keys.iter().all(|key| Slot::for_key(key) == slot));
+        let ready = format!("{}acme", queue.keys.ready_prefix("llm"));
+        assert_eq!(Slot::for_key(ready), slot);
+        assert_eq!(queue.promote_keys("llm", true).len(), 3);
+    }
 }

@@ -1,5 +1,7 @@
 //! The Lua scripts of the queues. Each touches the keys of one queue only
-//! (one hash tag), so it runs whole on one node of a Redis Cluster.
+//! (one hash tag), so it runs whole on one node of a Redis Cluster; the
+//! promote script's wake-up signal is the exception, passed only when
+//! Redis is not a cluster.
 
 /// Takes up to ARGV[1] messages from one queue, tenants in turn.
 ///
@@ -48,8 +50,8 @@ return taken
 
 /// Moves due retries of one queue into their tenants' ready sets.
 ///
-/// KEYS[1]: the delayed set, KEYS[2]: the tenants, KEYS[3]: the wake-up
-/// signal. ARGV[1]: now (ms), ARGV[2]: most to move, ARGV[3]: key lifetime
+/// KEYS[1]: the delayed set, KEYS[2]: the tenants, KEYS[3] (optional):
+/// the wake-up signal. ARGV[1]: now (ms), ARGV[2]: most to move, ARGV[3]: key lifetime
 /// (s), ARGV[4]: the prefix of the ready sets. Atomic, so concurrent
 /// promoters never move a message twice.
 pub const PROMOTE: &str = r"
@@ -68,9 +70,11 @@ end
 if #due > 0 then
   redis.call('ZREM', KEYS[1], unpack(due))
   redis.call('EXPIRE', KEYS[2], ARGV[3])
-  redis.call('LPUSH', KEYS[3], 1)
-  redis.call('LTRIM', KEYS[3], 0, 63)
-  redis.call('EXPIRE', KEYS[3], ARGV[3])
+  if KEYS[3] then
+    redis.call('LPUSH', KEYS[3], 1)
+    redis.call('LTRIM', KEYS[3], 0, 63)
+    redis.call('EXPIRE', KEYS[3], ARGV[3])
+  end
 end
 return #due
 ";

@@ -23,8 +23,8 @@ impl Worker {
     /// longer running.
     pub(super) async fn follow_cancellations(self, shutdown: Shutdown) {
         let in_flight = self.in_flight.clone();
-        let followed = crate::watch::follow_ids(
-            &self.redis_url,
+        let handle = crate::watch::follow_ids(
+            self.services.redis.clone(),
             self.services.keys.cancel_channel(),
             move |ids| {
                 let stopped = in_flight.cancel(ids);
@@ -33,15 +33,8 @@ impl Worker {
                 }
             },
         );
-        match followed {
-            Ok(handle) => {
-                shutdown.wait().await;
-                handle.abort();
-            }
-            Err(err) => {
-                tracing::error!(error = %error_chain(&err), "cannot follow cancellations; the heartbeat stops cancelled tasks")
-            }
-        }
+        shutdown.wait().await;
+        handle.abort();
     }
 
     /// Keeps this worker's view of paused queues, and their Redis flags,

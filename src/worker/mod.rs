@@ -53,7 +53,6 @@ pub struct WorkerState {
     config: WorkerConfig,
     retention: RetentionConfig,
     queues: Vec<String>,
-    redis_url: String,
     redis_timeout: Duration,
     /// True while the consume loop is taking tasks (part of readiness).
     consuming: Arc<AtomicBool>,
@@ -82,7 +81,6 @@ impl Worker {
             config: config.worker.clone(),
             retention: config.retention.clone(),
             queues,
-            redis_url: config.redis.url.expose().to_owned(),
             redis_timeout: config.redis.timeout(),
             consuming: Arc::new(AtomicBool::new(false)),
             database_up: Arc::new(AtomicBool::new(true)),
@@ -133,7 +131,7 @@ impl Worker {
 
     async fn consume_loop(&self, shutdown: Shutdown) -> anyhow::Result<()> {
         let mut consumer = Consumer::new(
-            &self.redis_url,
+            &self.services.redis,
             &self.services.keys,
             &self.queues,
             self.redis_timeout,

@@ -44,6 +44,21 @@ pub async fn run(
     clients: usize,
     seen: Arc<Submissions>,
 ) {
+    run_keyed(client, url, tokens, total, clients, seen, "load").await;
+}
+
+/// As [`run`], with idempotency keys `<keys>-<i>`: a second load on the
+/// same database needs keys of its own, or it replays the first. With no
+/// tokens, submissions carry none (authentication off).
+pub async fn run_keyed(
+    client: reqwest::Client,
+    url: String,
+    tokens: Arc<Vec<String>>,
+    total: usize,
+    clients: usize,
+    seen: Arc<Submissions>,
+    keys: &'static str,
+) {
     let next = Arc::new(AtomicUsize::new(0));
     let workers: Vec<_> = (0..clients)
         .map(|_| {
@@ -61,12 +76,12 @@ pub async fn run(
                         return;
                     }
                     seen.attempted.fetch_add(1, Ordering::SeqCst);
-                    let key = format!("load-{i}");
-                    let token = &tokens[i % tokens.len()];
+                    let key = format!("{keys}-{i}");
+                    let tenant = i % tokens.len().max(1);
+                    let token = tokens.get(tenant).map(String::as_str);
                     for _ in 0..RETRIES {
                         if let Some(id) = submit(&client, &url, token, &task(i), Some(&key)).await {
                             seen.accepted.lock().await.push(id);
-                            let tenant = i % tokens.len();
                             let mut per_tenant = seen.accepted_per_tenant.lock().await;
                             if per_tenant.len() < tokens.len() {
                                 per_tenant.resize(tokens.len(), 0);
@@ -89,11 +104,14 @@ pub async fn run(
 pub async fn submit(
     client: &reqwest::Client,
     url: &str,
-    token: &str,
+    token: Option<&str>,
     body: &Value,
     idempotency_key: Option<&str>,
 ) -> Option<Uuid> {
-    let mut request = client.post(url).bearer_auth(token).json(body);
+    let mut request = client.post(url).json(body);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
     if let Some(key) = idempotency_key {
         request = request.header("idempotency-key", key);
     }

@@ -3,6 +3,10 @@
 //! PostgreSQL. It restarts the local PostgreSQL and flushes Redis, so it is
 //! ignored unless asked for: `cargo test --test faults -- --ignored
 //! --nocapture` (as `.ci/run` does) runs it and prints the table.
+//!
+//! The `redis_cluster_` and `redis_sentinel_` tests need Redis servers of
+//! their own, which `.ci/redis-modes` starts before running them; they
+//! leave the local PostgreSQL and Redis alone.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "../support/mod.rs"]
@@ -10,6 +14,7 @@ mod support;
 
 mod audit;
 mod load;
+mod redis_modes;
 mod scenarios;
 
 use scenarios::{Fault, Outcome};

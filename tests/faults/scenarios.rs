@@ -313,7 +313,8 @@ async fn stored_per_tenant(pool: &sqlx::PgPool) -> std::collections::HashMap<Str
 async fn probe(api: &str, client: &reqwest::Client) -> Uuid {
     let url = format!("{api}/run-task");
     let body = json!({"task_name": "file_hash", "content": "probe"});
-    let id = eventually(|| load::submit(client, &url, BOOTSTRAP_TOKEN, &body, Some("probe"))).await;
+    let id = eventually(|| load::submit(client, &url, Some(BOOTSTRAP_TOKEN), &body, Some("probe")))
+        .await;
     let task_url = format!("{api}/tasks/{id}");
     eventually(|| async {
         let task: Value = client

@@ -69,9 +69,22 @@ pub struct TestEnv {
     pub database: String,
     pub prefix: String,
     pub config: Config,
+    /// Whether the key prefix is removed from the local Redis on drop
+    /// (not when the test runs against Redis servers of its own).
+    clean_local_redis: bool,
 }
 
 impl TestEnv {
+    /// This environment with its processes on the Redis at `url` in
+    /// `mode` (`cluster`, `sentinel`) instead of the local Redis, which it
+    /// then leaves alone.
+    pub fn on_redis(mut self, url: &str, mode: tasker::config::RedisMode) -> Self {
+        self.config.redis.url = SecretUrl::new(url);
+        self.config.redis.mode = mode;
+        self.clean_local_redis = false;
+        self
+    }
+
     pub async fn new() -> Self {
         require_services().await;
         if std::env::var_os("TEST_LOG").is_some() {
@@ -111,6 +124,7 @@ impl TestEnv {
             database,
             prefix,
             config,
+            clean_local_redis: true,
         };
         let services = Services::build(&env.config).expect("services");
         services.store.migrate().await.expect("migrate");
@@ -152,6 +166,7 @@ impl Drop for TestEnv {
     fn drop(&mut self) {
         let database = self.database.clone();
         let prefix = self.prefix.clone();
+        let clean_local_redis = self.clean_local_redis;
         // Drop runs inside the test's runtime; clean up from a thread of our own.
         let cleanup = std::thread::spawn(move || {
             let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
@@ -165,7 +180,8 @@ impl Drop for TestEnv {
                     let sql = format!("DROP DATABASE IF EXISTS \"{database}\" WITH (FORCE)");
                     let _ = admin.execute(sqlx::AssertSqlSafe(sql)).await;
                 }
-                if let Ok(client) = redis::Client::open(REDIS_URL)
+                if clean_local_redis
+                    && let Ok(client) = redis::Client::open(REDIS_URL)
                     && let Ok(mut conn) = client
                         .get_multiplexed_async_connection_with_config(
                             &redis::AsyncConnectionConfig::new()

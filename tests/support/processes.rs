@@ -78,6 +78,25 @@ impl Process {
         );
     }
 
+    /// Another process of the same role and environment, on ports of its
+    /// own, logging to `log_name` in the log directory.
+    pub fn twin(&self, log_name: &str) -> Self {
+        let port = free_port();
+        let env = self
+            .env
+            .iter()
+            .map(|(key, value)| {
+                let value = match key.as_str() {
+                    "TASKER_API__LISTEN" | "TASKER_WORKER__LISTEN" => format!("127.0.0.1:{port}"),
+                    "TASKER_API__OPS_LISTEN" => format!("127.0.0.1:{}", free_port()),
+                    _ => value.clone(),
+                };
+                (key.clone(), value)
+            })
+            .collect();
+        Self::spawn(self.role, port, env, log_dir().join(log_name))
+    }
+
     pub fn restart(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -141,7 +160,10 @@ impl Cluster {
         let base = [
             ("TASKER_DATABASE__URL", env.database_url()),
             ("TASKER_DATABASE__ACQUIRE_TIMEOUT_SECONDS", "2".into()),
-            ("TASKER_REDIS__URL", super::REDIS_URL.into()),
+            (
+                "TASKER_REDIS__URL",
+                env.config.redis.url.expose().to_owned(),
+            ),
             ("TASKER_REDIS__KEY_PREFIX", env.prefix.clone()),
             ("TASKER_WORKER__RECONCILE_INTERVAL_SECONDS", "1".into()),
             ("TASKER_LOG__LEVEL", "warn".into()),

@@ -424,7 +424,7 @@ async fn a_worker_pops_a_batch_across_queues_in_one_call() {
         }
     }
     let mut consumer = tasker::queue::Consumer::new(
-        tasker_redis_url(&app),
+        &app.services.redis,
         &keys,
         &queues,
         Duration::from_secs(2),
@@ -465,10 +465,6 @@ async fn popped_queues(consumer: &mut tasker::queue::Consumer, max: usize) -> Ve
             tasker::queue::Popped::Garbage { queue, .. } => queue,
         })
         .collect()
-}
-
-fn tasker_redis_url(app: &TestApp) -> &str {
-    app.env.config.redis.url.expose()
 }
 
 #[tokio::test]

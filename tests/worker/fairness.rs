@@ -22,7 +22,7 @@ async fn pops_take_from_tenants_in_turn() {
         }
     }
     let mut consumer = tasker::queue::Consumer::new(
-        app.env.config.redis.url.expose(),
+        &app.services.redis,
         &app.services.keys,
         &["default".to_owned()],
         Duration::from_secs(5),
