@@ -2,7 +2,9 @@
 //! under a load of 2,000 tasks, one fault per scenario, then an audit in
 //! PostgreSQL. It restarts the local PostgreSQL and flushes Redis, so it is
 //! ignored unless asked for: `cargo test --test faults -- --ignored
-//! --nocapture` (as `.ci/run` does) runs it and prints the table.
+//! --nocapture --skip pgbouncer_` (as `.ci/run` does) runs it and prints the
+//! table. The `pgbouncer_` tests need a PgBouncer in front of PostgreSQL:
+//! `.ci/pgbouncer-check` starts one and runs them.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "../support/mod.rs"]
@@ -10,6 +12,7 @@ mod support;
 
 mod audit;
 mod load;
+mod pgbouncer;
 mod scenarios;
 
 use scenarios::{Fault, Outcome};
