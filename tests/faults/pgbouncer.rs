@@ -260,10 +260,10 @@ async fn submit_unit(client: &reqwest::Client, base: &str, unit: usize) -> Resul
         let tasks: Vec<Value> = (0..BATCH)
             .map(|i| json!({"task_name": "sum", "a": unit, "b": i}))
             .collect();
-        ("/run-tasks", json!({ "tasks": tasks }), unit % 2 == 0)
+        ("/run-tasks", json!({ "tasks": tasks }), unit.is_multiple_of(2))
     } else {
         let body = json!({"task_name": "sum", "a": unit, "b": 1});
-        ("/run-task", body, unit % 3 == 0)
+        ("/run-task", body, unit.is_multiple_of(3))
     };
     let key = twice.then(|| format!("pgbouncer-{unit}"));
     let ids = post(client, &format!("{base}{path}"), &body, key.as_deref()).await?;
@@ -273,8 +273,8 @@ async fn submit_unit(client: &reqwest::Client, base: &str, unit: usize) -> Resul
             return Err(format!("replay named {again:?}, not {ids:?}"));
         }
     }
-    if unit % 5 == 0 {
-        let read = if unit % 2 == 0 {
+    if unit.is_multiple_of(5) {
+        let read = if unit.is_multiple_of(2) {
             format!("{base}/tasks/{}?wait=20", ids[0])
         } else {
             format!("{base}/get-task-output?task_uuid={}&wait=20", ids[0])
