@@ -260,7 +260,11 @@ async fn submit_unit(client: &reqwest::Client, base: &str, unit: usize) -> Resul
         let tasks: Vec<Value> = (0..BATCH)
             .map(|i| json!({"task_name": "sum", "a": unit, "b": i}))
             .collect();
-        ("/run-tasks", json!({ "tasks": tasks }), unit.is_multiple_of(2))
+        (
+            "/run-tasks",
+            json!({ "tasks": tasks }),
+            unit.is_multiple_of(2),
+        )
     } else {
         let body = json!({"task_name": "sum", "a": unit, "b": 1});
         ("/run-task", body, unit.is_multiple_of(3))
