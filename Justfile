@@ -46,6 +46,10 @@ contract-check:
 clients-check:
     .ci/clients-check
 
+# Behind PgBouncer (Debian's, transaction mode): 2,000 tasks through api and worker processes, no error logged
+pgbouncer-check:
+    .ci/pgbouncer-check
+
 # Benchmark: release api and worker against local PostgreSQL and Redis; report in target/bench/report.md
 bench *ARGS:
     bash scripts/bench.sh {{ARGS}}

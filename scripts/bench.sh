@@ -434,8 +434,10 @@ main() {
 
   log "fresh databases $DB, $PGBENCH_DB; Redis prefix $PREFIX"
   CREATED_DBS=1
-  "$BIN" migrate >>"$LOGS/migrate.log" 2>&1 || die "migrate failed (see $LOGS/migrate.log)"
-  TASKER_DATABASE__URL=$PGBENCH_URL "$BIN" migrate >>"$LOGS/migrate.log" 2>&1 ||
+  # The migrations connect directly even with --set TASKER_DATABASE__POOLER=transaction.
+  TASKER_DATABASE__MIGRATE_URL=$DB_URL "$BIN" migrate >>"$LOGS/migrate.log" 2>&1 ||
+    die "migrate failed (see $LOGS/migrate.log)"
+  TASKER_DATABASE__URL=$PGBENCH_URL TASKER_DATABASE__MIGRATE_URL=$PGBENCH_URL "$BIN" migrate >>"$LOGS/migrate.log" 2>&1 ||
     die "migrate of the pgbench database failed"
 
   local ports

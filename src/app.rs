@@ -42,19 +42,21 @@ impl Application {
         &self.services
     }
 
-    /// Creates the database if it is missing and applies the migrations.
+    /// Creates the database if it is missing and applies the migrations,
+    /// over a direct connection (`database.migrate_url`, else
+    /// `database.url`): they hold a session-level advisory lock.
     pub async fn migrate(&self) -> anyhow::Result<()> {
-        let created = Store::create_database_if_missing(&self.config.database)
+        let direct = self.config.database.for_migrations()?;
+        let created = Store::create_database_if_missing(&direct)
             .await
             .context("creating the database")?;
         if created {
             tracing::info!("database created");
         }
-        self.services
-            .store
-            .migrate()
-            .await
-            .context("applying database migrations")?;
+        let store = Store::connect_lazy(&direct).context("connecting for migrations")?;
+        let applied = store.migrate().await;
+        store.close().await;
+        applied.context("applying database migrations")?;
         tracing::info!("database migrations applied");
         Ok(())
     }

@@ -30,7 +30,7 @@ use serde::{Deserialize, Serialize};
 pub use api::ApiConfig;
 pub use auth::AuthConfig;
 pub use cache::CacheConfig;
-pub use database::DatabaseConfig;
+pub use database::{DatabaseConfig, Pooler};
 pub use log::{LogConfig, LogFormat};
 pub use otel::{OtelConfig, OtelProtocol};
 pub use redis::{RedisConfig, RedisMode};

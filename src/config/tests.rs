@@ -252,3 +252,49 @@ fn an_unknown_redis_mode_is_refused() {
         Ok(())
     });
 }
+
+#[test]
+fn migrations_connect_directly_and_need_a_direct_url_behind_a_transaction_pooler() {
+    Jail::expect_with(|jail| {
+        jail.set_env(
+            "TASKER_DATABASE__URL",
+            "postgres://tasker@pgbouncer:6432/tasker",
+        );
+        let config = load_in(jail, None).map_err(|e| e.to_string())?;
+        assert_eq!(config.database.pooler, Pooler::None);
+        let direct = config
+            .database
+            .for_migrations()
+            .map_err(|e| e.to_string())?;
+        assert_eq!(
+            direct.url.expose(),
+            "postgres://tasker@pgbouncer:6432/tasker"
+        );
+
+        jail.set_env("TASKER_DATABASE__POOLER", "transaction");
+        let config = load_in(jail, None).map_err(|e| e.to_string())?;
+        let refused = config
+            .database
+            .for_migrations()
+            .err()
+            .map(|e| e.to_string());
+        assert!(refused.is_some_and(|e| e.contains("database.migrate_url")));
+
+        jail.set_env("TASKER_DATABASE__MIGRATE_URL_FILE", "migrate-url");
+        jail.create_file("migrate-url", "postgres://tasker:pw@postgres:5432/tasker\n")?;
+        let config = load_in(jail, None).map_err(|e| e.to_string())?;
+        let direct = config
+            .database
+            .for_migrations()
+            .map_err(|e| e.to_string())?;
+        assert_eq!(
+            direct.url.expose(),
+            "postgres://tasker:pw@postgres:5432/tasker"
+        );
+        assert_eq!(direct.pooler, Pooler::None);
+
+        jail.set_env("TASKER_DATABASE__POOLER", "session");
+        assert!(error_of(jail, None).contains("pooler"));
+        Ok(())
+    });
+}

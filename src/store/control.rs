@@ -148,7 +148,7 @@ impl Store {
                     .bind(budgets.1)
                     .bind(statuses)
                     .bind(tenant)
-                    .fetch_optional(&self.pool),
+                    .fetch_optional(self.db()),
             )
             .await?;
         row.map(Changed::try_from).transpose()
@@ -184,7 +184,7 @@ impl Store {
         {
             query = query.bind(value);
         }
-        let rows = self.bounded(query.fetch_all(&self.pool)).await?;
+        let rows = self.bounded(query.fetch_all(self.db())).await?;
         rows.into_iter().map(Changed::try_from).collect()
     }
 
@@ -198,7 +198,7 @@ impl Store {
                 )
                 .bind(queue)
                 .bind(by)
-                .execute(&self.pool),
+                .execute(self.db()),
             )
             .await?;
         Ok(done.rows_affected() == 1)
@@ -210,7 +210,7 @@ impl Store {
             .bounded(
                 sqlx::query("DELETE FROM queue_pauses WHERE queue = $1")
                     .bind(queue)
-                    .execute(&self.pool),
+                    .execute(self.db()),
             )
             .await?;
         Ok(done.rows_affected() == 1)
@@ -220,7 +220,7 @@ impl Store {
     pub async fn paused_queues(&self) -> Result<Vec<Pause>> {
         self.bounded(
             sqlx::query_as("SELECT queue, paused_at, paused_by FROM queue_pauses ORDER BY queue")
-                .fetch_all(&self.pool),
+                .fetch_all(self.db()),
         )
         .await
     }
@@ -232,7 +232,7 @@ impl Store {
                 "SELECT queue, count(*) FROM tasks WHERE status = 'running' \
                  AND lease_expires_at IS NOT NULL GROUP BY queue",
             )
-            .fetch_all(&self.pool),
+            .fetch_all(self.db()),
         )
         .await
     }

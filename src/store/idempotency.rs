@@ -40,13 +40,14 @@ impl Store {
             return Ok(IdempotentInsert::Created);
         };
         self.bounded(async {
-            let mut tx = self.pool.begin().await?;
+            let mut tx = self.begin().await?;
             sqlx::query(
                 "DELETE FROM idempotency_keys WHERE tenant = $1 AND key = $2 \
                  AND expires_at <= now()",
             )
             .bind(tenant)
             .bind(key)
+            .persistent(self.named())
             .execute(&mut *tx)
             .await?;
             let claimed: Option<Uuid> = sqlx::query_scalar(
@@ -61,10 +62,11 @@ impl Store {
             .bind(&ids)
             .bind(fingerprint)
             .bind(window.as_secs_f64())
+            .persistent(self.named())
             .fetch_optional(&mut *tx)
             .await?;
             if claimed.is_some() {
-                insert_rows(&mut *tx, tasks).await?;
+                insert_rows(&mut *tx, tasks, self.named()).await?;
                 tx.commit().await?;
                 return Ok(IdempotentInsert::Created);
             }
@@ -74,6 +76,7 @@ impl Store {
             )
             .bind(tenant)
             .bind(key)
+            .persistent(self.named())
             .fetch_one(&mut *tx)
             .await?;
             tx.commit().await?;
@@ -96,7 +99,7 @@ impl Store {
                        LIMIT $1 FOR UPDATE SKIP LOCKED)",
                 )
                 .bind(limit)
-                .execute(&self.pool),
+                .execute(self.db()),
             )
             .await?;
         Ok(done.rows_affected())

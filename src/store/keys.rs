@@ -93,7 +93,7 @@ impl Store {
                 .bind(key.rate_per_second)
                 .bind(&key.description)
                 .bind(key.expires_at)
-                .fetch_one(&self.pool),
+                .fetch_one(self.db()),
             )
             .await?;
         row.try_into()
@@ -108,7 +108,7 @@ impl Store {
                      WHERE ($1::varchar IS NULL OR tenant = $1) ORDER BY created_at DESC, id"
                 )))
                 .bind(tenant)
-                .fetch_all(&self.pool),
+                .fetch_all(self.db()),
             )
             .await?;
         rows.into_iter().map(ApiKey::try_from).collect()
@@ -126,7 +126,7 @@ impl Store {
                 )))
                 .bind(id)
                 .bind(tenant)
-                .fetch_optional(&self.pool),
+                .fetch_optional(self.db()),
             )
             .await?;
         row.map(ApiKey::try_from).transpose()
@@ -142,7 +142,7 @@ impl Store {
                      AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())"
                 )))
                 .bind(hash)
-                .fetch_optional(&self.pool),
+                .fetch_optional(self.db()),
             )
             .await?;
         row.map(ApiKey::try_from).transpose()
@@ -162,7 +162,7 @@ impl Store {
             .bind(id)
             .bind(hash)
             .bind(tenant)
-            .execute(&self.pool),
+            .execute(self.db()),
         )
         .await?;
         Ok(())
@@ -178,7 +178,7 @@ impl Store {
             )
             .bind(tenant)
             .bind(max_running)
-            .execute(&self.pool),
+            .execute(self.db()),
         )
         .await?;
         Ok(())
@@ -190,7 +190,7 @@ impl Store {
             sqlx::query_as(
                 "SELECT name, max_running FROM tenants WHERE max_running IS NOT NULL ORDER BY name",
             )
-            .fetch_all(&self.pool),
+            .fetch_all(self.db()),
         )
         .await
     }

@@ -56,7 +56,7 @@ impl Store {
             .bind(ids)
             .bind(attempts)
             .bind(lease.as_secs_f64())
-            .fetch_all(&self.pool),
+            .fetch_all(self.db()),
         )
         .await
     }
@@ -85,7 +85,7 @@ impl Store {
                 ))
                 .bind(ids)
                 .bind(attempts)
-                .fetch_all(&self.pool),
+                .fetch_all(self.db()),
             )
             .await?;
         rows.into_iter().map(Recovered::try_from).collect()
@@ -118,7 +118,7 @@ impl Store {
                     ", tasks.queue, tasks.request_id, tasks.trace_context"
                 ))
                 .bind(limit)
-                .fetch_all(&self.pool),
+                .fetch_all(self.db()),
             )
             .await?;
         rows.into_iter().map(Recovered::try_from).collect()

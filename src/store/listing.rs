@@ -58,7 +58,7 @@ impl Store {
             query = query.bind(before);
         }
         let rows = self
-            .bounded(query.bind(filter.limit).fetch_all(&self.pool))
+            .bounded(query.bind(filter.limit).fetch_all(self.db()))
             .await?;
         rows.into_iter().map(TaskRecord::try_from).collect()
     }
@@ -97,7 +97,9 @@ impl Store {
     /// how many rows were written.
     #[tracing::instrument(skip_all, fields(count = tasks.len()))]
     pub async fn insert_tasks(&self, tasks: &[NewTask]) -> Result<u64> {
-        let written = self.bounded(insert_rows(&self.pool, tasks)).await?;
+        let written = self
+            .bounded(insert_rows(self.db(), tasks, self.named()))
+            .await?;
         Ok(written)
     }
 
@@ -115,7 +117,7 @@ impl Store {
             )
             .bind(age.as_secs_f64())
             .bind(limit)
-            .fetch_all(&self.pool),
+            .fetch_all(self.db()),
         )
         .await
     }
@@ -126,6 +128,7 @@ impl Store {
 pub(super) async fn insert_rows<'e>(
     executor: impl sqlx::PgExecutor<'e>,
     tasks: &[NewTask],
+    named: bool,
 ) -> std::result::Result<u64, sqlx::Error> {
     let mut ids = Vec::with_capacity(tasks.len());
     let mut names = Vec::with_capacity(tasks.len());
@@ -162,6 +165,7 @@ pub(super) async fn insert_rows<'e>(
     .bind(request_ids)
     .bind(trace_contexts)
     .bind(tenants)
+    .persistent(named)
     .execute(executor)
     .await?;
     Ok(written.rows_affected())

@@ -54,6 +54,7 @@ mod idempotency;
 mod keys;
 mod leases;
 mod listing;
+mod pooler;
 mod quick;
 mod tasks;
 
@@ -66,7 +67,7 @@ use sqlx::PgPool;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
-use crate::config::DatabaseConfig;
+use crate::config::{DatabaseConfig, Pooler};
 
 pub use control::{Action, Changed, Pause, TaskMatch};
 pub use idempotency::IdempotentInsert;
@@ -179,6 +180,9 @@ fn is_connectivity_error(err: &sqlx::Error) -> bool {
 #[derive(Clone)]
 pub struct Store {
     pool: PgPool,
+    /// `BEGIN; SET LOCAL …` when a transaction pooler stands between us
+    /// and PostgreSQL (see `store::pooler`); `None` for a direct connection.
+    begin: Option<Arc<str>>,
     query_timeout: Duration,
     diagnosis: Diagnosis,
 }
@@ -242,9 +246,27 @@ impl Store {
     pub fn connect_lazy(config: &DatabaseConfig) -> Result<Self> {
         let options = PgConnectOptions::from_str(config.url.expose())
             .map_err(Error::InvalidUrl)?
-            .application_name("tasker")
-            .options(SESSION_SETTINGS);
-        let pool = PgPoolOptions::new()
+            .application_name("tasker");
+        let (options, begin) = match config.pooler {
+            Pooler::None => (options.options(SESSION_SETTINGS), None),
+            Pooler::Transaction => (
+                pooler::connect_options(options),
+                Some(pooler::begin_with_settings(&SESSION_SETTINGS).into()),
+            ),
+        };
+        Ok(Self {
+            pool: Self::pool_options(config).connect_lazy_with(options.clone()),
+            begin,
+            query_timeout: config.query_timeout(),
+            diagnosis: Diagnosis {
+                options,
+                last: Arc::default(),
+            },
+        })
+    }
+
+    fn pool_options(config: &DatabaseConfig) -> PgPoolOptions {
+        PgPoolOptions::new()
             .max_connections(config.max_connections.get())
             .acquire_timeout(config.acquire_timeout())
             // sqlx pings every connection it hands out, a round trip per
@@ -260,15 +282,6 @@ impl Store {
                     Ok(true)
                 })
             })
-            .connect_lazy_with(options.clone());
-        Ok(Self {
-            pool,
-            query_timeout: config.query_timeout(),
-            diagnosis: Diagnosis {
-                options,
-                last: Arc::default(),
-            },
-        })
     }
 
     /// Creates the configured database when it does not exist yet, so a
@@ -295,7 +308,7 @@ impl Store {
 
     /// Succeeds when the database answers a trivial query.
     pub async fn ping(&self) -> Result<()> {
-        self.bounded(sqlx::query("SELECT 1").execute(&self.pool))
+        self.bounded(sqlx::query("SELECT 1").execute(self.db()))
             .await
             .map(|_| ())
     }
@@ -318,6 +331,37 @@ impl Store {
             self.pool.num_idle(),
             max as usize,
         )
+    }
+
+    /// Where a statement outside a transaction of ours runs: the pool, or
+    /// behind a transaction pooler a transaction of its own.
+    fn db(&self) -> pooler::Db<'_> {
+        pooler::Db {
+            pool: &self.pool,
+            begin: self.begin.as_deref(),
+        }
+    }
+
+    /// Begins a transaction, with the session settings made local to it
+    /// behind a transaction pooler.
+    async fn begin(
+        &self,
+    ) -> std::result::Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error> {
+        match &self.begin {
+            None => self.pool.begin().await,
+            Some(begin) => {
+                self.pool
+                    .begin_with(sqlx::AssertSqlSafe(begin.clone()))
+                    .await
+            }
+        }
+    }
+
+    /// Whether statements may be kept prepared under a name on their
+    /// connection (`Query::persistent`): not behind a transaction pooler,
+    /// where the next transaction may run on another server session.
+    fn named(&self) -> bool {
+        self.begin.is_none()
     }
 
     /// Runs one database call under the query timeout, so a server that

@@ -47,6 +47,8 @@ pub struct QuickWrite {
 pub struct QuickClaim {
     tx: Transaction<'static, Postgres>,
     query_timeout: Duration,
+    /// See `Store::named`.
+    named: bool,
     /// The tasks this transaction holds; ids that were not pending (done,
     /// or held by another worker) are missing.
     pub tasks: Vec<ClaimedTask>,
@@ -58,7 +60,7 @@ impl Store {
     pub async fn claim_quick(&self, ids: &[Uuid]) -> Result<QuickClaim> {
         let (tx, rows) = self
             .bounded(async {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.begin().await?;
                 let rows: Vec<ClaimRow> = sqlx::query_as(
                     "SELECT id, task_name, tenant, task_parameters, attempts + 1 AS attempts, \
                      max_attempts, created_at, request_id, trace_context FROM tasks \
@@ -66,6 +68,7 @@ impl Store {
                      ORDER BY id FOR UPDATE SKIP LOCKED",
                 )
                 .bind(ids)
+                .persistent(self.named())
                 .fetch_all(&mut *tx)
                 .await?;
                 Ok((tx, rows))
@@ -74,6 +77,7 @@ impl Store {
         Ok(QuickClaim {
             tx,
             query_timeout: self.query_timeout,
+            named: self.named(),
             tasks: rows.into_iter().map(ClaimedTask::from).collect(),
         })
     }
@@ -120,6 +124,7 @@ impl QuickClaim {
             delays.push(delay);
         }
         let timeout = self.query_timeout;
+        let named = self.named;
         let tx = &mut self.tx;
         let written = tokio::time::timeout(timeout, async {
             let rows: Vec<RecordRow> = sqlx::query_as(concat!(
@@ -143,6 +148,7 @@ impl QuickClaim {
             .bind(&outputs)
             .bind(&errors)
             .bind(&delays)
+            .persistent(named)
             .fetch_all(&mut **tx)
             .await?;
             Ok::<_, sqlx::Error>(rows)

@@ -145,7 +145,7 @@ impl Store {
     /// dispatches it right after, and the reconciler covers a lost dispatch.
     #[tracing::instrument(skip_all, fields(task_id = %task.id, task_name = %task.task_name))]
     pub async fn insert_task(&self, task: &NewTask) -> Result<TaskRecord> {
-        let row = self.bounded(insert_row(&self.pool, task)).await?;
+        let row = self.bounded(insert_row(self.db(), task)).await?;
         row.try_into()
     }
 
@@ -153,7 +153,7 @@ impl Store {
     pub async fn get_task(&self, id: Uuid) -> Result<Option<TaskRecord>> {
         let sql = concat!("SELECT ", record_columns!(), " FROM tasks WHERE id = $1");
         let row: Option<RecordRow> = self
-            .bounded(sqlx::query_as(sql).bind(id).fetch_optional(&self.pool))
+            .bounded(sqlx::query_as(sql).bind(id).fetch_optional(self.db()))
             .await?;
         row.map(TaskRecord::try_from).transpose()
     }
@@ -181,7 +181,7 @@ impl Store {
                 )
                 .bind(ids)
                 .bind(lease.as_secs_f64())
-                .fetch_all(&self.pool),
+                .fetch_all(self.db()),
             )
             .await?;
         Ok(rows.into_iter().map(ClaimedTask::from).collect())
@@ -258,7 +258,7 @@ impl Store {
                     .bind(statuses)
                     .bind(outputs)
                     .bind(errors)
-                    .fetch_all(&self.pool),
+                    .fetch_all(self.db()),
             )
             .await?;
         rows.into_iter().map(TaskRecord::try_from).collect()
@@ -295,7 +295,7 @@ impl Store {
                     .bind(error)
                     .bind(delay.as_secs_f64())
                     .bind(spend)
-                    .fetch_optional(&self.pool),
+                    .fetch_optional(self.db()),
             )
             .await?;
         row.map(TaskRecord::try_from).transpose()
@@ -325,7 +325,7 @@ impl Store {
             .bind(after_time)
             .bind(after_id)
             .bind(limit)
-            .fetch_all(&self.pool),
+            .fetch_all(self.db()),
         )
         .await
     }
@@ -349,7 +349,7 @@ impl Store {
             )
             .bind(ids)
             .bind(quiet.as_secs_f64())
-            .fetch_all(&self.pool),
+            .fetch_all(self.db()),
         )
         .await
     }

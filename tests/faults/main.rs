@@ -2,11 +2,14 @@
 //! under a load of 2,000 tasks, one fault per scenario, then an audit in
 //! PostgreSQL. It restarts the local PostgreSQL and flushes Redis, so it is
 //! ignored unless asked for: `cargo test --test faults -- --ignored
-//! --nocapture` (as `.ci/run` does) runs it and prints the table.
+//! --nocapture --skip redis_cluster_ --skip redis_sentinel_ --skip pgbouncer_`
+//! (as `.ci/run` does) runs it and prints the table.
 //!
 //! The `redis_cluster_` and `redis_sentinel_` tests need Redis servers of
-//! their own, which `.ci/redis-modes` starts before running them; they
-//! leave the local PostgreSQL and Redis alone.
+//! their own, which `.ci/redis-modes` starts before running them; the
+//! `pgbouncer_` tests need a PgBouncer in front of PostgreSQL, which
+//! `.ci/pgbouncer-check` starts. They leave the local PostgreSQL and Redis
+//! alone.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "../support/mod.rs"]
@@ -14,6 +17,7 @@ mod support;
 
 mod audit;
 mod load;
+mod pgbouncer;
 mod redis_modes;
 mod scenarios;
 

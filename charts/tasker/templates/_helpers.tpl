@@ -123,11 +123,17 @@ listen = {{ printf "0.0.0.0:%d" (int $.Values.workerDefaults.containerPort) | to
 Secret data as key → value, only the keys that have a value. Call with
 (dict "ctx" $), plus "bootstrapToken" true for the release's Secret: the
 bootstrap token is for the api pods only, so the migration hook's copy of the
-Secret and the workers' checksum leave it out.
+Secret and the workers' checksum leave it out; and "migrateUrl" true for the
+migration hook's copy, the only one with the direct URL for migrations.
 */}}
 {{- define "tasker.secretData" -}}
 {{- $s := .ctx.Values.secret -}}
 {{ $s.keys.databaseUrl }}: {{ $s.databaseUrl | b64enc | quote }}
+{{- if .migrateUrl }}
+{{- with include "tasker.migrateUrlKey" .ctx }}
+{{ . }}: {{ $s.migrateDatabaseUrl | b64enc | quote }}
+{{- end }}
+{{- end }}
 {{ $s.keys.redisUrl }}: {{ $s.redisUrl | b64enc | quote }}
 {{- if and $s.llmApiKey $s.keys.llmApiKey }}
 {{ $s.keys.llmApiKey }}: {{ $s.llmApiKey | b64enc | quote }}
@@ -181,6 +187,20 @@ of the created or existing Secret).
 {{/*
 Whether the LLM key is wired into the pods.
 */}}
+{{/*
+The Secret key of the direct URL for migrations, when there is one: the
+existing Secret's keys.migrateDatabaseUrl, or with `create` the key
+migrateDatabaseUrl is stored under.
+*/}}
+{{- define "tasker.migrateUrlKey" -}}
+{{- $s := .Values.secret }}
+{{- if $s.existingSecret }}
+{{- $s.keys.migrateDatabaseUrl }}
+{{- else if $s.migrateDatabaseUrl }}
+{{- $s.keys.migrateDatabaseUrl | default "migrate-database-url" }}
+{{- end }}
+{{- end }}
+
 {{- define "tasker.hasLlmKey" -}}
 {{- if .Values.secret.existingSecret }}
 {{- if .Values.secret.keys.llmApiKey }}true{{ end }}
@@ -192,9 +212,10 @@ Whether the LLM key is wired into the pods.
 Environment of a Tasker container: what every container shares, then a
 worker pool's own variables, the global extraEnv and the container's extra
 ones (a later variable of the same name wins). Call with
-(dict "ctx" $ "extra" list), plus "pool" list for a worker pool and
+(dict "ctx" $ "extra" list), plus "pool" list for a worker pool,
 "bootstrapToken" true for the api (the only container given the bootstrap
-token; it must match the "bootstrapToken" of tasker.volumes).
+token; it must match the "bootstrapToken" of tasker.volumes) and "migrateUrl"
+true for the migration Job (likewise, the direct URL for migrations).
 */}}
 {{- define "tasker.env" -}}
 - name: TASKER_CONFIG
@@ -210,6 +231,10 @@ token; it must match the "bootstrapToken" of tasker.volumes).
 {{- if and .bootstrapToken (include "tasker.hasBootstrapToken" .ctx) }}
 - name: TASKER_AUTH__BOOTSTRAP_TOKEN_FILE
   value: /run/secrets/tasker/bootstrap-token
+{{- end }}
+{{- if and .migrateUrl (include "tasker.migrateUrlKey" .ctx) }}
+- name: TASKER_DATABASE__MIGRATE_URL_FILE
+  value: /run/secrets/tasker/migrate-database-url
 {{- end }}
 {{- with .pool }}
 {{ toYaml . }}
@@ -235,7 +260,8 @@ token; it must match the "bootstrapToken" of tasker.volumes).
 
 {{/*
 Volumes. Call with (dict "ctx" $ "configMap" name "secret" name), plus
-"bootstrapToken" true for the api pods: only they get the bootstrap token.
+"bootstrapToken" true for the api pods (only they get the bootstrap token)
+and "migrateUrl" true for the migration Job (only it gets the direct URL).
 */}}
 {{- define "tasker.volumes" -}}
 {{- $s := .ctx.Values.secret -}}
@@ -262,6 +288,12 @@ Volumes. Call with (dict "ctx" $ "configMap" name "secret" name), plus
       {{- if and .bootstrapToken (include "tasker.hasBootstrapToken" .ctx) }}
       - key: {{ $s.keys.bootstrapToken }}
         path: bootstrap-token
+      {{- end }}
+      {{- if .migrateUrl }}
+      {{- with include "tasker.migrateUrlKey" .ctx }}
+      - key: {{ . }}
+        path: migrate-database-url
+      {{- end }}
       {{- end }}
 - name: tmp
   emptyDir:
@@ -379,6 +411,9 @@ Checks that templates cannot express in the schema.
 {{- end }}
 {{- if and (not .Values.secret.create) (not .Values.secret.existingSecret) }}
 {{- fail "set secret.existingSecret, or secret.create=true with secret.databaseUrl and secret.redisUrl" }}
+{{- end }}
+{{- if and .Values.migrations.enabled (eq (toString .Values.config.database.pooler) "transaction") (not (include "tasker.migrateUrlKey" .)) }}
+{{- fail "config.database.pooler is \"transaction\": migrations cannot run through the pooler; set secret.migrateDatabaseUrl to a direct PostgreSQL URL (with an existing Secret: secret.keys.migrateDatabaseUrl)" }}
 {{- end }}
 {{- if hasKey .Values "worker" }}
 {{- fail "worker: chart 0.2.0 replaced it by worker pools: shared settings go in workerDefaults, each pool in workers.<name> (see the chart README, \"Worker pools\")" }}
