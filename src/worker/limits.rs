@@ -146,25 +146,27 @@ impl Worker {
 
     /// Reads the tenants' limits from PostgreSQL every few seconds.
     pub(super) async fn refresh_limits(self, shutdown: Shutdown) {
-        shutdown
-            .every(REFRESH, || async {
-                match self.services.store.running_limits().await {
-                    Ok(rows) => {
-                        let limits = rows
-                            .into_iter()
-                            .map(|(tenant, max)| (tenant, u32::try_from(max).unwrap_or(1)))
-                            .collect();
-                        *self
-                            .limits
-                            .limits
-                            .write()
-                            .unwrap_or_else(PoisonError::into_inner) = limits;
-                    }
-                    Err(err) => {
-                        tracing::debug!(error = %error_chain(&err), "cannot read tenants' limits")
-                    }
-                }
-            })
-            .await;
+        shutdown.every(REFRESH, || self.load_limits()).await;
+    }
+
+    /// Reads the tenants' limits from PostgreSQL once: before the first pop
+    /// too, or the tasks popped before the first refresh would run unlimited.
+    pub(super) async fn load_limits(&self) {
+        match self.services.store.running_limits().await {
+            Ok(rows) => {
+                let limits = rows
+                    .into_iter()
+                    .map(|(tenant, max)| (tenant, u32::try_from(max).unwrap_or(1)))
+                    .collect();
+                *self
+                    .limits
+                    .limits
+                    .write()
+                    .unwrap_or_else(PoisonError::into_inner) = limits;
+            }
+            Err(err) => {
+                tracing::debug!(error = %error_chain(&err), "cannot read tenants' limits")
+            }
+        }
     }
 }

@@ -109,8 +109,9 @@ impl Worker {
                 tracing::error!(error = %err, "worker probe server failed");
             }
         });
-        // Know the paused queues before taking anything.
+        // Know the paused queues and the tenants' limits before taking anything.
         self.load_pauses().await;
+        self.load_limits().await;
         loops.spawn(self.clone().promote_loop(shutdown.clone()));
         loops.spawn(reconciler::run(self.clone(), shutdown.clone()));
         loops.spawn(retention::run(self.clone(), shutdown.clone()));
