@@ -82,11 +82,13 @@ pub async fn run_keyed(
                     for _ in 0..RETRIES {
                         if let Some(id) = submit(&client, &url, token, &task(i), Some(&key)).await {
                             seen.accepted.lock().await.push(id);
-                            let mut per_tenant = seen.accepted_per_tenant.lock().await;
-                            if per_tenant.len() < tokens.len() {
-                                per_tenant.resize(tokens.len(), 0);
+                            if !tokens.is_empty() {
+                                let mut per_tenant = seen.accepted_per_tenant.lock().await;
+                                if per_tenant.len() < tokens.len() {
+                                    per_tenant.resize(tokens.len(), 0);
+                                }
+                                per_tenant[tenant] += 1;
                             }
-                            per_tenant[tenant] += 1;
                             break;
                         }
                         tokio::time::sleep(RETRY_PAUSE).await;
