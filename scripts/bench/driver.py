@@ -310,11 +310,20 @@ def cmd_reset(args):
     psql(args.db, "VACUUM (ANALYZE) tasks")
     psql(args.db, "CHECKPOINT")
     if args.prefix:
-        keys = [f"{args.prefix}:{kind}:{queue}" for kind in ("queue", "delayed")
-                for queue in ("default", "llm")]
-        subprocess.run(args.redis_cli.split() + ["DEL"] + keys, check=True,
-                       capture_output=True, timeout=30)
+        clear_queues(args.redis_cli, args.prefix)
     return 0
+
+
+def clear_queues(redis_cli, prefix):
+    """Deletes every key of every queue under `prefix` (they share the hash
+    tag `{q:<queue>}`, see src/keys.rs): messages left by a run whose tasks
+    the next run's database no longer holds."""
+    scan = subprocess.run(redis_cli.split() + ["--scan", "--pattern", f"{prefix}:{{q:*"],
+                          check=True, capture_output=True, text=True, timeout=60)
+    keys = scan.stdout.split()
+    for start in range(0, len(keys), 500):
+        subprocess.run(redis_cli.split() + ["DEL"] + keys[start:start + 500], check=True,
+                       capture_output=True, timeout=30)
 
 
 def cmd_wait_idle(args):
