@@ -35,7 +35,8 @@ Usage: scripts/bench.sh [options]
                    process and a per-socket count of the api's and the
                    worker's sends (strace); written to target/bench/profile/
   --bin PATH       measure this tasker binary instead of building
-                   target/release/tasker (to compare two builds in turn)
+                   target/release/tasker (under $CARGO_TARGET_DIR when
+                   set), to compare two builds in turn
   --out DIR        write the report and raw results to DIR
                    (default target/bench)
   --set NAME=VALUE a setting for both processes, as a TASKER_ variable
@@ -51,7 +52,7 @@ EOF
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 HELPERS=$ROOT/scripts/bench
 OUT_DIR=$ROOT/target/bench
-BIN=$ROOT/target/release/tasker
+BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/tasker
 DRIVER=(python3 "$HELPERS/driver.py")
 
 RUNS=""
@@ -404,7 +405,7 @@ PY
 # The commit the measured binary was built from, as far as is known.
 binary_version() {
   if ((CUSTOM_BIN)); then
-    cat "$BIN.commit" 2>/dev/null || echo "$(basename "$BIN")"
+    cat "$BIN.commit" 2>/dev/null || basename "$BIN"
   else
     git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown
   fi
