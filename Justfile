@@ -42,7 +42,7 @@ contract-check:
 clients-check:
     .ci/clients-check
 
-# Benchmark: release api and worker against local PostgreSQL and Redis; report in target/bench/report.md
+# Benchmark: release api and worker against local PostgreSQL and Redis (options: --quick, --cases f,g,h,i, … see scripts/bench.sh --help); report in target/bench/report.md
 bench *ARGS:
     bash scripts/bench.sh {{ARGS}}
 
