@@ -4,7 +4,9 @@ other queues are measured with (issues #17 and #13). Used by report.py.
 
 Ratios between two figures measured in the same run (Tasker and pgbench,
 auth on and off, 8 tenants and 1) are taken run by run; the median of those
-ratios is shown with its min-max spread.
+ratios is shown with its min-max spread. *Machine busy / other* is the share
+of both cores busy during a run, and the share used by anything but the
+benchmark's processes (other users of the machine).
 """
 
 import statistics
@@ -76,6 +78,30 @@ def cpu_ms(record, part, tasks):
     return None if value is None or not tasks else value * 1000 / tasks
 
 
+def machine_shares(record):
+    """(busy, other): the share of the machine's CPU busy during the run, and
+    the share used by processes other than the api, the worker, PostgreSQL,
+    Redis and the load generator. PostgreSQL is counted machine-wide, so
+    other users of the same server count as ours."""
+    cpu = record.get("cpu", {})
+    busy, share = cpu.get("machine_busy"), cpu.get("machine_busy_share")
+    if not busy or not share:
+        return None, None
+    ours = sum(cpu.get(k, 0.0) for k in ("api", "worker", "postgres", "redis", "load_tool"))
+    return share, max(0.0, busy - ours) / (busy / share)
+
+
+def busy_cell(records):
+    """`busy / other` shares of the machine, medians with spread."""
+    shares = [machine_shares(r) for r in records]
+    return (f"{spread([b for b, _ in shares], percent)} / "
+            f"{spread([o for _, o in shares], percent)}")
+
+
+def percent(value):
+    return f"{value:.0%}"
+
+
 def seq_read(record):
     """Rows of `tasks` read by sequential scans, per task (e2e --pg-stats)."""
     pg = record.get("pg_per_task")
@@ -136,6 +162,13 @@ def targets(cases, add):
 
     add("## Targets (issues #17 and #13)")
     add("")
+    add("Ratios of two figures measured in the same run (Tasker and pgbench, auth on and "
+        "off, 8 tenants and one) are taken run by run: the median of those ratios, with "
+        "their spread in the tables below. *Machine busy / other* in the tables is the "
+        "share of both cores busy during a run, and the share used by anything but the "
+        "benchmark's processes (PostgreSQL is counted machine-wide, so other users of the "
+        "same server count as the benchmark's).")
+    add("")
     add("| target | measured (median) | |")
     add("|---|---|---|")
     add(f"| (f) fresh database, worker running: submit ≥ {TARGET_FRESH_SUBMIT_RATIO}× pgbench "
@@ -195,6 +228,7 @@ def fresh_section(cases, meta, add):
     for part in ("api", "worker", "postgres", "machine_busy"):
         add(f"| CPU ms per task, {part.replace('_', ' ')} | "
             f"{spread([cpu_ms(r, part, r['stored']) for r in rows], num)} |")
+    add(f"| machine busy / of it, other processes | {busy_cell(rows)} |")
     add(f"| api / worker peak RSS | "
         f"{spread([r.get('api_peak_rss_kb', 0) / 1024 for r in rows], lambda v: f'{v:.1f} MB')} / "
         f"{spread([r.get('worker_peak_rss_kb', 0) / 1024 for r in rows], lambda v: f'{v:.1f} MB')} |")
@@ -212,16 +246,16 @@ def auth_section(cases, add):
         "`Authorization: Bearer` (the same wrk script sends no header when auth is off). "
         "The two alternate, their order swapped every run, each with a new api.")
     add("")
-    add("| auth | req/s | p50 | p99 | api CPU ms per request | errors |")
-    add("|---|---|---|---|---|---|")
+    add("| auth | req/s | p50 | p99 | api CPU ms per request | machine busy / other | errors |")
+    add("|---|---|---|---|---|---|---|")
     for auth, label in (("false", "off"), ("true", "on")):
         rows = cases.auth[auth]
         add(f"| {label} | {spread([r['rps'] for r in rows], num)} | "
             f"{spread([r['p50_ms'] for r in rows], ms)} | "
             f"{spread([r['p99_ms'] for r in rows], ms)} | "
             f"{spread([cpu_ms(r, 'api', r['requests']) for r in rows], lambda v: f'{v:.3f}')} | "
-            f"{sum(r.get('errors', 0) for r in rows)} |")
-    add(f"| on ÷ off | {spread(cases.auth_ratios(), times)} | | | | |")
+            f"{busy_cell(rows)} | {sum(r.get('errors', 0) for r in rows)} |")
+    add(f"| on ÷ off | {spread(cases.auth_ratios(), times)} | | | | | |")
     add("")
 
 
@@ -234,8 +268,8 @@ def tenants_section(cases, meta, add):
         "(fair scheduling). A new api and worker for every run; the order alternates.")
     add("")
     add("| tenants | tasks/s | submit req/s | submit p99 | queue wait p50 | "
-        "CPU ms per task (machine) | HTTP errors / failed / unfinished |")
-    add("|---|---|---|---|---|---|---|")
+        "CPU ms per task (machine) | machine busy / other | HTTP errors / failed / unfinished |")
+    add("|---|---|---|---|---|---|---|---|")
     for count in cases.tenant_counts():
         rows = cases.tenants[count]
         done = [r for r in rows if r.get("finished")]
@@ -244,9 +278,10 @@ def tenants_section(cases, meta, add):
             f"{spread([r['submit_p99_ms'] for r in done], ms)} | "
             f"{spread([r['queue_wait_p50_ms'] for r in done], ms)} | "
             f"{spread([cpu_ms(r, 'machine_busy', r['n']) for r in done], num)} | "
+            f"{busy_cell(done)} | "
             f"{sum(r.get('http_errors', 0) for r in rows)} / "
             f"{sum(r.get('failed', 0) for r in rows)} / {len(rows) - len(done)} |")
-    add(f"| many ÷ one | {spread(cases.tenants_ratios(), times)} | | | | | |")
+    add(f"| many ÷ one | {spread(cases.tenants_ratios(), times)} | | | | | | |")
     add("")
 
 
@@ -263,8 +298,8 @@ def shapes_section(cases, meta, add):
     add("")
     add("| shape | accepted tasks/s | end to end tasks/s | submit p99 (per call) | "
         "CPU ms per task: machine | api | worker | postgres | seq. rows read per task | "
-        "HTTP errors / failed / unfinished |")
-    add("|---|---|---|---|---|---|---|---|---|---|")
+        "machine busy / other | HTTP errors / failed / unfinished |")
+    add("|---|---|---|---|---|---|---|---|---|---|---|")
     labels = {"single": "1 per call, 32 in flight",
               "batch": f"{meta.get('batch_size', 100)} per call, "
                        f"{meta.get('batch_clients', 8)} in flight"}
@@ -278,7 +313,7 @@ def shapes_section(cases, meta, add):
         add(f"| {labels[shape]} | {spread([r['submit_rps'] for r in done], num)} | "
             f"{spread([r['tasks_per_s'] for r in done], num)} | "
             f"{spread([r['submit_p99_ms'] for r in done], ms)} | " + " | ".join(cpu) + " | "
-            f"{spread([seq_read(r) for r in done], num)} | "
+            f"{spread([seq_read(r) for r in done], num)} | {busy_cell(done)} | "
             f"{sum(r.get('http_errors', 0) for r in rows)} / "
             f"{sum(r.get('failed', 0) for r in rows)} / {len(rows) - len(done)} |")
     add("")
