@@ -10,6 +10,12 @@
 #   (c) GET /get-task-output of finished tasks (cache hits);
 #   (d) peak RSS of the api and the worker;
 #   (e) time from process start to /ready;
+#   (f) a fresh database (never analyzed), api and one worker at once: wrk
+#       submits for --duration seconds, then every accepted task is run;
+#   (g) submit throughput with API keys required, beside the same without;
+#   (h) end to end with auth on, tasks spread over 8 tenants, beside one;
+#   (i) 20,000 tasks on a fresh database, one per call (32 in flight)
+#       and 100 per call to POST /run-tasks (8 in flight);
 # plus the cost curve (1 to 512 clients; 1,000 and 10,000 tasks) and the
 # round trips and CPU each task costs. Every figure is the median of --runs
 # runs with its min-max spread. The report goes to target/bench/report.md.
@@ -25,6 +31,10 @@ Usage: scripts/bench.sh [options]
 
   --quick          smoke test: 1 run, 5 s per load, 5,000-task end to end,
                    no cost curve
+  --cases LIST     which cases to measure, comma-separated letters
+                   (default a,b,c,d,e,f,g,h,i: all); d (memory) is read
+                   during a, b and c; c reads the tasks b leaves, so c
+                   runs b; the cost curve and cost per task come with b
   --runs N         runs per measurement (default 3; 1 with --quick)
   --duration S     seconds per throughput run (default 10; 5 with --quick)
   --full           add the 100,000-task end-to-end case
@@ -35,7 +45,8 @@ Usage: scripts/bench.sh [options]
                    process and a per-socket count of the api's and the
                    worker's sends (strace); written to target/bench/profile/
   --bin PATH       measure this tasker binary instead of building
-                   target/release/tasker (to compare two builds in turn)
+                   target/release/tasker (under $CARGO_TARGET_DIR when
+                   set), to compare two builds in turn
   --out DIR        write the report and raw results to DIR
                    (default target/bench)
   --set NAME=VALUE a setting for both processes, as a TASKER_ variable
@@ -51,7 +62,7 @@ EOF
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 HELPERS=$ROOT/scripts/bench
 OUT_DIR=$ROOT/target/bench
-BIN=$ROOT/target/release/tasker
+BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/tasker
 DRIVER=(python3 "$HELPERS/driver.py")
 
 RUNS=""
@@ -63,6 +74,7 @@ PROFILE=0
 IDLE_WAIT=30
 CUSTOM_BIN=0
 SETTINGS=()
+CASES=a,b,c,d,e,f,g,h,i
 while (($# > 0)); do
   case $1 in
     --quick) QUICK=1 ;;
@@ -79,6 +91,10 @@ while (($# > 0)); do
       ;;
     --idle-wait)
       IDLE_WAIT=${2:-}
+      shift
+      ;;
+    --cases)
+      CASES=${2:-}
       shift
       ;;
     --bin)
@@ -124,6 +140,13 @@ fi
 [[ $RUNS =~ ^[1-9][0-9]*$ ]] || { echo "--runs needs a positive integer" >&2; exit 2; }
 [[ $DURATION =~ ^[1-9][0-9]*$ ]] || { echo "--duration needs whole seconds" >&2; exit 2; }
 [[ $IDLE_WAIT =~ ^[0-9]+$ ]] || { echo "--idle-wait needs whole seconds" >&2; exit 2; }
+[[ $CASES =~ ^[a-i](,[a-i])*$ ]] || { echo "--cases needs letters a to i, comma-separated" >&2; exit 2; }
+
+has_case() { [[ ,$CASES, == *,$1,* ]]; }
+# (c) reads the tasks the last (b) run finished.
+if has_case c && ! has_case b; then
+  CASES+=,b
+fi
 
 PG_URL=${BENCH_PG_URL:-postgres://postgres@127.0.0.1:5432}
 REDIS_URL=${BENCH_REDIS_URL:-redis://127.0.0.1:6379}
@@ -132,6 +155,11 @@ HEADLINE_CLIENTS=(32 256)
 CURVE_CLIENTS=(1 8 32 128 512)
 E2E_CLIENTS=32
 CURVE_TASKS=(1000 10000)
+# Tenants of (h), and the clients of (i)'s two shapes with its batch size
+# (the default api.max_batch_size).
+TENANTS=8
+BATCH_SIZE=100
+BATCH_CLIENTS=8
 ((FULL)) && CURVE_TASKS+=(100000)
 
 log() { printf '\n== %s\n' "$*"; }
@@ -191,6 +219,11 @@ LOGS=$OUT_DIR/logs
 API_PID=""
 WORKER_PID=""
 CREATED_DBS=0
+# Databases made for one run of (f) or (i), dropped after it (or on exit).
+FRESH_DBS=()
+FRESH_URL=""
+# API keys of (g) and (h), one per tenant (made by make_keys).
+TOKENS=()
 
 redis() { redis-cli -u "$REDIS_URL" "$@"; }
 sql() { psql -XAtq -v ON_ERROR_STOP=1 -d "$1" -c "$2"; }
@@ -218,6 +251,10 @@ cleanup() {
     sql "$PG_URL/postgres" "DROP DATABASE IF EXISTS \"$DB\" WITH (FORCE)" >/dev/null 2>&1
     sql "$PG_URL/postgres" "DROP DATABASE IF EXISTS \"$PGBENCH_DB\" WITH (FORCE)" >/dev/null 2>&1
   fi
+  local fresh
+  for fresh in "${FRESH_DBS[@]}"; do
+    sql "$PG_URL/postgres" "DROP DATABASE IF EXISTS \"$fresh\" WITH (FORCE)" >/dev/null 2>&1
+  done
   # SCAN ends by itself; DEL in batches of 500 keys.
   redis --scan --pattern "$PREFIX:*" 2>/dev/null | xargs -r -n 500 redis-cli -u "$REDIS_URL" DEL >/dev/null 2>&1
   exit "$code"
@@ -387,6 +424,231 @@ measure_account() {
   fi
 }
 
+# --- the first minute, tenants and peers' shapes (issues #17 and #13) ---------
+
+stop_services() {
+  stop_process "$WORKER_PID"
+  WORKER_PID=""
+  stop_process "$API_PID"
+  API_PID=""
+}
+
+# Starts the api (auth on or off: true/false) and, when asked, a worker,
+# both on the database at URL.
+start_services() {
+  local url=$1 auth=$2 worker=$3
+  TASKER_DATABASE__URL=$url TASKER_AUTH__ENABLED=$auth start_api
+  if ((worker)); then
+    TASKER_DATABASE__URL=$url start_worker
+  fi
+}
+
+# A database created and migrated for one run, never analyzed (as a new
+# deployment's is): its URL goes to FRESH_URL. Empties the run's queues,
+# whose messages would name tasks the new database does not hold.
+new_fresh_db() {
+  local name=tasker_bench_fresh_${RUN_ID}_$1
+  FRESH_DBS+=("$name")
+  FRESH_URL=$PG_URL/$name
+  TASKER_DATABASE__URL=$FRESH_URL TASKER_DATABASE__MIGRATE_URL=$FRESH_URL "$BIN" migrate >>"$LOGS/migrate.log" 2>&1 ||
+    die "migrate of $name failed (see $LOGS/migrate.log)"
+  "${DRIVER[@]}" clear-queues --prefix "$PREFIX" --redis-cli "redis-cli -u $REDIS_URL"
+}
+
+drop_fresh_dbs() {
+  local name
+  for name in "${FRESH_DBS[@]}"; do
+    sql "$PG_URL/postgres" "DROP DATABASE IF EXISTS \"$name\" WITH (FORCE)" >/dev/null
+  done
+  FRESH_DBS=()
+}
+
+# One key per tenant (bench-1 … bench-8) in the run's database, scopes
+# submit and read, no rate limit: `tasker keys create` prints the token on
+# its last line.
+make_keys() {
+  ((${#TOKENS[@]} == 0)) || return 0
+  local i token
+  for ((i = 1; i <= TENANTS; i++)); do
+    token=$("$BIN" keys create --tenant "bench-$i" --scope submit --scope read \
+      --description "just bench" 2>>"$LOGS/keys.log" | tail -n 1)
+    [[ ${#token} -ge 32 ]] || die "tasker keys create gave no token (see $LOGS/keys.log)"
+    TOKENS+=("token=$token")
+  done
+}
+
+# pgbench's INSERT at 32 clients, as in (a), for the ratio of a case that
+# ran just before it.
+pgbench_beside() {
+  local phase=$1 run=$2 cap pg_clients
+  cap=$(pg_client_cap)
+  pg_clients=$((32 < cap ? 32 : cap))
+  echo "-- pgbench INSERT, $pg_clients clients, run $run/$RUNS"
+  reset_pgbench
+  idle_gate
+  "${DRIVER[@]}" pgbench --out "$RESULTS" --log "$LOGS/pgbench.log" \
+    --field phase="$phase" --field clients=32 --field pg_clients="$pg_clients" \
+    --field run="$run" -- \
+    pgbench -n -M prepared -f "$HELPERS/insert.sql" -c "$pg_clients" \
+    -j "$(threads_for "$pg_clients")" -T "$DURATION" "$PGBENCH_URL"
+}
+
+# (f) The first minute of a new deployment: a database just migrated, the
+# api and one worker started on it, wrk submitting at 32 clients for
+# --duration seconds; then every accepted task is run.
+measure_fresh() {
+  log "(f) fresh database, api and one worker: POST /run-task at 32 clients for ${DURATION}s, then drained"
+  local run
+  for ((run = 1; run <= RUNS; run++)); do
+    echo "-- fresh database, run $run/$RUNS"
+    new_fresh_db "f$run"
+    start_services "$FRESH_URL" false 1
+    idle_gate
+    "${DRIVER[@]}" mixed --out "$RESULTS" --log "$LOGS/wrk.log" \
+      --rss api="$API_PID" --rss worker="$WORKER_PID" \
+      --api "$API" --api-metrics "$API_METRICS" --worker-metrics "$WORKER/metrics" \
+      --db "$FRESH_URL" --timeout 600 --field phase=fresh --field run="$run" -- \
+      wrk -t2 -c32 "-d${DURATION}s" --timeout 10s --latency -s "$HELPERS/post.lua" "$API" ||
+      echo "   (run incomplete; recorded as such)"
+    stop_services
+    drop_fresh_dbs
+    pgbench_beside fresh_pgbench "$run"
+  done
+}
+
+# (g) POST /run-task, api alone, with API keys required and without, in
+# turn (the order swapped every run). The same wrk script sends the key or
+# none.
+measure_auth() {
+  log "(g) POST /run-task, api alone, auth off and on, 32 clients, ${DURATION}s per run"
+  make_keys
+  local run auth order tokens
+  for ((run = 1; run <= RUNS; run++)); do
+    order=(false true)
+    ((run % 2 == 0)) && order=(true false)
+    for auth in "${order[@]}"; do
+      tokens=()
+      [[ $auth == true ]] && tokens=("${TOKENS[0]}")
+      echo "-- auth $auth, run $run/$RUNS"
+      reset_tasks
+      start_services "$DB_URL" "$auth" 0
+      idle_gate
+      "${DRIVER[@]}" wrk --out "$RESULTS" --log "$LOGS/wrk.log" --rss api="$API_PID" \
+        --field phase=auth --field auth="$auth" --field clients=32 --field run="$run" -- \
+        wrk -t2 -c32 "-d${DURATION}s" --timeout 10s --latency \
+        -s "$HELPERS/post_keys.lua" "$API" -- "${tokens[@]}"
+      stop_services
+    done
+  done
+}
+
+# (h) End to end with auth on: the tasks spread round-robin over 8 tenants'
+# keys, beside the same with one tenant (the order swapped every run).
+measure_tenants() {
+  log "(h) end to end, auth on: $E2E_MAIN tasks from 1 tenant and from $TENANTS tenants"
+  make_keys
+  local run tenants order script_args token
+  local timeout=$((E2E_MAIN / 100 > 120 ? E2E_MAIN / 100 : 120))
+  for ((run = 1; run <= RUNS; run++)); do
+    order=(1 "$TENANTS")
+    ((run % 2 == 0)) && order=("$TENANTS" 1)
+    for tenants in "${order[@]}"; do
+      script_args=()
+      for token in "${TOKENS[@]:0:tenants}"; do
+        script_args+=(--script-arg "$token")
+      done
+      echo "-- $tenants tenant(s), run $run/$RUNS"
+      reset_tasks
+      start_services "$DB_URL" true 1
+      idle_gate
+      "${DRIVER[@]}" e2e --out "$RESULTS" --log "$LOGS/wrk.log" \
+        --rss api="$API_PID" --rss worker="$WORKER_PID" \
+        --field phase=tenants --field tenants="$tenants" --field run="$run" \
+        --n "$E2E_MAIN" --clients "$E2E_CLIENTS" --api "$API" --worker-metrics "$WORKER/metrics" \
+        --db "$DB_URL" --submit-script "$HELPERS/submit_n.lua" --timeout "$timeout" \
+        --pg-stats "${script_args[@]}" || echo "   (run incomplete; recorded as such)"
+      stop_services
+    done
+  done
+}
+
+# (i) The shapes other queues are measured with: N tasks on a fresh
+# database, one per call with 32 in flight, and BATCH_SIZE per call to
+# POST /run-tasks with 8 in flight.
+measure_shapes() {
+  log "(i) $E2E_MAIN tasks on a fresh database: 1 per call x $E2E_CLIENTS in flight, $BATCH_SIZE per call x $BATCH_CLIENTS"
+  local run shape clients script_args
+  local timeout=$((E2E_MAIN / 100 > 120 ? E2E_MAIN / 100 : 120))
+  for ((run = 1; run <= RUNS; run++)); do
+    for shape in single batch; do
+      clients=$E2E_CLIENTS
+      script_args=()
+      if [[ $shape == batch ]]; then
+        clients=$BATCH_CLIENTS
+        script_args=(--script-arg "batch=$BATCH_SIZE")
+      fi
+      echo "-- $shape, run $run/$RUNS"
+      new_fresh_db "i${run}_$shape"
+      start_services "$FRESH_URL" false 1
+      idle_gate
+      "${DRIVER[@]}" e2e --out "$RESULTS" --log "$LOGS/wrk.log" \
+        --rss api="$API_PID" --rss worker="$WORKER_PID" \
+        --field phase=shape --field shape="$shape" --field clients="$clients" \
+        --field run="$run" --n "$E2E_MAIN" --clients "$clients" --api "$API" \
+        --worker-metrics "$WORKER/metrics" --db "$FRESH_URL" \
+        --submit-script "$HELPERS/submit_n.lua" --timeout "$timeout" \
+        --pg-stats "${script_args[@]}" || echo "   (run incomplete; recorded as such)"
+      stop_services
+      drop_fresh_dbs
+    done
+  done
+}
+
+# (a) at every client count, the api alone.
+measure_submit_curve() {
+  start_api
+  local clients all_clients
+  all_clients=("${HEADLINE_CLIENTS[@]}")
+  ((CURVE)) && all_clients+=("${CURVE_CLIENTS[@]}")
+  mapfile -t all_clients < <(printf '%s\n' "${all_clients[@]}" | sort -n -u)
+  log "(a) POST /run-task, api alone, ${DURATION}s per run: ${all_clients[*]} clients"
+  for clients in "${all_clients[@]}"; do
+    measure_submit "$clients"
+  done
+  # The api keeps the memory the 512-client runs made it take; (b) and (c)
+  # start a new one from its idle footprint.
+  stop_process "$API_PID"
+  API_PID=""
+}
+
+# (b), then (c) on the tasks (b) finished, the cost curve and the cost per
+# task. The api and worker keep running for what follows.
+measure_end_to_end() {
+  start_api
+  reset_tasks
+  start_worker
+  log "(b) end to end: $E2E_MAIN tasks submitted by $E2E_CLIENTS clients"
+  measure_e2e "$E2E_MAIN" main
+
+  if has_case c; then
+    log "(c) GET /get-task-output on finished tasks"
+    local clients
+    for clients in "${HEADLINE_CLIENTS[@]}"; do
+      measure_reads "$clients"
+    done
+  fi
+
+  if ((CURVE)); then
+    log "cost curve, end to end: ${CURVE_TASKS[*]} tasks"
+    local n
+    for n in "${CURVE_TASKS[@]}"; do
+      measure_e2e "$n" curve
+    done
+  fi
+
+  measure_account
+}
+
 # Share of the machine's CPU busy over two seconds before the benchmark
 # starts: anything else running shares the cores with the measurements.
 background_load() {
@@ -404,7 +666,7 @@ PY
 # The commit the measured binary was built from, as far as is known.
 binary_version() {
   if ((CUSTOM_BIN)); then
-    cat "$BIN.commit" 2>/dev/null || echo "$(basename "$BIN")"
+    cat "$BIN.commit" 2>/dev/null || basename "$BIN"
   else
     git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown
   fi
@@ -455,44 +717,31 @@ main() {
     API_METRICS=$API/metrics
   fi
 
-  measure_startup
-
-  start_api
-  local clients all_clients
-  all_clients=("${HEADLINE_CLIENTS[@]}")
-  ((CURVE)) && all_clients+=("${CURVE_CLIENTS[@]}")
-  mapfile -t all_clients < <(printf '%s\n' "${all_clients[@]}" | sort -n -u)
-  log "(a) POST /run-task, api alone, ${DURATION}s per run: ${all_clients[*]} clients"
-  for clients in "${all_clients[@]}"; do
-    measure_submit "$clients"
-  done
-
-  # The api keeps the memory the 512-client runs made it take; a new one
-  # starts (b) and (c) from its idle footprint.
-  stop_process "$API_PID"
-  API_PID=""
-  start_api
-  reset_tasks
-  start_worker
-  log "(b) end to end: $E2E_MAIN tasks submitted by $E2E_CLIENTS clients"
-  measure_e2e "$E2E_MAIN" main
-
-  log "(c) GET /get-task-output on finished tasks"
-  for clients in "${HEADLINE_CLIENTS[@]}"; do
-    measure_reads "$clients"
-  done
-
-  if ((CURVE)); then
-    log "cost curve, end to end: ${CURVE_TASKS[*]} tasks"
-    local n
-    for n in "${CURVE_TASKS[@]}"; do
-      measure_e2e "$n" curve
-    done
+  if has_case e; then
+    measure_startup
+  fi
+  # Each of these starts and stops its own processes.
+  if has_case f; then
+    measure_fresh
+  fi
+  if has_case g; then
+    measure_auth
+  fi
+  if has_case h; then
+    measure_tenants
+  fi
+  if has_case i; then
+    measure_shapes
   fi
 
-  measure_account
+  if has_case a; then
+    measure_submit_curve
+  fi
+  if has_case b; then
+    measure_end_to_end
+  fi
 
-  if ((PROFILE)); then
+  if ((PROFILE)) && [[ -n $WORKER_PID ]]; then
     log "profile (perf, strace)"
     reset_tasks
     PROFILE_DIR=$OUT_DIR/profile API_PID=$API_PID WORKER_PID=$WORKER_PID API=$API \
@@ -504,7 +753,9 @@ main() {
   python3 "$HELPERS/report.py" --results "$RESULTS" --out "$OUT_DIR/report.md" \
     --profile-results "$OUT_DIR/profile/results.jsonl" \
     --meta runs="$RUNS" --meta duration_s="$DURATION" --meta quick="$QUICK" \
-    --meta elapsed_s="$elapsed" --meta e2e_clients="$E2E_CLIENTS" \
+    --meta elapsed_s="$elapsed" --meta e2e_clients="$E2E_CLIENTS" --meta cases="$CASES" \
+    --meta batch_size="$BATCH_SIZE" --meta batch_clients="$BATCH_CLIENTS" \
+    --meta tenants="$TENANTS" --meta e2e_n="$E2E_MAIN" \
     --meta commit="$(binary_version)" \
     --meta cpus="$(nproc)" --meta idle_load="$idle_load" \
     --meta settings="${SETTINGS[*]}" \
@@ -515,9 +766,11 @@ main() {
     --meta pg_settings="$(sql "$PG_URL/postgres" "SELECT string_agg(name || '=' || setting, ', ' ORDER BY name) FROM pg_settings WHERE name IN ('max_connections', 'shared_buffers', 'synchronous_commit', 'fsync', 'wal_level')")" \
     --meta redis="$(redis INFO server | sed -n 's/^redis_version:\([^[:space:]]*\).*/\1/p')" \
     --meta wrk="$(wrk -v 2>&1 | head -n 1 | awk '{print $2}')"
-  log "long-poll: 1,000 concurrent waiters"
-  API=$API API_PID=$API_PID DB_URL=$DB_URL bash "$HELPERS/waiters.sh" 1000 "$DURATION" \
-    >>"$OUT_DIR/report.md" || echo "waiters measurement failed"
+  if [[ -n $API_PID ]]; then
+    log "long-poll: 1,000 concurrent waiters"
+    API=$API API_PID=$API_PID DB_URL=$DB_URL bash "$HELPERS/waiters.sh" 1000 "$DURATION" \
+      >>"$OUT_DIR/report.md" || echo "waiters measurement failed"
+  fi
   echo
   cat "$OUT_DIR/report.md"
   echo

@@ -8,10 +8,13 @@ file named by --out; scripts/bench/report.py turns that file into the report.
   wait-ready URL SECONDS        wait until URL answers 200
   wait-idle                     wait (bounded) until the machine's CPU is idle
   reset                         put the tasks table and queues back to a run's start
+  clear-queues                  empty a run's Redis queues
   startup ...                   time from spawning a command to its /ready
   wrk ...                       run wrk, record throughput, latency, peak RSS
   pgbench ...                   run pgbench, record TPS and latency percentiles
   e2e ...                       submit N tasks, wait until all are finished
+  mixed ...                     submit for a fixed time while the worker runs,
+                                then wait until every accepted task is finished
   account-submit ..., account-run ...
                                 round trips and CPU per task, submit and run apart
   sockets ...                   socket reads and writes per task from an strace log
@@ -235,6 +238,11 @@ def psql(dburl, sql):
     return out.stdout.strip()
 
 
+def shown(argv):
+    """A command line for the log, API keys (`token=...`) left out."""
+    return " ".join("token=…" if arg.startswith("token=") else arg for arg in argv)
+
+
 def run_wrk(argv, log):
     """Runs wrk; returns (parsed BENCH_JSON, its CPU seconds, exit code)."""
     cpu_before = children_cpu_seconds()
@@ -242,7 +250,7 @@ def run_wrk(argv, log):
     cpu = children_cpu_seconds() - cpu_before
     if log:
         with open(log, "a", encoding="utf-8") as handle:
-            handle.write("$ " + " ".join(argv) + "\n" + proc.stdout + proc.stderr + "\n")
+            handle.write("$ " + shown(argv) + "\n" + proc.stdout + proc.stderr + "\n")
     parsed = None
     for line in proc.stdout.splitlines():
         if line.startswith("BENCH_JSON "):
@@ -310,10 +318,24 @@ def cmd_reset(args):
     psql(args.db, "VACUUM (ANALYZE) tasks")
     psql(args.db, "CHECKPOINT")
     if args.prefix:
-        keys = [f"{args.prefix}:{kind}:{queue}" for kind in ("queue", "delayed")
-                for queue in ("default", "llm")]
-        subprocess.run(args.redis_cli.split() + ["DEL"] + keys, check=True,
+        clear_queues(args.redis_cli, args.prefix)
+    return 0
+
+
+def clear_queues(redis_cli, prefix):
+    """Deletes every key of every queue under `prefix` (they share the hash
+    tag `{q:<queue>}`, see src/keys.rs): messages left by a run whose tasks
+    the next run's database no longer holds."""
+    scan = subprocess.run(redis_cli.split() + ["--scan", "--pattern", f"{prefix}:{{q:*"],
+                          check=True, capture_output=True, text=True, timeout=60)
+    keys = scan.stdout.split()
+    for start in range(0, len(keys), 500):
+        subprocess.run(redis_cli.split() + ["DEL"] + keys[start:start + 500], check=True,
                        capture_output=True, timeout=30)
+
+
+def cmd_clear_queues(args):
+    clear_queues(args.redis_cli, args.prefix)
     return 0
 
 
@@ -493,7 +515,7 @@ def run_submit(args):
     markers = tempfile.mkdtemp(prefix="submit-")
     argv = ["wrk", f"-t{args.threads}", f"-c{args.clients}", f"-d{args.timeout}s",
             "--timeout", "10s", "-s", args.submit_script, args.api, "--",
-            str(args.n), str(args.threads), markers]
+            str(args.n), str(args.threads), markers] + list(args.script_arg or [])
     try:
         start = time.monotonic()
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -513,7 +535,7 @@ def run_submit(args):
             finished_at = time.monotonic()
         if args.log:
             with open(args.log, "a", encoding="utf-8") as handle:
-                handle.write("$ " + " ".join(argv) + "\n" + stdout + stderr + "\n")
+                handle.write("$ " + shown(argv) + "\n" + stdout + stderr + "\n")
         parsed = None
         for line in stdout.splitlines():
             if line.startswith("BENCH_JSON "):
@@ -562,6 +584,7 @@ def cmd_e2e(args):
     baseline = prometheus_sum(args.worker_metrics, "tasker_tasks_completed_total")
     redispatched = prometheus_labelled(args.worker_metrics, "tasker_tasks_recovered_total",
                                        'reason="dispatch_lost"')
+    pg_before = pg_counters(args.db) if args.pg_stats else None
     before = cpu_snapshot(pids)
     start_wall = time.time()
     start = time.monotonic()
@@ -575,6 +598,10 @@ def cmd_e2e(args):
     after = cpu_snapshot(pids)
     redispatched = prometheus_labelled(args.worker_metrics, "tasker_tasks_recovered_total",
                                        'reason="dispatch_lost"') - redispatched
+    pg_per_task = None
+    if args.pg_stats:
+        flush_pg_stats(ready_urls(args), args.pokes)
+        pg_per_task = counter_delta(pg_before, pg_counters(args.db), args.n)
     summary = task_summary(args.db)
     if not finished:
         print(f"e2e: only {done:.0f} of {args.n} tasks finished within {args.timeout}s",
@@ -598,6 +625,9 @@ def cmd_e2e(args):
     }
     record.update({k: v for k, v in summary.items()
                    if k not in ("first_created", "last_completed")})
+    record["tasks_per_s_stored"] = stored_rate(summary)
+    if pg_per_task is not None:
+        record["pg_per_task"] = pg_per_task
     record.update(peak_rss(pids))
     record.update(extra_fields(args.field))
     append(args.out, record)
@@ -611,16 +641,83 @@ def cmd_e2e(args):
     return 0 if finished else 1
 
 
+def ready_urls(args):
+    """The /ready URLs of the api and the worker (see flush_pg_stats)."""
+    return [args.worker_metrics.rsplit("/", 1)[0] + "/ready", args.api + "/ready"]
+
+
+def stored_rate(summary):
+    """Tasks finished per second from the first `created_at` to the last
+    `completed_at`, both stamped by PostgreSQL."""
+    span = summary["last_completed"] - summary["first_created"]
+    finished = summary["completed"] + summary["failed"]
+    return round(finished / span, 1) if span > 0 else 0.0
+
+
+def cmd_mixed(args):
+    """Submits with wrk for a fixed time while the api and a worker run,
+    then waits until the worker has finished every task the api accepted
+    (its tasker_tasks_submitted_total). Records wrk's figures, the rate
+    from the first created_at to the last completed_at, and what reading
+    the `tasks` table cost PostgreSQL per task."""
+    pids = named_pids(args.rss)
+    reset_peak_rss(pids)
+    submitted0 = prometheus_sum(args.api_metrics, "tasker_tasks_submitted_total")
+    completed0 = prometheus_sum(args.worker_metrics, "tasker_tasks_completed_total")
+    pg0 = pg_counters(args.db)
+    reltuples0 = float(psql(args.db, "SELECT reltuples FROM pg_class WHERE relname = 'tasks'"))
+    cpu0 = cpu_snapshot(pids)
+    start = time.monotonic()
+    parsed, _, code, stderr = run_wrk(args.command, args.log)
+    if parsed is None:
+        print(f"wrk failed (exit {code}): {stderr.strip()[:500]}", file=sys.stderr)
+        return 1
+    # Requests in flight when wrk stopped may still be stored: let them land.
+    time.sleep(0.5)
+    accepted = prometheus_sum(args.api_metrics, "tasker_tasks_submitted_total") - submitted0
+    finished, done = wait_completed(args.worker_metrics, completed0, accepted,
+                                    time.monotonic() + args.timeout)
+    drained = time.monotonic() - start
+    cpu1 = cpu_snapshot(pids)
+    flush_pg_stats(ready_urls(args), args.pokes)
+    pg1 = pg_counters(args.db)
+    summary = task_summary(args.db)
+    if not finished:
+        print(f"mixed: only {done:.0f} of {accepted:.0f} accepted tasks finished "
+              f"within {args.timeout}s", file=sys.stderr)
+    tasks = max(1, summary["stored"])
+    record = {"kind": "mixed", "finished": finished, "accepted": int(accepted),
+              "drain_seconds": round(drained, 3), "reltuples_before": reltuples0,
+              "tasks_per_s": stored_rate(summary),
+              "pg_per_task": counter_delta(pg0, pg1, tasks),
+              "tasks_seq_tup_read": pg1["tasks_seq_tup_read"] - pg0["tasks_seq_tup_read"],
+              "tasks_seq_scans": pg1["tasks_seq_scans"] - pg0["tasks_seq_scans"],
+              "tasks_analyzes": pg1["tasks_analyzes"] - pg0["tasks_analyzes"],
+              "cpu": cpu_delta(cpu0, cpu1)}
+    record.update(wrk_fields(parsed))
+    record.update({k: v for k, v in summary.items()
+                   if k not in ("first_created", "last_completed")})
+    record.update(peak_rss(pids))
+    record.update(extra_fields(args.field))
+    append(args.out, record)
+    print(f"  submit {record['rps']:.0f} req/s (errors {record['errors']}); "
+          f"{summary['stored']} tasks, end to end {record['tasks_per_s']:.0f} tasks/s; "
+          f"{record['tasks_seq_tup_read'] / tasks:.1f} rows read by sequential scans "
+          f"per task ({record['tasks_seq_scans']} scans)")
+    return 0 if finished else 1
+
+
 def pg_counters(dburl):
     row = psql(dburl, (
         "SELECT d.xact_commit, d.xact_rollback, d.tup_inserted, d.tup_updated, "
         "d.tup_returned, d.tup_fetched, t.n_tup_ins, t.n_tup_upd, t.n_tup_hot_upd, "
-        "coalesce(t.idx_scan, 0), t.seq_scan "
+        "coalesce(t.idx_scan, 0), t.seq_scan, t.seq_tup_read, "
+        "t.analyze_count + t.autoanalyze_count "
         "FROM pg_stat_database d, pg_stat_user_tables t "
         "WHERE d.datname = current_database() AND t.relname = 'tasks'"))
     names = ["xact_commit", "xact_rollback", "tup_inserted", "tup_updated", "tup_returned",
              "tup_fetched", "tasks_inserts", "tasks_updates", "tasks_hot_updates",
-             "tasks_index_scans", "tasks_seq_scans"]
+             "tasks_index_scans", "tasks_seq_scans", "tasks_seq_tup_read", "tasks_analyzes"]
     return dict(zip(names, (int(v) for v in row.split("\t")), strict=True))
 
 
@@ -947,6 +1044,11 @@ def main():
     p.add_argument("--http-port", action="append", help="the process's own HTTP port")
     p.set_defaults(func=cmd_sockets)
 
+    p = sub.add_parser("clear-queues")
+    p.add_argument("--prefix", required=True)
+    p.add_argument("--redis-cli", default="redis-cli")
+    p.set_defaults(func=cmd_clear_queues)
+
     p = sub.add_parser("reset")
     p.add_argument("--db", required=True)
     p.add_argument("--prefix")
@@ -990,6 +1092,18 @@ def main():
     p.add_argument("command", nargs="+")
     p.set_defaults(func=cmd_wrk)
 
+    p = sub.add_parser("mixed")
+    common(p)
+    p.add_argument("--api", required=True)
+    p.add_argument("--api-metrics", required=True)
+    p.add_argument("--worker-metrics", required=True)
+    p.add_argument("--db", required=True)
+    p.add_argument("--timeout", type=int, default=300,
+                   help="seconds to wait, after wrk, for the accepted tasks to finish")
+    p.add_argument("--pokes", type=int, default=25)
+    p.add_argument("command", nargs="+")
+    p.set_defaults(func=cmd_mixed)
+
     p = sub.add_parser("pgbench")
     common(p)
     p.add_argument("command", nargs="+")
@@ -1027,6 +1141,10 @@ def main():
         p.add_argument("--state", help="where account-submit leaves its figures")
         p.add_argument("--pokes", type=int, default=25,
                        help="/ready calls per process to publish PostgreSQL counters")
+        p.add_argument("--script-arg", action="append",
+                       help="passed on to the submit script (batch=B, token=T)")
+        p.add_argument("--pg-stats", action="store_true",
+                       help="e2e: also record the PostgreSQL counters per task")
         p.set_defaults(func=func)
 
     args = parser.parse_args()

@@ -14,6 +14,9 @@ import os
 import statistics
 import sys
 
+sys.dont_write_bytecode = True  # no __pycache__ in scripts/bench/
+import report_cases  # noqa: E402  (after the line above)
+
 # The targets of issue #7.
 TARGET_SUBMIT_RATIO = 0.8
 TARGET_E2E = 3000
@@ -190,156 +193,170 @@ def write(results, meta, out, profile=None, perf_summary=None):
     def ok(value, test):
         return None if value is None else test(value)
 
-    add("## Targets (issue #7)")
-    add("")
-    add("| target | measured | |")
-    add("|---|---|---|")
-    add(f"| submit ≥ {TARGET_SUBMIT_RATIO}× pgbench one row per transaction (32 clients) | "
-        f"{num(submit32)} req/s vs {num(pg.get(32))} tx/s = {ratio_text(submit_ratio)} | "
-        f"{verdict(ok(submit_ratio, lambda v: v >= TARGET_SUBMIT_RATIO))} |")
-    add(f"| end to end ≥ {TARGET_E2E:,} sum tasks/s, one worker process | "
-        f"{num(e2e_rate)} tasks/s | {verdict(ok(e2e_rate, lambda v: v >= TARGET_E2E))} |")
-    add(f"| cached read ≥ {TARGET_READ:,} req/s (32 clients) | {num(reads32)} req/s | "
-        f"{verdict(ok(reads32, lambda v: v >= TARGET_READ))} |")
-    add(f"| p99 submit ≤ {TARGET_SUBMIT_P99_MS} ms at 32 clients | {ms(p99_32)} | "
-        f"{verdict(ok(p99_32, lambda v: v <= TARGET_SUBMIT_P99_MS))} |")
-    add(f"| api peak RSS ≤ {TARGET_RSS_MB} MB (up to 256 clients) | {mb(api_rss)} | "
-        f"{verdict(ok(api_rss, lambda v: v <= TARGET_RSS_MB * 1024))} |")
-    add(f"| worker peak RSS ≤ {TARGET_RSS_MB} MB | {mb(worker_rss)} | "
-        f"{verdict(ok(worker_rss, lambda v: v <= TARGET_RSS_MB * 1024))} |")
-    for process in ("api", "worker"):
-        add(f"| {process} start to `/ready` ≤ {TARGET_READY_MS} ms | {ms(ready[process])} | "
-            f"{verdict(ok(ready[process], lambda v: v <= TARGET_READY_MS))} |")
-    add("")
+    # Cases (a) to (e); a run of --cases f,g,h,i has none of them.
+    has_old = any(results.select(phase=p) for p in ("submit", "e2e", "read")) or bool(
+        results.select(kind="startup"))
+
+    if has_old:
+        add("## Targets (issue #7)")
+        add("")
+        add("| target | measured | |")
+        add("|---|---|---|")
+        add(f"| submit ≥ {TARGET_SUBMIT_RATIO}× pgbench one row per transaction (32 clients) | "
+            f"{num(submit32)} req/s vs {num(pg.get(32))} tx/s = {ratio_text(submit_ratio)} | "
+            f"{verdict(ok(submit_ratio, lambda v: v >= TARGET_SUBMIT_RATIO))} |")
+        add(f"| end to end ≥ {TARGET_E2E:,} sum tasks/s, one worker process | "
+            f"{num(e2e_rate)} tasks/s | {verdict(ok(e2e_rate, lambda v: v >= TARGET_E2E))} |")
+        add(f"| cached read ≥ {TARGET_READ:,} req/s (32 clients) | {num(reads32)} req/s | "
+            f"{verdict(ok(reads32, lambda v: v >= TARGET_READ))} |")
+        add(f"| p99 submit ≤ {TARGET_SUBMIT_P99_MS} ms at 32 clients | {ms(p99_32)} | "
+            f"{verdict(ok(p99_32, lambda v: v <= TARGET_SUBMIT_P99_MS))} |")
+        add(f"| api peak RSS ≤ {TARGET_RSS_MB} MB (up to 256 clients) | {mb(api_rss)} | "
+            f"{verdict(ok(api_rss, lambda v: v <= TARGET_RSS_MB * 1024))} |")
+        add(f"| worker peak RSS ≤ {TARGET_RSS_MB} MB | {mb(worker_rss)} | "
+            f"{verdict(ok(worker_rss, lambda v: v <= TARGET_RSS_MB * 1024))} |")
+        for process in ("api", "worker"):
+            add(f"| {process} start to `/ready` ≤ {TARGET_READY_MS} ms | {ms(ready[process])} | "
+                f"{verdict(ok(ready[process], lambda v: v <= TARGET_READY_MS))} |")
+        add("")
 
     # --- (a) submit ------------------------------------------------------------
-    add("## (a) `POST /run-task` (sum), api alone")
-    add("")
-    add("Latency percentiles are wrk's, which include its correction for coordinated "
-        "omission (a stalled request also counts the requests its connection could not "
-        "send meanwhile); pgbench's are corrected the same way from its per-transaction "
-        "log. *max* is the slowest single request, uncorrected.")
-    add("")
-    add("| clients | Tasker req/s | p50 | p99 | max | pgbench tx/s | pgbench p99 | pgbench max | "
-        "req/s ÷ pgbench | p99 ÷ pgbench p99 | api peak RSS | errors |")
-    add("|---|---|---|---|---|---|---|---|---|---|---|---|")
-    for c in results.clients("submit"):
-        rps = results.values("rps", phase="submit", clients=c)
-        p99 = results.values("p99_ms", phase="submit", clients=c)
-        pg_rps = results.values("rps", phase="pgbench", clients=c)
-        pg_label = "" if pg_clients.get(c, c) == c else f" ({pg_clients[c]} clients)"
-        errors = sum(v or 0 for v in results.values("errors", phase="submit", clients=c))
-        add(f"| {c} | {spread(rps, num)} | "
-            f"{spread(results.values('p50_ms', phase='submit', clients=c), ms)} | "
-            f"{spread(p99, ms)} | "
-            f"{spread(results.values('max_ms', phase='submit', clients=c), ms)} | "
-            f"{spread(pg_rps, num)}{pg_label} | "
-            f"{spread(results.values('p99_ms', phase='pgbench', clients=c), ms)} | "
-            f"{spread(results.values('max_ms', phase='pgbench', clients=c), ms)} | "
-            f"{ratio_text(ratio(median(rps), pg.get(c)))} | "
-            f"{ratio_text(ratio(median(p99), pg_p99.get(c)))} | "
-            f"{spread(results.values('api_peak_rss_kb', phase='submit', clients=c), mb)} | "
-            f"{errors} |")
-    add("")
+    if results.select(phase="submit"):
+        add("## (a) `POST /run-task` (sum), api alone")
+        add("")
+        add("Latency percentiles are wrk's, which include its correction for coordinated "
+            "omission (a stalled request also counts the requests its connection could not "
+            "send meanwhile); pgbench's are corrected the same way from its per-transaction "
+            "log. *max* is the slowest single request, uncorrected.")
+        add("")
+        add("| clients | Tasker req/s | p50 | p99 | max | pgbench tx/s | pgbench p99 | pgbench max | "
+            "req/s ÷ pgbench | p99 ÷ pgbench p99 | api peak RSS | errors |")
+        add("|---|---|---|---|---|---|---|---|---|---|---|---|")
+        for c in results.clients("submit"):
+            rps = results.values("rps", phase="submit", clients=c)
+            p99 = results.values("p99_ms", phase="submit", clients=c)
+            pg_rps = results.values("rps", phase="pgbench", clients=c)
+            pg_label = "" if pg_clients.get(c, c) == c else f" ({pg_clients[c]} clients)"
+            errors = sum(v or 0 for v in results.values("errors", phase="submit", clients=c))
+            add(f"| {c} | {spread(rps, num)} | "
+                f"{spread(results.values('p50_ms', phase='submit', clients=c), ms)} | "
+                f"{spread(p99, ms)} | "
+                f"{spread(results.values('max_ms', phase='submit', clients=c), ms)} | "
+                f"{spread(pg_rps, num)}{pg_label} | "
+                f"{spread(results.values('p99_ms', phase='pgbench', clients=c), ms)} | "
+                f"{spread(results.values('max_ms', phase='pgbench', clients=c), ms)} | "
+                f"{ratio_text(ratio(median(rps), pg.get(c)))} | "
+                f"{ratio_text(ratio(median(p99), pg_p99.get(c)))} | "
+                f"{spread(results.values('api_peak_rss_kb', phase='submit', clients=c), mb)} | "
+                f"{errors} |")
+        add("")
 
     # --- (b) end to end ------------------------------------------------------------
-    add("## (b) End to end: submit N sum tasks, wait until all are finished")
-    add("")
-    add(f"Submitted by {meta.get('e2e_clients', 32)} wrk connections while the worker runs; "
-        "the time runs from the first request to the last `completed_at` in PostgreSQL. "
-        "The ratio compares tasks/s with pgbench's INSERT rate at 32 clients.")
-    add("")
-    add("*Re-dispatched* counts tasks the worker's reconciler sent again because they "
-        "had waited in the queue longer than its quiet period (10 s), or because their "
-        "message was lost (Redis flushed by someone else during the run).")
-    add("")
-    add("| tasks | time | tasks/s | ÷ pgbench | submit phase | submit req/s | submit p99 | "
-        "queue wait p50 | submit→done p99 | re-dispatched | failed / unfinished runs |")
-    add("|---|---|---|---|---|---|---|---|---|---|---|")
     sets = e2e_sets(results)
-    for label, set_name, n in sets:
-        rows = results.select(phase="e2e", n=n, set=set_name)
-        done = [r for r in rows if r.get("finished")]
-        rate = [r["tasks_per_s"] for r in done]
-        failed = sum(r.get("failed", 0) for r in rows)
-        unfinished = len(rows) - len(done)
-        add(f"| {label} | {spread([r['seconds'] for r in done], lambda v: f'{v:.2f} s')} | "
-            f"{spread(rate, num)} | {ratio_text(ratio(median(rate), pg.get(32)))} | "
-            f"{spread([r['submit_seconds'] for r in done], lambda v: f'{v:.2f} s')} | "
-            f"{spread([r['submit_rps'] for r in done], num)} | "
-            f"{spread([r['submit_p99_ms'] for r in done], ms)} | "
-            f"{spread([r['queue_wait_p50_ms'] for r in done], ms)} | "
-            f"{spread([r['submit_to_done_p99_ms'] for r in done], ms)} | "
-            f"{spread([r.get('redispatched') for r in done], num)} | "
-            f"{failed} / {unfinished} |")
-    add("")
+    if sets:
+        add("## (b) End to end: submit N sum tasks, wait until all are finished")
+        add("")
+        add(f"Submitted by {meta.get('e2e_clients', 32)} wrk connections while the worker runs; "
+            "the time runs from the first request to the last `completed_at` in PostgreSQL. "
+            "The ratio compares tasks/s with pgbench's INSERT rate at 32 clients.")
+        add("")
+        add("*Re-dispatched* counts tasks the worker's reconciler sent again because they "
+            "had waited in the queue longer than its quiet period (10 s), or because their "
+            "message was lost (Redis flushed by someone else during the run).")
+        add("")
+        add("| tasks | time | tasks/s | ÷ pgbench | submit phase | submit req/s | submit p99 | "
+            "queue wait p50 | submit→done p99 | re-dispatched | failed / unfinished runs |")
+        add("|---|---|---|---|---|---|---|---|---|---|---|")
+        for label, set_name, n in sets:
+            rows = results.select(phase="e2e", n=n, set=set_name)
+            done = [r for r in rows if r.get("finished")]
+            rate = [r["tasks_per_s"] for r in done]
+            failed = sum(r.get("failed", 0) for r in rows)
+            unfinished = len(rows) - len(done)
+            add(f"| {label} | {spread([r['seconds'] for r in done], lambda v: f'{v:.2f} s')} | "
+                f"{spread(rate, num)} | {ratio_text(ratio(median(rate), pg.get(32)))} | "
+                f"{spread([r['submit_seconds'] for r in done], lambda v: f'{v:.2f} s')} | "
+                f"{spread([r['submit_rps'] for r in done], num)} | "
+                f"{spread([r['submit_p99_ms'] for r in done], ms)} | "
+                f"{spread([r['queue_wait_p50_ms'] for r in done], ms)} | "
+                f"{spread([r['submit_to_done_p99_ms'] for r in done], ms)} | "
+                f"{spread([r.get('redispatched') for r in done], num)} | "
+                f"{failed} / {unfinished} |")
+        add("")
 
     # --- (c) reads ------------------------------------------------------------
-    add("## (c) `GET /get-task-output` of finished tasks (Redis cache hits)")
-    add("")
-    add("| clients | req/s | p50 | p99 | cache hit share | req/s ÷ pgbench | errors |")
-    add("|---|---|---|---|---|---|---|")
-    for c in results.clients("read"):
-        rps = results.values("rps", phase="read", clients=c)
-        errors = sum(v or 0 for v in results.values("errors", phase="read", clients=c))
-        add(f"| {c} | {spread(rps, num)} | "
-            f"{spread(results.values('p50_ms', phase='read', clients=c), ms)} | "
-            f"{spread(results.values('p99_ms', phase='read', clients=c), ms)} | "
-            f"{spread(results.values('cache_hit_share', phase='read', clients=c), lambda v: f'{v:.1%}')} | "
-            f"{ratio_text(ratio(median(rps), pg.get(c)))} | {errors} |")
-    add("")
+    if results.select(phase="read"):
+        add("## (c) `GET /get-task-output` of finished tasks (Redis cache hits)")
+        add("")
+        add("| clients | req/s | p50 | p99 | cache hit share | req/s ÷ pgbench | errors |")
+        add("|---|---|---|---|---|---|---|")
+        for c in results.clients("read"):
+            rps = results.values("rps", phase="read", clients=c)
+            errors = sum(v or 0 for v in results.values("errors", phase="read", clients=c))
+            add(f"| {c} | {spread(rps, num)} | "
+                f"{spread(results.values('p50_ms', phase='read', clients=c), ms)} | "
+                f"{spread(results.values('p99_ms', phase='read', clients=c), ms)} | "
+                f"{spread(results.values('cache_hit_share', phase='read', clients=c), lambda v: f'{v:.1%}')} | "
+                f"{ratio_text(ratio(median(rps), pg.get(c)))} | {errors} |")
+        add("")
 
     # --- (d) memory ------------------------------------------------------------
-    add("## (d) Memory: peak RSS (VmHWM, reset before every run)")
-    add("")
-    add("| process | idle after start | (a) submit | (b) end to end | (c) reads | peak of all |")
-    add("|---|---|---|---|---|---|")
-    for process in ("api", "worker"):
-        key = f"{process}_peak_rss_kb"
-        idle = results.values("idle_rss_kb", kind="startup", process=process)
-        cells = [spread(idle, mb)]
-        for phase in ("submit", "e2e", "read"):
-            values = [v for v in results.values(key, phase=phase) if v]
-            cells.append(f"{mb(max(values))} max" if values else "–")
-        overall = api_rss if process == "api" else worker_rss
-        add(f"| {process} | " + " | ".join(cells) + f" | {mb(overall)} |")
-    add("")
+    if has_old:
+        add("## (d) Memory: peak RSS (VmHWM, reset before every run)")
+        add("")
+        add("| process | idle after start | (a) submit | (b) end to end | (c) reads | peak of all |")
+        add("|---|---|---|---|---|---|")
+        for process in ("api", "worker"):
+            key = f"{process}_peak_rss_kb"
+            idle = results.values("idle_rss_kb", kind="startup", process=process)
+            cells = [spread(idle, mb)]
+            for phase in ("submit", "e2e", "read"):
+                values = [v for v in results.values(key, phase=phase) if v]
+                cells.append(f"{mb(max(values))} max" if values else "–")
+            overall = api_rss if process == "api" else worker_rss
+            add(f"| {process} | " + " | ".join(cells) + f" | {mb(overall)} |")
+        add("")
 
     # --- (e) startup ------------------------------------------------------------
-    add("## (e) Start to `/ready`")
-    add("")
-    add("| process | to `/ready` 200 | first answer on the port |")
-    add("|---|---|---|")
-    for process in ("api", "worker"):
-        add(f"| {process} | {spread(results.values('ready_ms', kind='startup', process=process), ms)} | "
-            f"{spread(results.values('listening_ms', kind='startup', process=process), ms)} |")
-    add("")
+    if results.select(kind="startup"):
+        add("## (e) Start to `/ready`")
+        add("")
+        add("| process | to `/ready` 200 | first answer on the port |")
+        add("|---|---|---|")
+        for process in ("api", "worker"):
+            add(f"| {process} | {spread(results.values('ready_ms', kind='startup', process=process), ms)} | "
+                f"{spread(results.values('listening_ms', kind='startup', process=process), ms)} |")
+        add("")
 
     # --- CPU ------------------------------------------------------------
-    add("## CPU: cores used on average during the runs")
-    add("")
-    add("Seconds of CPU per second of run (2.00 = both cores busy). PostgreSQL and Redis "
-        "are counted machine-wide; *other* is everything else on the machine (the kernel's "
-        "softirq work, and any other user of the machine). For pgbench, *load tool* is "
-        "pgbench itself and *postgres* is the rest of the machine (its backends exit "
-        "before they can be read), so it includes whatever else ran.")
-    add("")
-    add("| run | api | worker | postgres | redis | load tool | other | whole machine |")
-    add("|---|---|---|---|---|---|---|---|")
-    for c in results.clients("submit"):
-        add(cpu_share_row(f"POST, {c} clients", results.select(phase="submit", clients=c),
-                          "seconds"))
-    for c in results.clients("pgbench"):
-        rows = [dict(r, seconds=float(meta.get("duration_s", 0) or 0))
-                for r in results.select(phase="pgbench", clients=c)]
-        add(cpu_share_row(f"pgbench, {c} clients", rows, "seconds", pgbench=True))
-    for label, set_name, n in sets:
-        add(cpu_share_row(f"end to end, {label}", results.select(phase="e2e", n=n, set=set_name),
-                          "seconds"))
-    for c in results.clients("read"):
-        add(cpu_share_row(f"GET, {c} clients", results.select(phase="read", clients=c),
-                          "seconds"))
-    add("")
+    if has_old:
+        add("## CPU: cores used on average during the runs")
+        add("")
+        add("Seconds of CPU per second of run (2.00 = both cores busy). PostgreSQL and Redis "
+            "are counted machine-wide; *other* is everything else on the machine (the kernel's "
+            "softirq work, and any other user of the machine). For pgbench, *load tool* is "
+            "pgbench itself and *postgres* is the rest of the machine (its backends exit "
+            "before they can be read), so it includes whatever else ran.")
+        add("")
+        add("| run | api | worker | postgres | redis | load tool | other | whole machine |")
+        add("|---|---|---|---|---|---|---|---|")
+        for c in results.clients("submit"):
+            add(cpu_share_row(f"POST, {c} clients", results.select(phase="submit", clients=c),
+                              "seconds"))
+        for c in results.clients("pgbench"):
+            rows = [dict(r, seconds=float(meta.get("duration_s", 0) or 0))
+                    for r in results.select(phase="pgbench", clients=c)]
+            add(cpu_share_row(f"pgbench, {c} clients", rows, "seconds", pgbench=True))
+        for label, set_name, n in sets:
+            add(cpu_share_row(f"end to end, {label}", results.select(phase="e2e", n=n, set=set_name),
+                              "seconds"))
+        for c in results.clients("read"):
+            add(cpu_share_row(f"GET, {c} clients", results.select(phase="read", clients=c),
+                              "seconds"))
+        add("")
+
+    # --- (f) to (i) ---------------------------------------------------------------
+    report_cases.write(results, meta, add)
 
     # --- accounting ------------------------------------------------------------
     account = results.select(kind="account")
