@@ -308,3 +308,42 @@ async fn finished_tasks_past_retention_are_deleted_and_others_kept() {
         .unwrap();
     assert_eq!(kept, 2);
 }
+
+#[tokio::test]
+async fn a_retention_backlog_is_worked_off_without_waiting_for_the_interval() {
+    // More expired tasks than one pass deletes in its time budget: with an
+    // hour between passes, only passes that follow a backlog at once clear
+    // them within the test's patience.
+    const EXPIRED: i64 = 30_000;
+    let mut app = TestApp::spawn_with(
+        |c| c.retention.interval_seconds = 3_600.try_into().unwrap(),
+        false,
+    )
+    .await;
+    let pool = app.env.pool().await;
+    sqlx::query(
+        "INSERT INTO tasks (id, task_name, task_parameters, queue, max_attempts, status, \
+         completed_at, created_at) \
+         SELECT gen_random_uuid(), 'sum', '{}'::jsonb, 'default', 1, 'completed', \
+         now() - interval '40 days', now() - interval '40 days' \
+         FROM generate_series(1, $1)",
+    )
+    .bind(EXPIRED)
+    .execute(&pool)
+    .await
+    .unwrap();
+    let kept = app
+        .submit(json!({"task_name": "sum", "a": 1, "b": 1}))
+        .await;
+    app.start_worker().await;
+    assert_eq!(app.wait_terminal(kept).await["status"], "completed");
+    let left = eventually(|| async {
+        let left: i64 = sqlx::query_scalar("SELECT count(*) FROM tasks")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        (left == 1).then_some(left)
+    })
+    .await;
+    assert_eq!(left, 1, "only the recent task is kept");
+}
