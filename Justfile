@@ -46,6 +46,10 @@ clients-check:
 bench *ARGS:
     bash scripts/bench.sh {{ARGS}}
 
+# HPA controller played against real workers on a burst of query_llm tasks; picture in target/scaling/ (see docs/scaling.md)
+autoscale-sim *ARGS:
+    bash scripts/autoscale-sim.sh {{ARGS}}
+
 # Whole stack in Docker: PostgreSQL, Redis, migrate, api, worker
 up *ARGS:
     docker compose up -d --build {{ARGS}}
