@@ -53,12 +53,18 @@ def free_port():
         return s.getsockname()[1]
 
 
-def psql(db_url, sql):
-    out = subprocess.run(  # on stdin: the check's statements list every task id
-        ["psql", "-XAtq", "-v", "ON_ERROR_STOP=1", "-d", db_url],
-        input=sql, check=True, capture_output=True, text=True,
-    )
-    return out.stdout.strip()
+def psql(db_url, sql, attempts=5):
+    """Runs `sql` (on stdin: the check's statements list every task id),
+    trying again for a few seconds: the server is shared, and may refuse a
+    connection for a moment (max_connections)."""
+    for attempt in range(attempts):
+        out = subprocess.run(["psql", "-XAtq", "-v", "ON_ERROR_STOP=1", "-d", db_url],
+                             input=sql, capture_output=True, text=True)
+        if out.returncode == 0:
+            return out.stdout.strip()
+        print(f"psql failed ({out.stderr.strip()}), trying again", file=sys.stderr, flush=True)
+        time.sleep(1 + attempt)
+    raise SystemExit(f"psql failed {attempts} times: {out.stderr.strip()}")
 
 
 def task_body(i):
@@ -115,6 +121,10 @@ class Pool:
             "TASKER_WORKER__LISTEN": f"127.0.0.1:{port}",
             "TASKER_WORKER__QUEUES": json.dumps([self.args.queue]),
             "TASKER_WORKER__CONCURRENCY": str(self.args.concurrency),
+            # Ten workers with the default pool of 10 would take every
+            # connection of a PostgreSQL with max_connections = 100 (see
+            # docs/scaling.md); a worker running 4 tasks needs few.
+            "TASKER_DATABASE__MAX_CONNECTIONS": str(self.args.db_pool),
         })
         log = open(os.path.join(self.args.run_dir, f"worker-{port}.log"), "ab")
         proc = subprocess.Popen([self.args.bin, "worker"], env=env, stdout=log, stderr=log)
@@ -186,6 +196,7 @@ def parse_args():
     p.add_argument("--window", type=float, default=None,
                    help="scale-down stabilisation window, seconds (default 300 scaled)")
     p.add_argument("--concurrency", type=int, default=4, help="worker.concurrency")
+    p.add_argument("--db-pool", type=int, default=3, help="database.max_connections of a worker")
     p.add_argument("--llm-budget", default="", help="llm.max_concurrency, for the title")
     p.add_argument("--trickle-rate", type=float, default=0,
                    help="tasks a second submitted after the burst")
