@@ -73,23 +73,23 @@ def handler(stats, delay):
                 self.reply(404, {"type": "error", "error": {"type": "not_found_error"}})
                 return
             stats.enter()
-            try:
-                time.sleep(delay)
-                prompt = json.dumps(request.get("messages", ""))
-                self.reply(
-                    200,
-                    {
-                        "id": "msg_stand_in",
-                        "type": "message",
-                        "role": "assistant",
-                        "model": request.get("model", "stand-in"),
-                        "content": [{"type": "text", "text": "Bonjour"}],
-                        "stop_reason": "end_turn",
-                        "usage": {"input_tokens": max(1, len(prompt) // 4), "output_tokens": 3},
-                    },
-                )
-            finally:
-                stats.leave()
+            time.sleep(delay)
+            # Counted out before the reply is written: once the client has
+            # it, it may start another call under the same permit.
+            stats.leave()
+            prompt = json.dumps(request.get("messages", ""))
+            self.reply(
+                200,
+                {
+                    "id": "msg_stand_in",
+                    "type": "message",
+                    "role": "assistant",
+                    "model": request.get("model", "stand-in"),
+                    "content": [{"type": "text", "text": "Bonjour"}],
+                    "stop_reason": "end_turn",
+                    "usage": {"input_tokens": max(1, len(prompt) // 4), "output_tokens": 3},
+                },
+            )
 
     return Handler
 
