@@ -25,6 +25,8 @@ Usage: scripts/autoscale-sim.sh [options]
   --trickle-rate R, --trickle-seconds S
                      after the burst, R tasks a second for S seconds, so that
                      workers are scaled down with work in hand (default: none)
+  --db-pool N        database.max_connections of each worker (default 3:
+                     ten workers must fit the server's max_connections)
   --grace S          worker.shutdown_grace_seconds (default 20); under the
                      LLM delay, SIGTERMed workers hand their tasks back
   --sync S           sync period in seconds (default 2; Kubernetes: 15); the
@@ -56,7 +58,7 @@ SIM_ARGS=()
 while (($# > 0)); do
   case $1 in
     --tasks | --target | --min | --max | --concurrency | --sync | --window | --title | \
-      --trickle-rate | --trickle-seconds)
+      --trickle-rate | --trickle-seconds | --db-pool)
       SIM_ARGS+=("$1" "${2:?$1 needs a value}")
       shift
       ;;
