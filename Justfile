@@ -50,6 +50,10 @@ bench *ARGS:
 autoscale-sim *ARGS:
     bash scripts/autoscale-sim.sh {{ARGS}}
 
+# What one task costs PostgreSQL (WAL, storage) and Redis (queued, cached); run on the PostgreSQL host (reads pg_wal)
+task-costs *ARGS:
+    bash scripts/task-costs.sh {{ARGS}}
+
 # Whole stack in Docker: PostgreSQL, Redis, migrate, api, worker
 up *ARGS:
     docker compose up -d --build {{ARGS}}
