@@ -46,7 +46,7 @@ EOF2
 }
 
 SCRIPT=autoscale-sim
-# shellcheck source=scaling/common.sh
+# shellcheck source-path=SCRIPTDIR source=scaling/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/scaling/common.sh"
 
 LLM_DELAY=0.5

@@ -10,7 +10,7 @@
 
 set -euo pipefail
 SCRIPT=task-costs
-# shellcheck source=scaling/common.sh
+# shellcheck source-path=SCRIPTDIR source=scaling/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/scaling/common.sh"
 
 TASKS=10000
@@ -27,7 +27,10 @@ while (($# > 0)); do
 done
 mkdir -p "$(dirname "$OUT")"
 OUT=$(realpath "$OUT")
-command -v pg_waldump >/dev/null || PATH=$PATH:$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | tail -1)
+if ! command -v pg_waldump >/dev/null; then
+  PG_BINS=(/usr/lib/postgresql/*/bin)
+  PATH=$PATH:${PG_BINS[-1]}
+fi
 command -v pg_waldump >/dev/null || die "pg_waldump is missing (it comes with the PostgreSQL server)"
 
 setup

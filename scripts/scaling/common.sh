@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared by scripts/autoscale-sim.sh and scripts/task-costs.sh: a database
 # and Redis key prefix of one's own, a `tasker api` and a stand-in LLM, and
 # a cleanup that stops every process it started and drops what it made.
@@ -107,6 +108,7 @@ start_api() {
   port=$(free_port)
   ops=$(free_port)
   API_URL=http://127.0.0.1:$port
+  # shellcheck disable=SC2034 # read by the caller
   METRICS_URL=http://127.0.0.1:$ops/metrics
   TASKER_API__LISTEN=127.0.0.1:$port TASKER_API__OPS_LISTEN=127.0.0.1:$ops \
     "$BIN" api >"$RUN_DIR/api.log" 2>&1 &

@@ -56,7 +56,10 @@ def lsn_bytes(args, start, end):
 def own_wal(args, start, end):
     """Bytes of WAL records between two LSNs that belong to this database."""
     oid = psql(args.db, "SELECT oid FROM pg_database WHERE datname = current_database()")
-    out = subprocess.run(["pg_waldump", "-p", args.wal_dir, "-s", start, "-e", end],
+    # Named segments: without them pg_waldump reads the segment size from
+    # whichever file of pg_wal it finds first, which may be a new, empty one.
+    first, last = psql(args.db, f"SELECT pg_walfile_name('{start}'), pg_walfile_name('{end}')").split("|")
+    out = subprocess.run(["pg_waldump", "-p", args.wal_dir, "-s", start, "-e", end, first, last],
                          capture_output=True, text=True)
     records, own_tx = [], set()
     for line in out.stdout.splitlines():
