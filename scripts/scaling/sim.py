@@ -146,7 +146,12 @@ class Pool:
             self.stop_newest()
 
     def reap(self):
-        """Exit codes of workers that finished shutting down since the last call."""
+        """Exit codes of workers that finished shutting down since the last
+        call, and of any that died unasked (replaced at the next scale_to,
+        as a Deployment would; the check reports their exit code)."""
+        died = [(p, port) for p, port in self.running if p.poll() is not None]
+        self.running = [(p, port) for p, port in self.running if p.poll() is None]
+        self.terminating += died
         done = [(p, port) for p, port in self.terminating if p.poll() is not None]
         self.terminating = [(p, port) for p, port in self.terminating if p.poll() is None]
         codes = [(port, p.returncode) for p, port in done]
@@ -264,7 +269,7 @@ def check(args, ids, pool_exit_codes, pool_started):
     found = sum(by_status.values())
     handed = int(psql(args.db, f"SELECT count(*) FROM tasks WHERE id IN ({id_list}) AND attempts > 1"))
     llm = http_json(f"{args.llm}/stats", timeout=5)
-    print(f"workers started {pool_started}, SIGTERMed {len(pool_exit_codes)}")
+    print(f"workers started {pool_started}, exited {len(pool_exit_codes)}")
     print(f"tasks submitted {len(ids)}, found {found}, by status {by_status}")
     print(f"tasks that took more than one attempt (handed back or deferred): {handed}")
     print(f"stand-in LLM: {llm['answered']} calls answered, {llm['received']} received, "
@@ -274,7 +279,7 @@ def check(args, ids, pool_exit_codes, pool_started):
     if by_status.get("completed", 0) != len(ids):
         problems.append(f"only {by_status.get('completed', 0)} of {len(ids)} tasks completed")
     if llm["answered"] < len(ids):
-        problems.append(f"{llm['answered']} LLM calls answered for {len(ids)} completed tasks")
+        problems.append(f"{llm['answered']} LLM calls answered for {len(ids)} tasks")
     elif llm["received"] > len(ids):
         print(f"note: {llm['received'] - len(ids)} calls beyond one per task "
               "(attempts abandoned at shutdown and run again)")
