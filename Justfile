@@ -54,6 +54,14 @@ pgbouncer-check:
 bench *ARGS:
     bash scripts/bench.sh {{ARGS}}
 
+# HPA controller played against real workers on a burst of query_llm tasks; picture in target/scaling/ (see docs/scaling.md)
+autoscale-sim *ARGS:
+    bash scripts/autoscale-sim.sh {{ARGS}}
+
+# What one task costs PostgreSQL (WAL, storage) and Redis (queued, cached); run on the PostgreSQL host (reads pg_wal)
+task-costs *ARGS:
+    bash scripts/task-costs.sh {{ARGS}}
+
 # Whole stack in Docker: PostgreSQL, Redis, migrate, api, worker
 up *ARGS:
     docker compose up -d --build {{ARGS}}
