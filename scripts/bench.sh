@@ -305,6 +305,18 @@ idle_gate() {
 
 threads_for() { if (($1 < 2)); then echo 1; else echo 2; fi; }
 
+# Migrates the database at $1 directly (past any pooler `--set` names).
+# Builds from before `database.migrate_url` (measured with --bin) reject
+# the setting, so it is given only to binaries that know it.
+migrate_at() {
+  local url=$1
+  if TASKER_DATABASE__MIGRATE_URL=$url "$BIN" config >/dev/null 2>&1; then
+    TASKER_DATABASE__URL=$url TASKER_DATABASE__MIGRATE_URL=$url "$BIN" migrate >>"$LOGS/migrate.log" 2>&1
+  else
+    TASKER_DATABASE__URL=$url "$BIN" migrate >>"$LOGS/migrate.log" 2>&1
+  fi
+}
+
 start_api() {
   "$BIN" api >>"$LOGS/api.log" 2>&1 &
   API_PID=$!
@@ -450,7 +462,7 @@ new_fresh_db() {
   local name=tasker_bench_fresh_${RUN_ID}_$1
   FRESH_DBS+=("$name")
   FRESH_URL=$PG_URL/$name
-  TASKER_DATABASE__URL=$FRESH_URL TASKER_DATABASE__MIGRATE_URL=$FRESH_URL "$BIN" migrate >>"$LOGS/migrate.log" 2>&1 ||
+  migrate_at "$FRESH_URL" ||
     die "migrate of $name failed (see $LOGS/migrate.log)"
   "${DRIVER[@]}" clear-queues --prefix "$PREFIX" --redis-cli "redis-cli -u $REDIS_URL"
 }
@@ -697,9 +709,9 @@ main() {
   log "fresh databases $DB, $PGBENCH_DB; Redis prefix $PREFIX"
   CREATED_DBS=1
   # The migrations connect directly even with --set TASKER_DATABASE__POOLER=transaction.
-  TASKER_DATABASE__MIGRATE_URL=$DB_URL "$BIN" migrate >>"$LOGS/migrate.log" 2>&1 ||
+  migrate_at "$DB_URL" ||
     die "migrate failed (see $LOGS/migrate.log)"
-  TASKER_DATABASE__URL=$PGBENCH_URL TASKER_DATABASE__MIGRATE_URL=$PGBENCH_URL "$BIN" migrate >>"$LOGS/migrate.log" 2>&1 ||
+  migrate_at "$PGBENCH_URL" ||
     die "migrate of the pgbench database failed"
 
   local ports
