@@ -11,7 +11,6 @@ there was more than one run.
 import argparse
 import json
 import os
-import statistics
 import sys
 
 sys.dont_write_bytecode = True  # no __pycache__ in scripts/bench/
@@ -26,19 +25,9 @@ TARGET_RSS_MB = 60
 TARGET_READY_MS = 250
 
 
-def median(values):
-    values = [v for v in values if v is not None]
-    return statistics.median(values) if values else None
-
-
-def spread(values, fmt):
-    values = [v for v in values if v is not None]
-    if not values:
-        return "n/a"
-    text = fmt(statistics.median(values))
-    if len(values) > 1:
-        text += f" ({fmt(min(values))}–{fmt(max(values))})"
-    return text
+# Medians and min-max spreads, shared with the sections of cases (f) to (i).
+median = report_cases.median
+spread = report_cases.spread
 
 
 def num(value):

@@ -136,6 +136,23 @@ pub fn parse_task_uuid(raw: &str, parameter: &str) -> Result<Uuid, ApiError> {
         .map_err(|err| ApiError::validation(parameter, format!("not a valid UUID: {err}")))
 }
 
+/// The `{task_uuid}` of a path, parsed: a malformed one is a 422 naming
+/// `task_uuid`, like every other invalid field.
+#[derive(Debug, Clone, Copy)]
+pub struct TaskUuidPath(pub Uuid);
+
+impl<S: Send + Sync> FromRequestParts<S> for TaskUuidPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let axum::extract::Path(raw) =
+            axum::extract::Path::<String>::from_request_parts(parts, state)
+                .await
+                .map_err(|err| ApiError::validation("task_uuid", err.body_text()))?;
+        parse_task_uuid(&raw, "task_uuid").map(Self)
+    }
+}
+
 /// The request id the request-context middleware chose for this request.
 #[derive(Debug, Clone)]
 pub struct RequestId(pub String);

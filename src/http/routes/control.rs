@@ -12,7 +12,7 @@ use crate::domain::{Scope, TaskRecord, TaskStatus};
 use crate::http::AppState;
 use crate::http::auth::CallerOf;
 use crate::http::error::{ApiError, ErrorResponse};
-use crate::http::extract::{JsonBody, parse_task_uuid};
+use crate::http::extract::{JsonBody, TaskUuidPath};
 use crate::services::QueueState;
 use crate::store::TaskMatch;
 
@@ -169,11 +169,10 @@ pub(crate) struct QueueListResponse {
 pub(crate) async fn cancel_task(
     State(state): State<AppState>,
     caller: CallerOf,
-    path: Result<Path<String>, PathRejection>,
+    path: Result<TaskUuidPath, ApiError>,
 ) -> Result<Json<TaskRecord>, ApiError> {
     let caller = caller.require(Scope::Submit)?;
-    let Path(raw) = path.map_err(|err| ApiError::validation("task_uuid", err.body_text()))?;
-    let id = parse_task_uuid(&raw, "task_uuid")?;
+    let TaskUuidPath(id) = path?;
     Ok(Json(state.control.cancel(id, caller).await?))
 }
 
@@ -195,11 +194,10 @@ pub(crate) async fn cancel_task(
 pub(crate) async fn retry_task(
     State(state): State<AppState>,
     caller: CallerOf,
-    path: Result<Path<String>, PathRejection>,
+    path: Result<TaskUuidPath, ApiError>,
 ) -> Result<Json<TaskRecord>, ApiError> {
     let caller = caller.require(Scope::Submit)?;
-    let Path(raw) = path.map_err(|err| ApiError::validation("task_uuid", err.body_text()))?;
-    let id = parse_task_uuid(&raw, "task_uuid")?;
+    let TaskUuidPath(id) = path?;
     Ok(Json(state.control.retry(id, caller).await?))
 }
 

@@ -5,8 +5,7 @@
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderName, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -16,7 +15,7 @@ use crate::domain::{Caller, Scope, TaskRecord, TaskStatus, TaskSubmission};
 use crate::http::AppState;
 use crate::http::auth::CallerOf;
 use crate::http::error::{ApiError, ErrorResponse};
-use crate::http::extract::{QueryParams, parse_task_uuid};
+use crate::http::extract::{QueryParams, TaskUuidPath, parse_task_uuid};
 use crate::http::schemas::ListTasksResponse;
 use crate::services::{Cursor, Found, ListRequest, MAX_PAGE};
 
@@ -102,13 +101,12 @@ pub(crate) async fn get_task_output(
 pub(crate) async fn get_task(
     State(state): State<AppState>,
     caller: CallerOf,
-    path: Result<Path<String>, PathRejection>,
+    path: Result<TaskUuidPath, ApiError>,
     QueryParams(query): QueryParams<WaitQuery>,
 ) -> Result<Response, ApiError> {
     let caller = caller.require(Scope::Read)?;
-    let Path(raw) = path.map_err(|err| ApiError::validation("task_uuid", err.body_text()))?;
+    let TaskUuidPath(id) = path?;
     let wait = parse_wait(query.wait.as_deref())?;
-    let id = parse_task_uuid(&raw, "task_uuid")?;
     read_task(&state, id, wait, caller).await
 }
 
@@ -135,11 +133,10 @@ pub(crate) async fn get_task(
 pub(crate) async fn get_task_submission(
     State(state): State<AppState>,
     caller: CallerOf,
-    path: Result<Path<String>, PathRejection>,
+    path: Result<TaskUuidPath, ApiError>,
 ) -> Result<Json<TaskSubmission>, ApiError> {
     let caller = caller.require(Scope::Read)?;
-    let Path(raw) = path.map_err(|err| ApiError::validation("task_uuid", err.body_text()))?;
-    let id = parse_task_uuid(&raw, "task_uuid")?;
+    let TaskUuidPath(id) = path?;
     Ok(Json(state.reads.submission(id, caller).await?))
 }
 
