@@ -36,18 +36,8 @@ DEV_TMP=$(mktemp -d "${TMPDIR:-/tmp}/tasker-check.XXXXXX")
 log() { printf '\n==> %s\n' "$*"; }
 die() { printf '\nFAILED: %s\n' "$*" >&2; exit 1; }
 
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-
-# A port nobody listens on now. Another process could take it before tasker
-# binds it; tasker then exits at once and dev_server_start says so.
-free_port() {
-  local port
-  for _ in $(seq 1 50); do
-    port=$((20000 + RANDOM % 40000))
-    port_open "$port" || { echo "$port"; return 0; }
-  done
-  die "no free port found"
-}
+# shellcheck source=.ci/lib/ports.sh
+source "$(dirname "${BASH_SOURCE[0]}")/ports.sh"
 
 tasker_bin() {
   if [[ -n ${TASKER_BIN:-} ]]; then
@@ -60,23 +50,40 @@ tasker_bin() {
 }
 
 dev_server_start() {
-  local name=$1 bin api_port worker_port ops_port extra
+  local name=$1 bin extra attempt status
   shift
   for extra in "$@"; do
     # (not echoed: it may hold a secret)
     [[ $extra =~ ^[A-Za-z_][A-Za-z0-9_]*= ]] || die "dev_server_start: an argument is not VAR=VALUE"
   done
   bin=$(tasker_bin)
-  api_port=$(free_port)
-  worker_port=$(free_port)
-  [[ $api_port != "$worker_port" ]] || worker_port=$(free_port)
-  ops_port=$(free_port)
-  while [[ $ops_port == "$api_port" || $ops_port == "$worker_port" ]]; do ops_port=$(free_port); done
+  # A free port can be taken between the pick and tasker's bind; only that
+  # failure is retried, on new ports, with a new database.
+  for attempt in 1 2 3; do
+    status=0
+    dev_server_try "$name" "$bin" "$@" || status=$?
+    [[ $status -eq 2 ]] || return "$status"
+    echo "a port was taken before tasker bound it; retrying on other ports (attempt $attempt)" >&2
+    dev_server_stop_keep_tmp
+  done
+  die "tasker dev could not bind its ports in 3 attempts"
+}
+
+# 0: ready; 2: a port was in use (retry); otherwise it dies.
+dev_server_try() {
+  local name=$1 bin=$2 api_port worker_port ops_port
+  shift 2
+  api_port=$(free_port) || die "no free port"
+  worker_port=$(free_port) || die "no free port"
+  while [[ $worker_port == "$api_port" ]]; do worker_port=$(free_port) || die "no free port"; done
+  ops_port=$(free_port) || die "no free port"
+  while [[ $ops_port == "$api_port" || $ops_port == "$worker_port" ]]; do ops_port=$(free_port) || die "no free port"; done
   local suffix
   suffix="$(date +%s)_$$_${RANDOM}"
   DEV_DB="tasker_${name//-/_}_${suffix}"
   DEV_PREFIX="tasker-${name}-${suffix}"
   DEV_LOG=${DEV_LOG:-$DEV_TMP/tasker.log}
+  : >"$DEV_LOG"
   DEV_URL="http://127.0.0.1:$api_port"
   # shellcheck disable=SC2034 # read by the scripts that source this file
   DEV_OPS_URL="http://127.0.0.1:$ops_port"
@@ -108,6 +115,7 @@ dev_server_start() {
     if ! kill -0 "$DEV_PID" 2>/dev/null; then
       DEV_PID=""
       tail -n 30 "$DEV_LOG" >&2
+      grep -q "Address already in use" "$DEV_LOG" && return 2
       die "tasker dev exited before it was ready (log above)"
     fi
     if "$bin" probe "$DEV_URL/ready" 2>/dev/null; then
@@ -122,6 +130,13 @@ dev_server_start() {
 }
 
 dev_server_stop() {
+  dev_server_stop_keep_tmp
+  rm -rf "$DEV_TMP"
+}
+
+# Stops the service and drops its database and keys; keeps DEV_TMP (and so
+# DEV_LOG) for a retry.
+dev_server_stop_keep_tmp() {
   if [[ -n $DEV_PID ]]; then
     kill -TERM "$DEV_PID" 2>/dev/null || true
     # The worker's shutdown grace is 20 s; give it a little more.
@@ -152,7 +167,6 @@ dev_server_stop() {
     fi
     DEV_PREFIX=""
   fi
-  rm -rf "$DEV_TMP"
 }
 
 trap dev_server_stop EXIT

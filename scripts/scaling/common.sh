@@ -23,7 +23,8 @@ die() {
   exit 1
 }
 sql() { psql -XAtq -v ON_ERROR_STOP=1 -d "$1" -c "$2"; }
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# shellcheck source=.ci/lib/ports.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../../.ci/lib/ports.sh"
 
 stop_pid() {
   local pid=$1 i
