@@ -8,6 +8,35 @@ use serde_json::{Value, json};
 
 use crate::support::TestApp;
 
+/// Sequential scans of `tasks`, rows they read, and index scans, once the
+/// counters stop moving. Counters reach the statistics system within a
+/// second or so of each backend's last statement: read until the sequential
+/// ones stop moving (the reconciler's index scans go on), at most for a few
+/// seconds.
+async fn settled_scans(pool: &sqlx::PgPool) -> (i64, i64, i64) {
+    let read = || async {
+        let row: (i64, i64, i64) = sqlx::query_as(
+            "SELECT coalesce(seq_scan, 0), coalesce(seq_tup_read, 0), coalesce(idx_scan, 0) \
+             FROM pg_stat_user_tables WHERE relname = 'tasks'",
+        )
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        row
+    };
+    let mut last = read().await;
+    for _ in 0..5 {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let now = read().await;
+        let settled = (now.0, now.1) == (last.0, last.1);
+        last = now;
+        if settled {
+            break;
+        }
+    }
+    last
+}
+
 /// Tasks in the burst.
 const BURST: usize = 20_000;
 const BATCH: usize = 100;
@@ -76,30 +105,7 @@ async fn a_burst_on_a_never_analyzed_database_reads_no_table_by_scanning_it() {
     .await
     .expect("the burst finishes");
 
-    // Counters reach the statistics system within a second or so of each
-    // backend's last statement: read until the sequential ones stop moving
-    // (the reconciler's index scans go on), at most for a few seconds.
-    let read = || async {
-        let row: (i64, i64, i64) = sqlx::query_as(
-            "SELECT coalesce(seq_scan, 0), coalesce(seq_tup_read, 0), coalesce(idx_scan, 0) \
-             FROM pg_stat_user_tables WHERE relname = 'tasks'",
-        )
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-        row
-    };
-    let mut last = read().await;
-    for _ in 0..5 {
-        tokio::time::sleep(Duration::from_millis(1500)).await;
-        let now = read().await;
-        let settled = (now.0, now.1) == (last.0, last.1);
-        last = now;
-        if settled {
-            break;
-        }
-    }
-    let (seq_scans, seq_rows, index_scans) = last;
+    let (seq_scans, seq_rows, index_scans) = settled_scans(&pool).await;
     let per_task = seq_rows as f64 / total as f64;
     println!(
         "{total} tasks: {seq_scans} sequential scans read {seq_rows} rows \
@@ -109,4 +115,92 @@ async fn a_burst_on_a_never_analyzed_database_reads_no_table_by_scanning_it() {
         per_task < 1.0,
         "{seq_rows} rows read by {seq_scans} sequential scans for {total} tasks"
     );
+}
+
+#[tokio::test]
+async fn retention_reads_only_the_tasks_it_deletes_whatever_the_table_holds() {
+    // Many finished tasks within retention, written first (so a scan meets
+    // them before the expired ones), then expired tasks of every terminal
+    // status; never analyzed.
+    const KEPT: i64 = 60_000;
+    const EXPIRED: i64 = 3_000;
+    const BATCH: i64 = 1_000;
+    let app = TestApp::spawn_with(|_| {}, false).await;
+    let pool = app.env.pool().await;
+    sqlx::query(
+        "INSERT INTO tasks (id, task_name, task_parameters, queue, max_attempts, status, \
+         completed_at, created_at) \
+         SELECT gen_random_uuid(), 'sum', '{}'::jsonb, 'default', 1, \
+                (ARRAY['completed', 'failed', 'cancelled'])[1 + i % 3], \
+                now() - make_interval(days => CASE WHEN i <= $1 THEN 1 ELSE 40 END), \
+                now() - interval '40 days' \
+         FROM generate_series(1, $1 + $2) AS i",
+    )
+    .bind(KEPT)
+    .bind(EXPIRED)
+    .execute(&pool)
+    .await
+    .unwrap();
+    let before = deletion_scans(&pool).await;
+
+    let age = Duration::from_secs(30 * 24 * 3600);
+    let mut deleted = 0;
+    for _ in 0..10 {
+        let ids = app.services.store.purge_finished(age, BATCH).await.unwrap();
+        deleted += ids.len() as i64;
+        if (ids.len() as i64) < BATCH {
+            break;
+        }
+    }
+    assert_eq!(
+        deleted, EXPIRED,
+        "every expired task goes, whatever its status"
+    );
+    // A backend publishes its counters up to 10 s after its last
+    // statement; its deletes and its scans go together, so once every
+    // delete shows, every scan of the deleting statements does too. (Read
+    // before counting what is left: the count scans the table.)
+    let after = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let now = deletion_scans(&pool).await;
+            if now.3 - before.3 >= deleted {
+                return now;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+    .await
+    .expect("the deletes reach the statistics");
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM tasks")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(left, KEPT, "no task within retention goes");
+    let seq_rows = after.0 - before.0;
+    let index_rows = after.1 - before.1;
+    println!(
+        "{deleted} expired tasks deleted beside {KEPT} kept: {seq_rows} rows read by \
+         sequential scans, {index_rows} by {} index scans",
+        after.2 - before.2
+    );
+    // Each deleted task is found once by the retention index and once by
+    // its id; a plan that walks the kept tasks reads tens of thousands.
+    assert!(
+        seq_rows + index_rows <= 3 * deleted,
+        "retention read {seq_rows} rows by sequential scans and {index_rows} by index scans \
+         to delete {deleted}"
+    );
+}
+
+/// Rows of `tasks` read by sequential scans, read by index scans, index
+/// scans, and rows deleted.
+async fn deletion_scans(pool: &sqlx::PgPool) -> (i64, i64, i64, i64) {
+    sqlx::query_as(
+        "SELECT coalesce(seq_tup_read, 0), coalesce(idx_tup_fetch, 0), coalesce(idx_scan, 0), \
+                n_tup_del \
+         FROM pg_stat_user_tables WHERE relname = 'tasks'",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap()
 }
