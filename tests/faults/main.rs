@@ -19,6 +19,7 @@ mod audit;
 mod load;
 mod pgbouncer;
 mod redis_modes;
+mod redis_nodes;
 mod scenarios;
 
 use scenarios::{Fault, Outcome};

@@ -10,12 +10,14 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use redis::AsyncCommands;
-use redis::Value as RedisValue;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::audit::{Audit, install_completion_log};
 use crate::load::{self, Submissions};
+use crate::redis_nodes::{
+    flushall, kill, master_addr, master_ports, node_pid, owner_of, subscribers_on,
+};
 use crate::support::fake_llm::FakeLlm;
 use crate::support::processes::{Cluster, Process};
 use crate::support::{TestEnv, eventually};
@@ -261,6 +263,28 @@ async fn cluster_scenario(seed: String, dir: String) {
     assert!(problems.is_empty(), "{}", problems.join("; "));
     // The subscribers moved to another node (or back to the restarted one).
     service.long_polls_wake_on_every_replica().await;
+
+    // The fault suite's Redis fault, on the cluster: 2,000 more, and
+    // mid-load every master loses every key at once (queues, leases'
+    // messages, the cache, idempotency entries, tenants' counters).
+    let (seen, load) = service.load("cluster-flush");
+    eventually(|| async {
+        (seen.attempted.load(Ordering::SeqCst) >= TOTAL * 3 / 10).then_some(())
+    })
+    .await;
+    let masters = master_ports(&mut cluster).await;
+    println!("FLUSHALL on every master ({masters:?})");
+    for port in &masters {
+        flushall(&format!("redis://127.0.0.1:{port}")).await;
+    }
+    let _ = load.await;
+    let problems = service.audit(&seen).await;
+    assert!(
+        problems.is_empty(),
+        "after FLUSHALL: {}",
+        problems.join("; ")
+    );
+    service.long_polls_wake_on_every_replica().await;
     drop(service);
 }
 
@@ -300,85 +324,4 @@ async fn sentinel_scenario(sentinel: String, master_name: String) {
     // The subscribers followed the new master too.
     service.long_polls_wake_on_every_replica().await;
     drop(service);
-}
-
-/// The port of the master owning `key`'s slot, from `CLUSTER SLOTS`.
-async fn owner_of(cluster: &mut redis::cluster_async::ClusterConnection, key: &str) -> u16 {
-    let slot: i64 = redis::cmd("CLUSTER")
-        .arg("KEYSLOT")
-        .arg(key)
-        .query_async(cluster)
-        .await
-        .expect("CLUSTER KEYSLOT");
-    // Each range: first slot, last slot, then the master (host, port, id,
-    // metadata) and its replicas.
-    type Node = (String, i64, String, RedisValue);
-    let ranges: Vec<(i64, i64, Node)> = redis::cmd("CLUSTER")
-        .arg("SLOTS")
-        .query_async(cluster)
-        .await
-        .expect("CLUSTER SLOTS");
-    ranges
-        .into_iter()
-        .find(|(first, last, _)| (*first..=*last).contains(&slot))
-        .map(|(_, _, (_, port, ..))| u16::try_from(port).expect("a port"))
-        .expect("an owner of the slot")
-}
-
-/// Subscribers of `channel` on the Redis server at `url`.
-async fn subscribers_on(url: &str, channel: &str) -> i64 {
-    let client = redis::Client::open(url).expect("node url");
-    let mut connection = client
-        .get_multiplexed_async_connection()
-        .await
-        .expect("node connection");
-    let (_, count): (String, i64) = redis::cmd("PUBSUB")
-        .arg("NUMSUB")
-        .arg(channel)
-        .query_async(&mut connection)
-        .await
-        .expect("PUBSUB NUMSUB");
-    count
-}
-
-/// The process id of the Redis server at `url`.
-async fn node_pid(url: &str) -> u32 {
-    let client = redis::Client::open(url).expect("node url");
-    let mut connection = client
-        .get_multiplexed_async_connection()
-        .await
-        .expect("node connection");
-    let info: String = redis::cmd("INFO")
-        .arg("server")
-        .query_async(&mut connection)
-        .await
-        .expect("INFO server");
-    info.lines()
-        .find_map(|line| line.strip_prefix("process_id:"))
-        .and_then(|pid| pid.trim().parse().ok())
-        .expect("process_id in INFO")
-}
-
-fn kill(pid: u32) {
-    let status = std::process::Command::new("kill")
-        .args(["-KILL", &pid.to_string()])
-        .status()
-        .expect("kill");
-    assert!(status.success(), "kill -KILL {pid}");
-}
-
-/// `host:port` of the master the sentinel at `sentinel` names now.
-async fn master_addr(sentinel: &str, name: &str) -> String {
-    let client = redis::Client::open(sentinel).expect("sentinel url");
-    let mut connection = client
-        .get_multiplexed_async_connection()
-        .await
-        .expect("sentinel connection");
-    let (host, port): (String, String) = redis::cmd("SENTINEL")
-        .arg("GET-MASTER-ADDR-BY-NAME")
-        .arg(name)
-        .query_async(&mut connection)
-        .await
-        .expect("SENTINEL GET-MASTER-ADDR-BY-NAME");
-    format!("{host}:{port}")
 }
