@@ -84,15 +84,19 @@ static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 /// index; with sequential scans priced out, the planner never picks one
 /// because statistics are missing (a new install), stale (after a burst or
 /// a TRUNCATE) or say the table is small, which would read the whole table
-/// for each batch (docs/decisions.md, "Plans that never depend on
-/// statistics").
+/// for each batch. Bitmap scans are priced out for the same reason: a
+/// bitmap reads every index entry in range before a `LIMIT` can stop it, so
+/// a batch of 1,000 deletes from a backlog of a million expired tasks
+/// would read the million, batch after batch (docs/decisions.md, "Indexes
+/// of the tasks table").
 ///
 /// A session left idle inside a transaction (a quick task's claim, when its
 /// worker froze) is ended after `idle_in_transaction_session_timeout`, so
 /// the rows it locked go back to other workers (see `store::quick`); quick
 /// tasks run well within it.
-const SESSION_SETTINGS: [(&str, &str); 2] = [
+const SESSION_SETTINGS: [(&str, &str); 3] = [
     ("enable_seqscan", "off"),
+    ("enable_bitmapscan", "off"),
     ("idle_in_transaction_session_timeout", "15s"),
 ];
 

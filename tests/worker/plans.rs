@@ -8,16 +8,20 @@ use serde_json::{Value, json};
 
 use crate::support::TestApp;
 
-/// Sequential scans of `tasks`, rows they read, and index scans, once the
+/// Sequential scans of `tasks`, rows they read, index scans and the index
+/// entries they read, once the
 /// counters stop moving. Counters reach the statistics system within a
 /// second or so of each backend's last statement: read until the sequential
 /// ones stop moving (the reconciler's index scans go on), at most for a few
 /// seconds.
-async fn settled_scans(pool: &sqlx::PgPool) -> (i64, i64, i64) {
+async fn settled_scans(pool: &sqlx::PgPool) -> (i64, i64, i64, i64) {
     let read = || async {
-        let row: (i64, i64, i64) = sqlx::query_as(
-            "SELECT coalesce(seq_scan, 0), coalesce(seq_tup_read, 0), coalesce(idx_scan, 0) \
-             FROM pg_stat_user_tables WHERE relname = 'tasks'",
+        let row: (i64, i64, i64, i64) = sqlx::query_as(
+            "SELECT coalesce(t.seq_scan, 0), coalesce(t.seq_tup_read, 0), \
+                    coalesce(t.idx_scan, 0), \
+                    (SELECT coalesce(sum(i.idx_tup_read), 0)::int8 FROM pg_stat_user_indexes i \
+                     WHERE i.relid = t.relid) \
+             FROM pg_stat_user_tables t WHERE t.relname = 'tasks'",
         )
         .fetch_one(pool)
         .await
@@ -105,11 +109,13 @@ async fn a_burst_on_a_never_analyzed_database_reads_no_table_by_scanning_it() {
     .await
     .expect("the burst finishes");
 
-    let (seq_scans, seq_rows, index_scans) = settled_scans(&pool).await;
+    let (seq_scans, seq_rows, index_scans, index_entries) = settled_scans(&pool).await;
     let per_task = seq_rows as f64 / total as f64;
     println!(
         "{total} tasks: {seq_scans} sequential scans read {seq_rows} rows \
-         ({per_task:.3} per task); {index_scans} index scans"
+         ({per_task:.3} per task); {index_scans} index scans read {index_entries} index \
+         entries ({:.2} per task)",
+        index_entries as f64 / total as f64
     );
     assert!(
         per_task < 1.0,
@@ -122,8 +128,8 @@ async fn retention_reads_only_the_tasks_it_deletes_whatever_the_table_holds() {
     // Many finished tasks within retention, written first (so a scan meets
     // them before the expired ones), then expired tasks of every terminal
     // status; never analyzed.
-    const KEPT: i64 = 60_000;
-    const EXPIRED: i64 = 3_000;
+    const KEPT: i64 = 40_000;
+    const EXPIRED: i64 = 20_000;
     const BATCH: i64 = 1_000;
     let app = TestApp::spawn_with(|_| {}, false).await;
     let pool = app.env.pool().await;
@@ -145,7 +151,7 @@ async fn retention_reads_only_the_tasks_it_deletes_whatever_the_table_holds() {
 
     let age = Duration::from_secs(30 * 24 * 3600);
     let mut deleted = 0;
-    for _ in 0..10 {
+    for _ in 0..=EXPIRED / BATCH {
         let ids = app.services.store.purge_finished(age, BATCH).await.unwrap();
         deleted += ids.len() as i64;
         if (ids.len() as i64) < BATCH {
@@ -183,22 +189,28 @@ async fn retention_reads_only_the_tasks_it_deletes_whatever_the_table_holds() {
          sequential scans, {index_rows} by {} index scans",
         after.2 - before.2
     );
-    // Each deleted task is found once by the retention index and once by
-    // its id; a plan that walks the kept tasks reads tens of thousands.
+    // Each deleted task costs an entry of the retention index, one of the
+    // primary key, and the odd entry of a task deleted by an earlier batch
+    // and not yet vacuumed: about three. A plan that walks the kept tasks,
+    // or reads every expired task's entry for each batch (a bitmap scan:
+    // 250,000 entries here), reads many times more, and more as the
+    // backlog grows.
     assert!(
-        seq_rows + index_rows <= 3 * deleted,
+        seq_rows + index_rows <= 5 * deleted,
         "retention read {seq_rows} rows by sequential scans and {index_rows} by index scans \
          to delete {deleted}"
     );
 }
 
-/// Rows of `tasks` read by sequential scans, read by index scans, index
-/// scans, and rows deleted.
+/// Rows of `tasks` read by sequential scans, entries read from its indexes
+/// (by plain and bitmap index scans alike), index scans, and rows deleted.
 async fn deletion_scans(pool: &sqlx::PgPool) -> (i64, i64, i64, i64) {
     sqlx::query_as(
-        "SELECT coalesce(seq_tup_read, 0), coalesce(idx_tup_fetch, 0), coalesce(idx_scan, 0), \
-                n_tup_del \
-         FROM pg_stat_user_tables WHERE relname = 'tasks'",
+        "SELECT coalesce(t.seq_tup_read, 0), \
+                (SELECT coalesce(sum(i.idx_tup_read), 0)::int8 FROM pg_stat_user_indexes i \
+                 WHERE i.relid = t.relid), \
+                coalesce(t.idx_scan, 0), t.n_tup_del \
+         FROM pg_stat_user_tables t WHERE t.relname = 'tasks'",
     )
     .fetch_one(pool)
     .await
