@@ -50,7 +50,7 @@ clients-check:
 pgbouncer-check:
     .ci/pgbouncer-check
 
-# Benchmark: release api and worker against local PostgreSQL and Redis (options: --quick, --cases f,g,h,i, … see scripts/bench.sh --help); report in target/bench/report.md
+# Benchmark: release api and worker against local PostgreSQL and Redis (options: --quick, --cases f,j,k, … see scripts/bench.sh --help); report in target/bench/report.md
 bench *ARGS:
     bash scripts/bench.sh {{ARGS}}
 

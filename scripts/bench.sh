@@ -16,6 +16,10 @@
 #   (h) end to end with auth on, tasks spread over 8 tenants, beside one;
 #   (i) 20,000 tasks on a fresh database, one per call (32 in flight)
 #       and 100 per call to POST /run-tasks (8 in flight);
+#   (j) retention at peak: as (f), with a day-old history expiring as fast
+#       as tasks arrive, retention on and off in turn;
+#   (k) latency: submit → result through `wait=` with one client, and the
+#       submit p99 at half the maximum rate (worker running);
 # plus the cost curve (1 to 512 clients; 1,000 and 10,000 tasks) and the
 # round trips and CPU each task costs. Every figure is the median of --runs
 # runs with its min-max spread. The report goes to target/bench/report.md.
@@ -32,7 +36,7 @@ Usage: scripts/bench.sh [options]
   --quick          smoke test: 1 run, 5 s per load, 5,000-task end to end,
                    no cost curve
   --cases LIST     which cases to measure, comma-separated letters
-                   (default a,b,c,d,e,f,g,h,i: all); d (memory) is read
+                   (default a,b,c,d,e,f,g,h,i,j,k: all); d (memory) is read
                    during a, b and c; c reads the tasks b leaves, so c
                    runs b; the cost curve and cost per task come with b
   --runs N         runs per measurement (default 3; 1 with --quick)
@@ -74,7 +78,7 @@ PROFILE=0
 IDLE_WAIT=30
 CUSTOM_BIN=0
 SETTINGS=()
-CASES=a,b,c,d,e,f,g,h,i
+CASES=a,b,c,d,e,f,g,h,i,j,k
 while (($# > 0)); do
   case $1 in
     --quick) QUICK=1 ;;
@@ -140,7 +144,7 @@ fi
 [[ $RUNS =~ ^[1-9][0-9]*$ ]] || { echo "--runs needs a positive integer" >&2; exit 2; }
 [[ $DURATION =~ ^[1-9][0-9]*$ ]] || { echo "--duration needs whole seconds" >&2; exit 2; }
 [[ $IDLE_WAIT =~ ^[0-9]+$ ]] || { echo "--idle-wait needs whole seconds" >&2; exit 2; }
-[[ $CASES =~ ^[a-i](,[a-i])*$ ]] || { echo "--cases needs letters a to i, comma-separated" >&2; exit 2; }
+[[ $CASES =~ ^[a-k](,[a-k])*$ ]] || { echo "--cases needs letters a to k, comma-separated" >&2; exit 2; }
 
 has_case() { [[ ,$CASES, == *,$1,* ]]; }
 # (c) reads the tasks the last (b) run finished.
@@ -160,6 +164,11 @@ CURVE_TASKS=(1000 10000)
 TENANTS=8
 BATCH_SIZE=100
 BATCH_CLIENTS=8
+# (j): finished tasks reaching retention per second (the service's own
+# end-to-end peak on a 2-core machine, about 5,000 tasks/s), and seconds of
+# them already expired at the start.
+EXPIRING_RATE=5000
+EXPIRING_BACKLOG=5
 ((FULL)) && CURVE_TASKS+=(100000)
 
 log() { printf '\n== %s\n' "$*"; }
@@ -616,6 +625,79 @@ measure_shapes() {
   done
 }
 
+# (j) Retention at the service's peak: as (f), on a table that also holds
+# finished tasks reaching retention.days = 1 at EXPIRING_RATE per second
+# (yesterday's traffic at the same peak), with retention off and on in turn
+# (the order swapped every run). Passes every second, so that deleting
+# runs through the whole load; the default interval gives each pass more to
+# do, worked off at the rate measured here.
+measure_retention() {
+  log "(j) retention at peak: POST /run-task at 32 clients for ${DURATION}s while $EXPIRING_RATE tasks/s expire; retention off and on"
+  local run mode order days
+  for ((run = 1; run <= RUNS; run++)); do
+    order=(off on)
+    ((run % 2 == 0)) && order=(on off)
+    for mode in "${order[@]}"; do
+      days=0
+      [[ $mode == on ]] && days=1
+      echo "-- retention $mode, run $run/$RUNS"
+      new_fresh_db "j${run}_$mode"
+      TASKER_RETENTION__DAYS=$days TASKER_RETENTION__INTERVAL_SECONDS=1 \
+        start_services "$FRESH_URL" false 1
+      idle_gate
+      "${DRIVER[@]}" mixed --out "$RESULTS" --log "$LOGS/wrk.log" \
+        --rss api="$API_PID" --rss worker="$WORKER_PID" \
+        --api "$API" --api-metrics "$API_METRICS" --worker-metrics "$WORKER/metrics" \
+        --db "$FRESH_URL" --timeout 600 --expiring "$EXPIRING_RATE" \
+        --expiring-backlog "$EXPIRING_BACKLOG" --expiring-ahead $((DURATION + 15)) \
+        --field phase=retention --field retention="$mode" --field run="$run" -- \
+        wrk -t2 -c32 "-d${DURATION}s" --timeout 10s --latency -s "$HELPERS/post.lua" "$API" ||
+        echo "   (run incomplete; recorded as such)"
+      stop_services
+      drop_fresh_dbs
+    done
+  done
+}
+
+# (k) Latency, api and one worker on the steady-state table: one client
+# submitting a task and reading its result with `wait=` (submit → result),
+# then wrk at 32 connections as fast as they go (the maximum), then paced
+# to half the rate that run reached.
+measure_latency() {
+  log "(k) latency: submit → result with one client; submit p99 at half the maximum rate"
+  local run max delay
+  start_services "$DB_URL" false 1
+  for ((run = 1; run <= RUNS; run++)); do
+    echo "-- one client, submit → result, run $run/$RUNS"
+    reset_tasks
+    idle_gate
+    "${DRIVER[@]}" roundtrip --out "$RESULTS" --api "$API" --n 2000 \
+      --field phase=latency --field run="$run" || echo "   (run incomplete; recorded as such)"
+    echo "-- POST /run-task, 32 clients, as fast as they go, run $run/$RUNS"
+    reset_tasks
+    idle_gate
+    "${DRIVER[@]}" wrk --out "$RESULTS" --log "$LOGS/wrk.log" --rss api="$API_PID" \
+      --field phase=latency_max --field run="$run" -- \
+      wrk -t2 -c32 "-d${DURATION}s" --timeout 10s --latency -s "$HELPERS/post.lua" "$API"
+    read -r max delay < <(tail -n 1 "$RESULTS" | python3 -c '
+import json, sys
+r = json.load(sys.stdin)
+# At half the rate each of 32 connections sends one request every
+# 64 / max seconds: the pause is that less the time a request takes
+# (about its p50 at the maximum, a little less at half of it).
+print(r["rps"], max(1, round(64000 / max(1.0, r["rps"]) - 0.6 * r["p50_ms"])))')
+    echo "-- POST /run-task, 32 clients paced to half of $max req/s (${delay} ms apart), run $run/$RUNS"
+    reset_tasks
+    idle_gate
+    "${DRIVER[@]}" wrk --out "$RESULTS" --log "$LOGS/wrk.log" --rss api="$API_PID" \
+      --field phase=latency_half --field run="$run" --field max_rps="$max" \
+      --field delay_ms="$delay" -- \
+      wrk -t2 -c32 "-d${DURATION}s" --timeout 10s --latency -s "$HELPERS/post_paced.lua" \
+      "$API" -- "$delay"
+  done
+  stop_services
+}
+
 # (a) at every client count, the api alone.
 measure_submit_curve() {
   start_api
@@ -745,6 +827,12 @@ main() {
   if has_case i; then
     measure_shapes
   fi
+  if has_case j; then
+    measure_retention
+  fi
+  if has_case k; then
+    measure_latency
+  fi
 
   if has_case a; then
     measure_submit_curve
@@ -768,6 +856,7 @@ main() {
     --meta elapsed_s="$elapsed" --meta e2e_clients="$E2E_CLIENTS" --meta cases="$CASES" \
     --meta batch_size="$BATCH_SIZE" --meta batch_clients="$BATCH_CLIENTS" \
     --meta tenants="$TENANTS" --meta e2e_n="$E2E_MAIN" \
+    --meta expiring_rate="$EXPIRING_RATE" --meta expiring_backlog="$EXPIRING_BACKLOG" \
     --meta commit="$(binary_version)" \
     --meta cpus="$(nproc)" --meta idle_load="$idle_load" \
     --meta settings="${SETTINGS[*]}" \

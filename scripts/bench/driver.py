@@ -654,14 +654,90 @@ def stored_rate(summary):
     return round(finished / span, 1) if span > 0 else 0.0
 
 
+# Case (j): finished tasks that reach retention.days = 1 during the run, at
+# a steady rate, as yesterday's traffic at the same peak would. Their
+# created_at lies before SEED_CUTOFF, so the run's own figures leave them
+# out; their ids are UUIDv7 of their completion time, as the service's are.
+EXPIRING_SQL = """
+INSERT INTO tasks (id, task_name, task_parameters, status, task_output, queue, attempts,
+                   max_attempts, request_id, run_after, dispatched_at, created_at,
+                   started_at, completed_at, updated_at)
+SELECT (lpad(to_hex((extract(epoch FROM ts) * 1000)::bigint), 12, '0') || '7'
+        || substr(h, 1, 3) || '8' || substr(h, 4, 15))::uuid,
+       'sum', '{{"a": 1, "b": 2}}', 'completed', '{{"result": 3}}', 'default', 1, 3, h,
+       ts, ts, timestamptz '2000-06-01' + g * interval '1 microsecond', ts, ts, ts
+FROM generate_series(0, {n} - 1) AS g,
+     LATERAL (SELECT md5('expiring' || g) AS h,
+                     to_timestamp({anchor}) - interval '1 day'
+                     + make_interval(secs => g / {rate}::float8 - {backlog}) AS ts) m
+"""
+# Rows the fill writes per second, for the moment its schedule starts at
+# (measured: about 40,000 per second with the CHECKPOINT after it).
+FILL_ROWS_PER_S = 25_000
+
+
+def fill_expiring(dburl, rate, backlog, ahead):
+    """Inserts finished tasks that pass retention (1 day) at `rate` per
+    second: `backlog` seconds of them already past it when the schedule
+    starts, and `ahead` seconds more after. The schedule starts when the
+    fill is expected to be done; this waits for that moment and returns the
+    count and the moment (epoch), later than planned if the fill was slow."""
+    n = int(rate * (backlog + ahead))
+    anchor = time.time() + 1 + n / FILL_ROWS_PER_S
+    psql(dburl, EXPIRING_SQL.format(n=n, rate=rate, backlog=backlog, anchor=anchor))
+    psql(dburl, "CHECKPOINT")
+    late = time.time() - anchor
+    if late < 0:
+        time.sleep(-late)
+    return n, anchor
+
+
+def expiring_left(dburl):
+    """Tasks of the schedule still stored, and of those, the ones past
+    retention now (left behind). Both read the retention index: the
+    schedule's tasks finished about a day ago, the run's own just now."""
+    row = psql(dburl, (
+        "SET enable_seqscan = off; SET enable_bitmapscan = off; "
+        "SELECT count(*), count(*) FILTER (WHERE completed_at < now() - interval '1 day') "
+        "FROM tasks WHERE status IN ('completed', 'failed', 'cancelled') "
+        "AND completed_at < now() - interval '12 hours'"))
+    stored, expired = row.splitlines()[-1].split("\t")
+    return int(stored), int(expired)
+
+
+def retention_fields(fill, anchor, at_load_end, load_end, at_drain, drained_at):
+    """What retention did in case (j): deleted during the load and in all,
+    per second, and what it left behind (expired but still stored)."""
+    n, rate, backlog = fill
+    due_at_load_end = min(n, int((load_end - anchor + backlog) * rate))
+    return {
+        "expiring_rate": rate,
+        "expiring_filled": n,
+        "expired_by_load_end": due_at_load_end,
+        "deleted_during_load": n - at_load_end[0],
+        "deletes_per_s_during_load": round((n - at_load_end[0]) / max(1e-6, load_end - anchor), 1),
+        "left_expired_at_load_end": at_load_end[1],
+        "deleted": n - at_drain[0],
+        "deletes_per_s": round((n - at_drain[0]) / max(1e-6, drained_at - anchor), 1),
+        "left_expired": at_drain[1],
+    }
+
+
 def cmd_mixed(args):
     """Submits with wrk for a fixed time while the api and a worker run,
     then waits until the worker has finished every task the api accepted
     (its tasker_tasks_submitted_total). Records wrk's figures, the rate
     from the first created_at to the last completed_at, and what reading
-    the `tasks` table cost PostgreSQL per task."""
+    the `tasks` table cost PostgreSQL per task. With --expiring RATE, first
+    fills the table with tasks that pass retention during the run (case
+    (j)), and records how retention kept up."""
     pids = named_pids(args.rss)
     reset_peak_rss(pids)
+    fill = None
+    if args.expiring:
+        n, fill_at = fill_expiring(args.db, args.expiring, args.expiring_backlog,
+                                   args.expiring_ahead)
+        fill = (n, args.expiring, args.expiring_backlog)
     submitted0 = prometheus_sum(args.api_metrics, "tasker_tasks_submitted_total")
     completed0 = prometheus_sum(args.worker_metrics, "tasker_tasks_completed_total")
     pg0 = pg_counters(args.db)
@@ -672,12 +748,18 @@ def cmd_mixed(args):
     if parsed is None:
         print(f"wrk failed (exit {code}): {stderr.strip()[:500]}", file=sys.stderr)
         return 1
+    if fill:
+        load_end = time.time()
+        at_load_end = expiring_left(args.db)
     # Requests in flight when wrk stopped may still be stored: let them land.
     time.sleep(0.5)
     accepted = prometheus_sum(args.api_metrics, "tasker_tasks_submitted_total") - submitted0
     finished, done = wait_completed(args.worker_metrics, completed0, accepted,
                                     time.monotonic() + args.timeout)
     drained = time.monotonic() - start
+    if fill:
+        retention = retention_fields(fill, fill_at, at_load_end, load_end,
+                                     expiring_left(args.db), time.time())
     cpu1 = cpu_snapshot(pids)
     flush_pg_stats(ready_urls(args), args.pokes)
     pg1 = pg_counters(args.db)
@@ -697,6 +779,8 @@ def cmd_mixed(args):
     record.update(wrk_fields(parsed))
     record.update({k: v for k, v in summary.items()
                    if k not in ("first_created", "last_completed")})
+    if fill:
+        record.update(retention)
     record.update(peak_rss(pids))
     record.update(extra_fields(args.field))
     append(args.out, record)
@@ -704,7 +788,67 @@ def cmd_mixed(args):
           f"{summary['stored']} tasks, end to end {record['tasks_per_s']:.0f} tasks/s; "
           f"{record['tasks_seq_tup_read'] / tasks:.1f} rows read by sequential scans "
           f"per task ({record['tasks_seq_scans']} scans)")
+    if fill:
+        print(f"  retention: {retention['deleted_during_load']} of "
+              f"{retention['expired_by_load_end']} expired deleted during the load "
+              f"({retention['deletes_per_s_during_load']:.0f}/s), "
+              f"{retention['left_expired']} expired left at the end")
     return 0 if finished else 1
+
+
+def cmd_roundtrip(args):
+    """One client, one task at a time: POST /run-task, then
+    GET /tasks/{id}?wait=… until it answers finished, on one kept-alive
+    connection. Records the percentiles of submit → result (case (k))."""
+    parts = urllib.parse.urlsplit(args.api)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    body = json.dumps({"task_name": "sum", "a": 1, "b": 2})
+    headers = {"Content-Type": "application/json"}
+    # The floor under every round trip: two requests the api answers at
+    # once (this client's own time, HTTP, the api's routing).
+    floor = []
+    for _ in range(500):
+        start = time.perf_counter()
+        for _ in range(2):
+            conn.request("GET", "/health")
+            conn.getresponse().read()
+        floor.append((time.perf_counter() - start) * 1000)
+    floor.sort()
+    took, failures = [], 0
+    deadline = time.monotonic() + args.timeout
+    for i in range(args.warmup + args.n):
+        if time.monotonic() > deadline:
+            break
+        start = time.perf_counter()
+        conn.request("POST", "/run-task", body, headers)
+        response = conn.getresponse()
+        answer = json.loads(response.read() or b"{}")
+        task = answer.get("task_uuid")
+        status = None
+        while task and status not in ("completed", "failed", "cancelled"):
+            conn.request("GET", f"/tasks/{task}?wait={args.wait}")
+            response = conn.getresponse()
+            status = json.loads(response.read() or b"{}").get("status")
+            if response.status != 200:
+                break
+        elapsed = time.perf_counter() - start
+        if status != "completed":
+            failures += 1
+        elif i >= args.warmup:
+            took.append(elapsed * 1000)
+    conn.close()
+    took.sort()
+    record = {"kind": "roundtrip", "n": len(took), "failures": failures,
+              "p50_ms": round(percentile(took, 50), 3), "p90_ms": round(percentile(took, 90), 3),
+              "p99_ms": round(percentile(took, 99), 3),
+              "max_ms": round(took[-1], 3) if took else 0.0,
+              "floor_p50_ms": round(percentile(floor, 50), 3)}
+    record.update(extra_fields(args.field))
+    append(args.out, record)
+    print(f"  submit → result, one client: p50 {record['p50_ms']:.2f} ms, "
+          f"p99 {record['p99_ms']:.2f} ms over {len(took)} tasks ({failures} not completed); "
+          f"two GET /health take {record['floor_p50_ms']:.2f} ms")
+    return 0 if took and not failures else 1
 
 
 def pg_counters(dburl):
@@ -1101,8 +1245,23 @@ def main():
     p.add_argument("--timeout", type=int, default=300,
                    help="seconds to wait, after wrk, for the accepted tasks to finish")
     p.add_argument("--pokes", type=int, default=25)
+    p.add_argument("--expiring", type=float,
+                   help="case (j): finished tasks reaching retention per second")
+    p.add_argument("--expiring-backlog", type=float, default=0,
+                   help="seconds of them already past retention at the start")
+    p.add_argument("--expiring-ahead", type=float, default=60,
+                   help="seconds of them still to expire after the start")
     p.add_argument("command", nargs="+")
     p.set_defaults(func=cmd_mixed)
+
+    p = sub.add_parser("roundtrip")
+    common(p)
+    p.add_argument("--api", required=True)
+    p.add_argument("--n", type=int, default=2000)
+    p.add_argument("--warmup", type=int, default=100)
+    p.add_argument("--wait", type=int, default=5, help="the wait= of each read, seconds")
+    p.add_argument("--timeout", type=int, default=120)
+    p.set_defaults(func=cmd_roundtrip)
 
     p = sub.add_parser("pgbench")
     common(p)

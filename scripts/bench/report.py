@@ -15,6 +15,8 @@ import sys
 
 sys.dont_write_bytecode = True  # no __pycache__ in scripts/bench/
 import report_cases  # noqa: E402  (after the line above)
+import report_latency  # noqa: E402
+import report_retention  # noqa: E402
 
 # The targets of issue #7.
 TARGET_SUBMIT_RATIO = 0.8
@@ -346,6 +348,8 @@ def write(results, meta, out, profile=None, perf_summary=None):
 
     # --- (f) to (i) ---------------------------------------------------------------
     report_cases.write(results, meta, add)
+    report_retention.write(results, meta, add)
+    report_latency.write(results, meta, add)
 
     # --- accounting ------------------------------------------------------------
     account = results.select(kind="account")

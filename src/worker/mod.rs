@@ -34,6 +34,13 @@ const POP_BLOCK: Duration = Duration::from_secs(1);
 /// How often due retries are moved to the ready queues.
 const PROMOTE_INTERVAL: Duration = Duration::from_millis(200);
 const PROMOTE_BATCH: usize = 500;
+/// Pops in flight at once: each takes at most this share of the
+/// concurrency, so that while one batch of quick tasks waits on its
+/// transaction, the next is popped and claimed instead of every slot
+/// waiting on the same round trips. Two drained a backlog of 60,000 `sum`
+/// tasks 6% faster than one (medians of 3); four, in smaller batches, 19%
+/// slower (docs/performance.md).
+const PIPELINED_POPS: usize = 2;
 
 /// One worker process's state, shared by its loops and in-flight tasks.
 /// Cloned for every task, so one `Arc`.
@@ -139,6 +146,7 @@ impl Worker {
             POP_BLOCK,
         )?;
         let permits = Arc::new(Semaphore::new(self.config.concurrency.get()));
+        let max_pop = self.config.concurrency.get().div_ceil(PIPELINED_POPS);
         let mut in_flight = JoinSet::new();
         let mut backoff = Backoff::new();
         while !shutdown.is_triggered() {
@@ -153,9 +161,12 @@ impl Worker {
                 self.wait_for_database(&shutdown).await;
                 continue;
             }
-            // Take as many messages as there are free slots, in one call.
+            // Take as many messages as there are free slots, in one call,
+            // up to a pipelined pop's share.
             let mut slots = vec![permit];
-            while let Ok(permit) = permits.clone().try_acquire_owned() {
+            while slots.len() < max_pop
+                && let Ok(permit) = permits.clone().try_acquire_owned()
+            {
                 slots.push(permit);
             }
             // Connected and about to pop: this worker is taking tasks.
