@@ -8,8 +8,10 @@
 #                           Chromium with its own profile that can reach
 #                           127.0.0.1 and nothing else
 
+# (GitHub's Ubuntu runners carry Google Chrome instead.)
 find_chromium() {
-  command -v chromium || command -v chromium-browser || true
+  command -v chromium || command -v chromium-browser || command -v google-chrome \
+    || command -v google-chrome-stable || true
 }
 
 ensure_chromium() {
