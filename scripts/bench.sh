@@ -514,6 +514,18 @@ pgbench_beside() {
     -j "$(threads_for "$pg_clients")" -T "$DURATION" "$PGBENCH_URL"
 }
 
+# wrk posting `sum` tasks at 32 clients for --duration seconds while the
+# api and a worker run on FRESH_URL, then drained (the driver's `mixed`);
+# the arguments go to the driver (fields, and (j)'s expiring tasks).
+mixed_load() {
+  "${DRIVER[@]}" mixed --out "$RESULTS" --log "$LOGS/wrk.log" \
+    --rss api="$API_PID" --rss worker="$WORKER_PID" \
+    --api "$API" --api-metrics "$API_METRICS" --worker-metrics "$WORKER/metrics" \
+    --db "$FRESH_URL" --timeout 600 "$@" -- \
+    wrk -t2 -c32 "-d${DURATION}s" --timeout 10s --latency -s "$HELPERS/post.lua" "$API" ||
+    echo "   (run incomplete; recorded as such)"
+}
+
 # (f) The first minute of a new deployment: a database just migrated, the
 # api and one worker started on it, wrk submitting at 32 clients for
 # --duration seconds; then every accepted task is run.
@@ -525,12 +537,7 @@ measure_fresh() {
     new_fresh_db "f$run"
     start_services "$FRESH_URL" false 1
     idle_gate
-    "${DRIVER[@]}" mixed --out "$RESULTS" --log "$LOGS/wrk.log" \
-      --rss api="$API_PID" --rss worker="$WORKER_PID" \
-      --api "$API" --api-metrics "$API_METRICS" --worker-metrics "$WORKER/metrics" \
-      --db "$FRESH_URL" --timeout 600 --field phase=fresh --field run="$run" -- \
-      wrk -t2 -c32 "-d${DURATION}s" --timeout 10s --latency -s "$HELPERS/post.lua" "$API" ||
-      echo "   (run incomplete; recorded as such)"
+    mixed_load --field phase=fresh --field run="$run"
     stop_services
     drop_fresh_dbs
     pgbench_beside fresh_pgbench "$run"
@@ -645,14 +652,9 @@ measure_retention() {
       TASKER_RETENTION__DAYS=$days TASKER_RETENTION__INTERVAL_SECONDS=1 \
         start_services "$FRESH_URL" false 1
       idle_gate
-      "${DRIVER[@]}" mixed --out "$RESULTS" --log "$LOGS/wrk.log" \
-        --rss api="$API_PID" --rss worker="$WORKER_PID" \
-        --api "$API" --api-metrics "$API_METRICS" --worker-metrics "$WORKER/metrics" \
-        --db "$FRESH_URL" --timeout 600 --expiring "$EXPIRING_RATE" \
-        --expiring-backlog "$EXPIRING_BACKLOG" --expiring-ahead $((DURATION + 15)) \
-        --field phase=retention --field retention="$mode" --field run="$run" -- \
-        wrk -t2 -c32 "-d${DURATION}s" --timeout 10s --latency -s "$HELPERS/post.lua" "$API" ||
-        echo "   (run incomplete; recorded as such)"
+      mixed_load --expiring "$EXPIRING_RATE" --expiring-backlog "$EXPIRING_BACKLOG" \
+        --expiring-ahead $((DURATION + 15)) \
+        --field phase=retention --field retention="$mode" --field run="$run"
       stop_services
       drop_fresh_dbs
     done

@@ -8,14 +8,10 @@ maximum comes from wrk at 32 connections, each pausing between requests so
 that together they offer half the rate an unpaced run reached just before.
 """
 
-from report_cases import median, spread, verdict
+from report_cases import median, ms, spread, verdict
 
 TARGET_ROUNDTRIP_P50_MS = 3.0
 TARGET_HALF_RATE_P99_MS = 25.0
-
-
-def ms(value):
-    return f"{value:.2f} ms" if value < 10 else f"{value:.1f} ms"
 
 
 def rate(value):
