@@ -8,31 +8,42 @@ use serde_json::{Value, json};
 
 use crate::support::TestApp;
 
-/// Sequential scans of `tasks`, rows they read, index scans and the index
-/// entries they read, once the
-/// counters stop moving. Counters reach the statistics system within a
-/// second or so of each backend's last statement: read until the sequential
-/// ones stop moving (the reconciler's index scans go on), at most for a few
-/// seconds.
-async fn settled_scans(pool: &sqlx::PgPool) -> (i64, i64, i64, i64) {
-    let read = || async {
-        let row: (i64, i64, i64, i64) = sqlx::query_as(
-            "SELECT coalesce(t.seq_scan, 0), coalesce(t.seq_tup_read, 0), \
-                    coalesce(t.idx_scan, 0), \
-                    (SELECT coalesce(sum(i.idx_tup_read), 0)::int8 FROM pg_stat_user_indexes i \
-                     WHERE i.relid = t.relid) \
-             FROM pg_stat_user_tables t WHERE t.relname = 'tasks'",
-        )
-        .fetch_one(pool)
-        .await
-        .unwrap();
-        row
-    };
-    let mut last = read().await;
+/// What PostgreSQL's statistics say was read from `tasks` and written to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::FromRow)]
+struct TableReads {
+    seq_scans: i64,
+    /// Rows read by sequential scans.
+    seq_rows: i64,
+    index_scans: i64,
+    /// Entries read from the table's indexes, by plain and bitmap scans.
+    index_entries: i64,
+    deleted: i64,
+}
+
+async fn table_reads(pool: &sqlx::PgPool) -> TableReads {
+    sqlx::query_as(
+        "SELECT coalesce(t.seq_scan, 0) AS seq_scans, coalesce(t.seq_tup_read, 0) AS seq_rows, \
+                coalesce(t.idx_scan, 0) AS index_scans, \
+                (SELECT coalesce(sum(i.idx_tup_read), 0)::int8 FROM pg_stat_user_indexes i \
+                 WHERE i.relid = t.relid) AS index_entries, \
+                t.n_tup_del AS deleted \
+         FROM pg_stat_user_tables t WHERE t.relname = 'tasks'",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
+/// [`table_reads`] once the sequential counters stop moving. Counters reach
+/// the statistics system within a second or so of each backend's last
+/// statement: read until they settle (the reconciler's index scans go on),
+/// at most for a few seconds.
+async fn settled_reads(pool: &sqlx::PgPool) -> TableReads {
+    let mut last = table_reads(pool).await;
     for _ in 0..5 {
         tokio::time::sleep(Duration::from_millis(1500)).await;
-        let now = read().await;
-        let settled = (now.0, now.1) == (last.0, last.1);
+        let now = table_reads(pool).await;
+        let settled = (now.seq_scans, now.seq_rows) == (last.seq_scans, last.seq_rows);
         last = now;
         if settled {
             break;
@@ -51,6 +62,10 @@ async fn a_burst_on_a_never_analyzed_database_reads_no_table_by_scanning_it() {
         |c| {
             c.worker.concurrency = 64.try_into().unwrap();
             c.api.max_batch_size = BATCH.try_into().unwrap();
+            // As deployed (the suite's 1 s would have the reconciler look
+            // at a slow machine's backlog every second, and the index
+            // reads per task depend on the machine's speed).
+            c.worker.reconcile_interval_seconds = 5.try_into().unwrap();
         },
         true,
     )
@@ -121,7 +136,13 @@ async fn a_burst_on_a_never_analyzed_database_reads_no_table_by_scanning_it() {
     .await
     .expect("the burst finishes");
 
-    let (seq_scans, seq_rows, index_scans, index_entries) = settled_scans(&pool).await;
+    let TableReads {
+        seq_scans,
+        seq_rows,
+        index_scans,
+        index_entries,
+        ..
+    } = settled_reads(&pool).await;
     let per_task = seq_rows as f64 / total as f64;
     println!(
         "{total} tasks: {seq_scans} sequential scans read {seq_rows} rows \
@@ -174,7 +195,7 @@ async fn retention_reads_only_the_tasks_it_deletes_whatever_the_table_holds() {
     .execute(&pool)
     .await
     .unwrap();
-    let before = deletion_scans(&pool).await;
+    let before = table_reads(&pool).await;
 
     let age = Duration::from_secs(30 * 24 * 3600);
     let mut deleted = 0;
@@ -195,8 +216,8 @@ async fn retention_reads_only_the_tasks_it_deletes_whatever_the_table_holds() {
     // before counting what is left: the count scans the table.)
     let after = tokio::time::timeout(Duration::from_secs(30), async {
         loop {
-            let now = deletion_scans(&pool).await;
-            if now.3 - before.3 >= deleted {
+            let now = table_reads(&pool).await;
+            if now.deleted - before.deleted >= deleted {
                 return now;
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
@@ -209,12 +230,12 @@ async fn retention_reads_only_the_tasks_it_deletes_whatever_the_table_holds() {
         .await
         .unwrap();
     assert_eq!(left, KEPT, "no task within retention goes");
-    let seq_rows = after.0 - before.0;
-    let index_rows = after.1 - before.1;
+    let seq_rows = after.seq_rows - before.seq_rows;
+    let index_rows = after.index_entries - before.index_entries;
     println!(
         "{deleted} expired tasks deleted beside {KEPT} kept: {seq_rows} rows read by \
          sequential scans, {index_rows} by {} index scans",
-        after.2 - before.2
+        after.index_scans - before.index_scans
     );
     // Each deleted task costs an entry of the retention index, one of the
     // primary key, and the odd entry of a task deleted by an earlier batch
@@ -229,17 +250,56 @@ async fn retention_reads_only_the_tasks_it_deletes_whatever_the_table_holds() {
     );
 }
 
-/// Rows of `tasks` read by sequential scans, entries read from its indexes
-/// (by plain and bitmap index scans alike), index scans, and rows deleted.
-async fn deletion_scans(pool: &sqlx::PgPool) -> (i64, i64, i64, i64) {
-    sqlx::query_as(
-        "SELECT coalesce(t.seq_tup_read, 0), \
-                (SELECT coalesce(sum(i.idx_tup_read), 0)::int8 FROM pg_stat_user_indexes i \
-                 WHERE i.relid = t.relid), \
-                coalesce(t.idx_scan, 0), t.n_tup_del \
-         FROM pg_stat_user_tables t WHERE t.relname = 'tasks'",
+#[tokio::test]
+async fn the_reconciler_reads_one_batch_of_a_long_pending_backlog() {
+    // 30,000 pending tasks whose dispatch is long past (their messages may
+    // be lost), never analyzed: one look for re-dispatch candidates reads
+    // its batch of 500, not the backlog.
+    const BACKLOG: i64 = 30_000;
+    const LOOK: i64 = 500;
+    let app = TestApp::spawn_with(|_| {}, false).await;
+    let pool = app.env.pool().await;
+    sqlx::query(
+        "INSERT INTO tasks (id, task_name, task_parameters, queue, max_attempts, status, \
+         dispatched_at, run_after, created_at) \
+         SELECT gen_random_uuid(), 'sum', '{}'::jsonb, 'default', 1, 'pending', \
+                now() - interval '1 hour' + i * interval '1 millisecond', \
+                now() - interval '1 hour', now() - interval '1 hour' \
+         FROM generate_series(1, $1) AS i",
     )
-    .fetch_one(pool)
+    .bind(BACKLOG)
+    .execute(&pool)
     .await
-    .unwrap()
+    .unwrap();
+    let before = table_reads(&pool).await;
+    let candidates = app
+        .services
+        .store
+        .undispatched(Duration::from_secs(10), None, LOOK)
+        .await
+        .unwrap();
+    assert_eq!(candidates.len() as i64, LOOK);
+    // One statement of one backend: its counters arrive together, up to
+    // 10 s after it ran.
+    let after = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let now = table_reads(&pool).await;
+            if now.index_entries - before.index_entries >= LOOK {
+                return now;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+    .await
+    .expect("the look reaches the statistics");
+    let seq_rows = after.seq_rows - before.seq_rows;
+    let index_rows = after.index_entries - before.index_entries;
+    println!(
+        "{LOOK} candidates of {BACKLOG}: {seq_rows} rows by sequential scans, {index_rows} index entries"
+    );
+    // A bitmap, or a sort of everything in range, reads all 30,000.
+    assert!(
+        seq_rows + index_rows <= 2 * LOOK,
+        "{seq_rows} rows by sequential scans and {index_rows} index entries read for {LOOK} candidates"
+    );
 }
