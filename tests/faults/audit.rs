@@ -38,6 +38,28 @@ pub struct Audit {
 }
 
 impl Audit {
+    /// What went wrong for the `accepted` tasks: any missing, unfinished,
+    /// failed or finished twice.
+    pub fn problems(&self, accepted: usize) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.found != accepted as i64 {
+            problems.push(format!(
+                "{} accepted tasks missing",
+                accepted as i64 - self.found
+            ));
+        }
+        if self.unfinished > 0 {
+            problems.push(format!("{} tasks never finished", self.unfinished));
+        }
+        if self.failed > 0 {
+            problems.push(format!("{} tasks failed", self.failed));
+        }
+        if self.written_twice != 0 {
+            problems.push(format!("{} tasks finished twice", self.written_twice));
+        }
+        problems
+    }
+
     /// Waits (bounded) for every accepted task to finish, then counts.
     pub async fn run(pool: &PgPool, accepted: &[Uuid], patience: Duration) -> Self {
         let deadline = tokio::time::Instant::now() + patience;

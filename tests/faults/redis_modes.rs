@@ -148,21 +148,7 @@ impl Service {
         if accepted.len() != TOTAL {
             problems.push(format!("{} of {TOTAL} accepted", accepted.len()));
         }
-        if audit.found != accepted.len() as i64 {
-            problems.push(format!(
-                "{} accepted tasks missing",
-                accepted.len() as i64 - audit.found
-            ));
-        }
-        if audit.unfinished > 0 {
-            problems.push(format!("{} tasks never finished", audit.unfinished));
-        }
-        if audit.failed > 0 {
-            problems.push(format!("{} tasks failed", audit.failed));
-        }
-        if audit.written_twice != 0 {
-            problems.push(format!("{} tasks finished twice", audit.written_twice));
-        }
+        problems.extend(audit.problems(accepted.len()));
         problems
     }
 

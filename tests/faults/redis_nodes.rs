@@ -3,19 +3,24 @@
 //! (SIGKILL, FLUSHALL) the tests inject into them.
 
 use redis::Value as RedisValue;
+use redis::aio::MultiplexedConnection;
+use redis::cluster_async::ClusterConnection;
 
 /// A master of a cluster, as `CLUSTER SLOTS` describes it: host, port, id,
 /// metadata.
 type Node = (String, i64, String, RedisValue);
 
-/// The port of the master owning `key`'s slot, from `CLUSTER SLOTS`.
-pub async fn owner_of(cluster: &mut redis::cluster_async::ClusterConnection, key: &str) -> u16 {
-    let slot: i64 = redis::cmd("CLUSTER")
-        .arg("KEYSLOT")
-        .arg(key)
-        .query_async(cluster)
+/// A connection to the one Redis server (node, master or sentinel) at `url`.
+async fn node(url: &str) -> MultiplexedConnection {
+    redis::Client::open(url)
+        .expect("node url")
+        .get_multiplexed_async_connection()
         .await
-        .expect("CLUSTER KEYSLOT");
+        .expect("node connection")
+}
+
+/// Every slot range of the cluster with the port of the master serving it.
+async fn slot_owners(cluster: &mut ClusterConnection) -> Vec<(i64, i64, u16)> {
     // Each range: first slot, last slot, then the master and its replicas.
     let ranges: Vec<(i64, i64, Node)> = redis::cmd("CLUSTER")
         .arg("SLOTS")
@@ -24,22 +29,44 @@ pub async fn owner_of(cluster: &mut redis::cluster_async::ClusterConnection, key
         .expect("CLUSTER SLOTS");
     ranges
         .into_iter()
+        .map(|(first, last, (_, port, ..))| (first, last, u16::try_from(port).expect("a port")))
+        .collect()
+}
+
+/// The port of the master owning `key`'s slot.
+pub async fn owner_of(cluster: &mut ClusterConnection, key: &str) -> u16 {
+    let slot: i64 = redis::cmd("CLUSTER")
+        .arg("KEYSLOT")
+        .arg(key)
+        .query_async(cluster)
+        .await
+        .expect("CLUSTER KEYSLOT");
+    slot_owners(cluster)
+        .await
+        .into_iter()
         .find(|(first, last, _)| (*first..=*last).contains(&slot))
-        .map(|(_, _, (_, port, ..))| u16::try_from(port).expect("a port"))
+        .map(|(_, _, port)| port)
         .expect("an owner of the slot")
+}
+
+/// The ports of every master serving slots now.
+pub async fn master_ports(cluster: &mut ClusterConnection) -> Vec<u16> {
+    let mut ports: Vec<u16> = slot_owners(cluster)
+        .await
+        .into_iter()
+        .map(|(_, _, port)| port)
+        .collect();
+    ports.sort_unstable();
+    ports.dedup();
+    ports
 }
 
 /// Subscribers of `channel` on the Redis server at `url`.
 pub async fn subscribers_on(url: &str, channel: &str) -> i64 {
-    let client = redis::Client::open(url).expect("node url");
-    let mut connection = client
-        .get_multiplexed_async_connection()
-        .await
-        .expect("node connection");
     let (_, count): (String, i64) = redis::cmd("PUBSUB")
         .arg("NUMSUB")
         .arg(channel)
-        .query_async(&mut connection)
+        .query_async(&mut node(url).await)
         .await
         .expect("PUBSUB NUMSUB");
     count
@@ -47,14 +74,9 @@ pub async fn subscribers_on(url: &str, channel: &str) -> i64 {
 
 /// The process id of the Redis server at `url`.
 pub async fn node_pid(url: &str) -> u32 {
-    let client = redis::Client::open(url).expect("node url");
-    let mut connection = client
-        .get_multiplexed_async_connection()
-        .await
-        .expect("node connection");
     let info: String = redis::cmd("INFO")
         .arg("server")
-        .query_async(&mut connection)
+        .query_async(&mut node(url).await)
         .await
         .expect("INFO server");
     info.lines()
@@ -73,45 +95,19 @@ pub fn kill(pid: u32) {
 
 /// `host:port` of the master the sentinel at `sentinel` names now.
 pub async fn master_addr(sentinel: &str, name: &str) -> String {
-    let client = redis::Client::open(sentinel).expect("sentinel url");
-    let mut connection = client
-        .get_multiplexed_async_connection()
-        .await
-        .expect("sentinel connection");
     let (host, port): (String, String) = redis::cmd("SENTINEL")
         .arg("GET-MASTER-ADDR-BY-NAME")
         .arg(name)
-        .query_async(&mut connection)
+        .query_async(&mut node(sentinel).await)
         .await
         .expect("SENTINEL GET-MASTER-ADDR-BY-NAME");
     format!("{host}:{port}")
 }
 
-/// The ports of every master serving slots now.
-pub async fn master_ports(cluster: &mut redis::cluster_async::ClusterConnection) -> Vec<u16> {
-    let ranges: Vec<(i64, i64, Node)> = redis::cmd("CLUSTER")
-        .arg("SLOTS")
-        .query_async(cluster)
-        .await
-        .expect("CLUSTER SLOTS");
-    let mut ports: Vec<u16> = ranges
-        .into_iter()
-        .map(|(_, _, (_, port, ..))| u16::try_from(port).expect("a port"))
-        .collect();
-    ports.sort_unstable();
-    ports.dedup();
-    ports
-}
-
 /// Every key of the Redis server at `url`, gone.
 pub async fn flushall(url: &str) {
-    let client = redis::Client::open(url).expect("node url");
-    let mut connection = client
-        .get_multiplexed_async_connection()
-        .await
-        .expect("node connection");
     let () = redis::cmd("FLUSHALL")
-        .query_async(&mut connection)
+        .query_async(&mut node(url).await)
         .await
         .expect("FLUSHALL");
 }

@@ -148,21 +148,7 @@ pub async fn run(fault: Fault) -> Outcome {
             accepted.len()
         ));
     }
-    if audit.found != accepted.len() as i64 {
-        problems.push(format!(
-            "{} accepted tasks missing",
-            accepted.len() as i64 - audit.found
-        ));
-    }
-    if audit.unfinished > 0 {
-        problems.push(format!("{} tasks never finished", audit.unfinished));
-    }
-    if audit.failed > 0 {
-        problems.push(format!("{} tasks failed", audit.failed));
-    }
-    if audit.written_twice != 0 {
-        problems.push(format!("{} tasks finished twice", audit.written_twice));
-    }
+    problems.extend(audit.problems(accepted.len()));
     let per_tenant = seen.accepted_per_tenant.lock().await.clone();
     let stored_per_tenant = stored_per_tenant(&pool).await;
     for (index, accepted) in per_tenant.iter().enumerate() {
