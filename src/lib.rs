@@ -26,6 +26,7 @@ pub mod keys;
 pub mod ops;
 pub mod queue;
 pub mod redis_pool;
+pub mod retry_after;
 pub mod server;
 pub mod services;
 pub mod shutdown;

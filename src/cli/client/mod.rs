@@ -4,13 +4,13 @@
 
 use std::time::Duration;
 
-use reqwest::header::{HeaderMap, RETRY_AFTER};
 use reqwest::{Method, StatusCode, Url};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::domain::TaskStatus;
+use crate::retry_after::retry_after;
 use crate::telemetry::error_chain;
 
 /// The longest wait asked of one long-poll; the server caps it anyway
@@ -382,18 +382,6 @@ fn api_error(status: StatusCode, text: &str, retry_after: Option<Duration>) -> E
             }
         }
     }
-}
-
-/// `Retry-After` in seconds (the API never sends a date).
-fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let seconds: f64 = headers
-        .get(RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
-    (seconds.is_finite() && seconds >= 0.0).then(|| Duration::from_secs_f64(seconds))
 }
 
 #[cfg(test)]

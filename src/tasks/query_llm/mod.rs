@@ -16,7 +16,8 @@ use super::{FieldError, RetryPolicy, Task, TaskEnv, TaskError};
 use crate::config::{ConfigError, ExposeSecret, SecretString};
 use crate::telemetry::error_chain;
 
-use reply::{MessagesResponse, limits_spent, output, retry_after, status_error, transport_error};
+use crate::retry_after::retry_after;
+use reply::{MessagesResponse, limits_spent, output, status_error, transport_error};
 pub use settings::LlmSettings;
 
 const ANTHROPIC_VERSION: &str = "2023-06-01";

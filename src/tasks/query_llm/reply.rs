@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use reqwest::StatusCode;
-use reqwest::header::{HeaderMap, RETRY_AFTER};
+use reqwest::header::HeaderMap;
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -128,17 +128,6 @@ pub(super) fn limits_spent(headers: &HeaderMap) -> Option<Duration> {
         })
         .max()
         .map(|wait| wait.max(Duration::from_millis(100)))
-}
-
-pub(super) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let seconds: f64 = headers
-        .get(RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
-    (seconds.is_finite() && seconds >= 0.0).then(|| Duration::from_secs_f64(seconds))
 }
 
 pub(super) fn truncate(text: &str, max: usize) -> String {
