@@ -63,12 +63,13 @@ impl From<&ApiKey> for Authenticated {
     }
 }
 
-/// Most cached lookups; past it the cache starts over (a flood of bad
-/// tokens must not grow memory).
-const MAX_CACHED: usize = 10_000;
+/// Most tokens remembered as unknown; past it that half of the cache
+/// starts over, so a flood of made-up tokens neither grows memory nor
+/// pushes out the keys in use (those are bounded by the keys that exist).
+const MAX_UNKNOWN: usize = 10_000;
 
-/// A token hash's lookup: when it was made, and the key found (or none).
-type Lookup = (Instant, Option<Authenticated>);
+/// A token hash's lookup and when it was made.
+type Lookup<T> = (Instant, T);
 
 /// Turns `Authorization` headers into callers; cheap to clone.
 #[derive(Clone)]
@@ -78,7 +79,15 @@ struct Inner {
     store: Store,
     enabled: bool,
     ttl: Duration,
-    cache: Mutex<HashMap<Vec<u8>, Lookup>>,
+    cache: Mutex<Cache>,
+}
+
+/// Lookups of the last `ttl`: keys found, and tokens that name no active
+/// key (remembered too, so that retrying a bad token costs no query).
+#[derive(Default)]
+struct Cache {
+    known: HashMap<Vec<u8>, Lookup<Authenticated>>,
+    unknown: HashMap<Vec<u8>, Lookup<()>>,
 }
 
 impl Authenticator {
@@ -87,7 +96,7 @@ impl Authenticator {
             store,
             enabled,
             ttl,
-            cache: Mutex::new(HashMap::new()),
+            cache: Mutex::new(Cache::default()),
         }))
     }
 
@@ -130,18 +139,35 @@ impl Authenticator {
 
     fn cached(&self, hash: &[u8]) -> Option<Option<Authenticated>> {
         let cache = self.0.cache.lock().unwrap_or_else(PoisonError::into_inner);
+        let fresh = |at: &Instant| at.elapsed() < self.0.ttl;
+        if let Some((at, found)) = cache.known.get(hash)
+            && fresh(at)
+        {
+            return Some(Some(found.clone()));
+        }
         cache
+            .unknown
             .get(hash)
-            .filter(|(at, _)| at.elapsed() < self.0.ttl)
-            .map(|(_, found)| found.clone())
+            .filter(|(at, ())| fresh(at))
+            .map(|_| None)
     }
 
     fn remember(&self, hash: Vec<u8>, found: Option<Authenticated>) {
         let mut cache = self.0.cache.lock().unwrap_or_else(PoisonError::into_inner);
-        if cache.len() >= MAX_CACHED {
-            cache.clear();
+        let now = Instant::now();
+        match found {
+            Some(found) => {
+                cache.unknown.remove(&hash);
+                cache.known.insert(hash, (now, found));
+            }
+            None => {
+                cache.known.remove(&hash);
+                if cache.unknown.len() >= MAX_UNKNOWN {
+                    cache.unknown.clear();
+                }
+                cache.unknown.insert(hash, (now, ()));
+            }
         }
-        cache.insert(hash, (Instant::now(), found));
     }
 }
 

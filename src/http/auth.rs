@@ -53,6 +53,21 @@ impl CallerOf {
         }
     }
 
+    /// An admin caller holding a real key. Key management needs one even
+    /// when authentication is off: there every caller is the anonymous
+    /// admin, and a key minted then would keep its power once auth is on.
+    pub fn require_key_admin(&self) -> Result<&Caller, ApiError> {
+        let caller = self.require(Scope::Admin)?;
+        if caller.key_id.is_none() {
+            return Err(ApiError::Forbidden(
+                "API keys are managed over the API only while `auth.enabled` is on; \
+                 use `tasker keys` on a server"
+                    .into(),
+            ));
+        }
+        Ok(caller)
+    }
+
     /// Where a submission by this caller comes from.
     pub fn origin(&self, request_id: &str) -> Origin {
         let mut origin = super::origin(request_id);

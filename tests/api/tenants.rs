@@ -367,6 +367,140 @@ async fn a_key_past_its_rate_gets_429_and_stores_nothing_more() {
 }
 
 #[tokio::test]
+async fn a_batch_spends_one_unit_of_the_rate_per_task() {
+    let app = app_with_auth().await;
+    let batch = |n: usize| json!({"tasks": vec![json!({"task_name": "sum", "a": 1, "b": 1}); n]});
+    let limited = app.key("acme", &["submit"], Some(5)).await;
+    let first = app
+        .as_key(Method::POST, "/run-tasks", &limited)
+        .json(&batch(3))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(first.status(), 202);
+    // Three of the five a second are spent: about two singles are left.
+    let mut singles = 0;
+    loop {
+        let response = submit_as(&app, &limited, json!({"task_name": "sum", "a": 1, "b": 2})).await;
+        if response.status() == 429 {
+            break;
+        }
+        assert_eq!(response.status(), 202);
+        singles += 1;
+        assert!(singles < 10, "the rate is not enforced after a batch");
+    }
+    assert!(
+        (2..=4).contains(&singles),
+        "{singles} singles after a batch of 3 at 5/s"
+    );
+    let refused = app
+        .as_key(Method::POST, "/run-tasks", &limited)
+        .json(&batch(4))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 429);
+    assert_eq!(
+        app.count_tasks().await,
+        3 + singles,
+        "a refused batch stores nothing"
+    );
+
+    // A batch larger than the rate fits an idle key, which then waits for it.
+    let idle = app.key("globex", &["submit"], Some(5)).await;
+    let big = app
+        .as_key(Method::POST, "/run-tasks", &idle)
+        .json(&batch(20))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(big.status(), 202);
+    let next = submit_as(&app, &idle, json!({"task_name": "sum", "a": 1, "b": 2})).await;
+    assert_eq!(next.status(), 429);
+    let retry_after: u64 = next.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        (2..=4).contains(&retry_after),
+        "20 tasks at 5/s leave about 3 s to wait: {retry_after}"
+    );
+    assert_eq!(app.count_tasks().await, 3 + singles + 20);
+}
+
+#[tokio::test]
+async fn keys_are_not_managed_over_the_api_while_auth_is_off() {
+    let app = TestApp::spawn_api_only().await;
+    let made = app
+        .post_json("/keys", json!({"tenant": "acme", "scopes": ["admin"]}))
+        .await;
+    assert_eq!(made.status(), 403, "an anonymous caller cannot mint keys");
+    assert_eq!(
+        made.json::<Value>().await.unwrap()["error"]["code"],
+        "forbidden"
+    );
+    assert_eq!(app.get("/keys").await.status(), 403);
+    let revoke = app.post_json("/keys/bootstrap/revoke", json!({})).await;
+    assert_eq!(revoke.status(), 403);
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM api_keys")
+        .fetch_one(&app.env.pool().await)
+        .await
+        .unwrap();
+    assert_eq!(stored, 0);
+    // The task API works as it did before keys existed.
+    assert_eq!(
+        app.post_task(json!({"task_name": "sum", "a": 1, "b": 2}))
+            .await
+            .status(),
+        202
+    );
+}
+
+#[tokio::test]
+async fn a_key_revoked_on_one_replica_stops_working_on_another() {
+    let first = app_with_auth().await;
+    let mut env = crate::support::TestEnv::new().await;
+    env.config = first.env.config.clone();
+    let second = TestApp::start(env, false).await;
+    let admin = first.key("ops", &["admin"], None).await;
+    let reader = first.key("acme", &["read"], None).await;
+    // The second replica has looked the key up and trusts it for a while.
+    let read = |app: &TestApp| app.as_key(Method::GET, "/tasks", &reader).send();
+    assert_eq!(read(&second).await.unwrap().status(), 200);
+    let listed: Value = first
+        .as_key(Method::GET, "/keys", &admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = listed["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["tenant"] == "acme")
+        .and_then(|k| k["id"].as_str())
+        .unwrap()
+        .to_owned();
+    let revoked = first
+        .as_key(Method::POST, &format!("/keys/{id}/revoke"), &admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status(), 200);
+    let started = std::time::Instant::now();
+    eventually(|| async { (read(&second).await.ok()?.status() == 401).then_some(()) }).await;
+    // auth.cache_seconds is 1 in these tests.
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "the other replica refused only after {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
 async fn two_api_replicas_enforce_one_rate() {
     let first = app_with_auth().await;
     // A second replica of the same service: same database and key prefix.

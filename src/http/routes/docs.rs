@@ -51,6 +51,8 @@ const INIT_JS: &str = r##"Scalar.createApiReference("#tasker-api-reference", {
   withDefaultFonts: false,
   telemetry: false,
   agent: { disabled: true },
+  // The token field is shown at once: paste an API key, then "Test Request".
+  authentication: { preferredSecurityScheme: "bearer" },
 });
 "##;
 

@@ -85,7 +85,7 @@ pub(crate) struct ListKeysResponse {
     responses(
         (status = 201, description = "Made; the token is in this answer only", body = CreatedKeyResponse),
         (status = 401, description = "No or a bad API key", body = ErrorResponse),
-        (status = 403, description = "Not an admin key", body = ErrorResponse),
+        (status = 403, description = "Not an admin key, or authentication is off", body = ErrorResponse),
         (status = 422, description = "An invalid field", body = ErrorResponse),
     ))]
 pub(crate) async fn create_key(
@@ -93,7 +93,7 @@ pub(crate) async fn create_key(
     caller: CallerOf,
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
-    caller.require(Scope::Admin)?;
+    caller.require_key_admin()?;
     let request: CreateKeyRequest = serde_path_to_error::deserialize(body).map_err(|err| {
         let field = err.path().to_string();
         ApiError::validation(&field, err.into_inner().to_string())
@@ -120,13 +120,13 @@ pub(crate) async fn create_key(
     responses(
         (status = 200, description = "Every key, newest first; never their tokens", body = ListKeysResponse),
         (status = 401, description = "No or a bad API key", body = ErrorResponse),
-        (status = 403, description = "Not an admin key", body = ErrorResponse),
+        (status = 403, description = "Not an admin key, or authentication is off", body = ErrorResponse),
     ))]
 pub(crate) async fn list_keys(
     State(state): State<AppState>,
     caller: CallerOf,
 ) -> Result<Json<ListKeysResponse>, ApiError> {
-    caller.require(Scope::Admin)?;
+    caller.require_key_admin()?;
     let keys = state.api_keys.list(None).await?;
     Ok(Json(ListKeysResponse { keys }))
 }
@@ -138,7 +138,7 @@ pub(crate) async fn list_keys(
     responses(
         (status = 200, description = "Revoked (again, if it already was)", body = ApiKey),
         (status = 401, description = "No or a bad API key", body = ErrorResponse),
-        (status = 403, description = "Not an admin key", body = ErrorResponse),
+        (status = 403, description = "Not an admin key, or authentication is off", body = ErrorResponse),
         (status = 404, description = "No such key", body = ErrorResponse),
     ))]
 pub(crate) async fn revoke_key(
@@ -146,7 +146,7 @@ pub(crate) async fn revoke_key(
     caller: CallerOf,
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Json<ApiKey>, ApiError> {
-    caller.require(Scope::Admin)?;
+    caller.require_key_admin()?;
     let Path(id) = path.map_err(|err| ApiError::validation("id", err.body_text()))?;
     let key = state
         .api_keys
