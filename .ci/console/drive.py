@@ -8,7 +8,9 @@ paused queue), then, through the page only (mouse clicks and key presses):
 gives the token, checks the tasks table lists the submitted ids and the
 queues table the paused queue, opens a task, cancels a pending task, retries
 the failed one, cancels every match of a filter after the confirmation, and
-pauses a queue; each action is then checked through the API. Screenshots
+pauses a queue; each action is then checked through the API. Then a task
+submitted through the API must appear with no click (the page refreshes by
+itself), and with more tasks than a page holds, "n" and "p" page through. Screenshots
 of the main views go to SCREENSHOT_DIR. Fails on any script error or
 Content-Security-Policy report.
 """
@@ -345,6 +347,45 @@ def main() -> None:
         fail("the API says queue default is not paused after Pause was clicked")
     api.call("POST", "/queues/default/resume")
     print("Pause on the default queue paused it (checked through the API)")
+
+    # Refreshing by itself: a task submitted elsewhere appears with no click.
+    page.click("#clear")
+    page.wait_for(
+        f"!!document.querySelector('{row(tasks['done'][0])}') && !location.hash.includes('task_name')",
+        "the unfiltered list after Clear",
+    )
+    fresh = api.submit({"task_name": "sum", "a": 100, "b": 1})
+    page.wait_for(f"!!document.querySelector('{row(fresh)}')", "a new task to appear by itself")
+    print(f"task {fresh}, submitted through the API, appeared without a click")
+
+    # Paging: more tasks than a page holds; "n" shows older ones, "p" newer.
+    more = api.call(
+        "POST", "/run-tasks", {"tasks": [{"task_name": "sum", "a": i, "b": 0} for i in range(60)]}
+    )["task_uuids"]
+    page.key("r", 82, "r")
+    page.wait_for(
+        f"!!document.querySelector('{row(more[-1])}') && !document.getElementById('next').disabled",
+        "a full first page with an older one after it",
+    )
+    shown = page.js("document.querySelectorAll('#tasks tbody tr').length")
+    oldest = tasks["done"][0]
+    if page.js(f"!!document.querySelector('{row(oldest)}')"):
+        fail(f"the first page of {shown} rows already shows the oldest task")
+    page.key("n", 78, "n")
+    page.wait_for(
+        f"!!document.querySelector('{row(oldest)}')"
+        " && document.getElementById('page').textContent.includes('2')",
+        "the oldest task on page 2",
+    )
+    if page.js(f"!!document.querySelector('{row(more[-1])}')"):
+        fail("page 2 still shows the newest task")
+    page.key("p", 80, "p")
+    page.wait_for(
+        f"!!document.querySelector('{row(more[-1])}')"
+        " && document.getElementById('prev').disabled",
+        "page 1 again",
+    )
+    print(f"paging: {shown} rows on page 1, the oldest task on page 2 ('n'), back with 'p'")
 
     if page.problems:
         fail("the page reported:\n  " + "\n  ".join(page.problems))
