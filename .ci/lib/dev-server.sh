@@ -18,6 +18,11 @@
 #   dev_server_stop         SIGTERM, wait, drop the database and the keys
 #                           (also run on exit, whatever the exit status)
 #
+#   tasker_env DB PREFIX    sets TASKER_ENV, the `env` arguments of those
+#                           settings on another database and key prefix
+#   drop_database DB, drop_key_prefix PREFIX
+#                           what dev_server_stop removes, for others' own
+#
 # TASKER_BIN names a prebuilt binary; otherwise target/debug/tasker is built.
 
 PG_ADMIN_URL=${PG_ADMIN_URL:-postgres://postgres@127.0.0.1:5432/postgres}
@@ -47,6 +52,26 @@ tasker_bin() {
   fi
   cargo build --quiet --bin tasker >&2 || die "cargo build failed"
   echo "${CARGO_TARGET_DIR:-target}/debug/tasker"
+}
+
+# Sets TASKER_ENV to the arguments of `env` that give tasker only this
+# check's settings, on database DB and Redis key prefix PREFIX: no
+# configuration file, no LLM key (a query_llm task fails at once instead of
+# calling out), no trace export, auth off unless the caller asks, and short
+# waiting reads, so no answer nears a client's time limit.
+tasker_env() {
+  local db=$1 prefix=$2
+  TASKER_ENV=(
+    -u TASKER_CONFIG -u TASKER_LLM__API_KEY -u TASKER_LLM__API_KEY_FILE
+    -u TASKER_OTEL__ENDPOINT -u OTEL_EXPORTER_OTLP_ENDPOINT
+    -u TASKER_AUTH__ENABLED -u TASKER_AUTH__BOOTSTRAP_TOKEN -u TASKER_AUTH__BOOTSTRAP_TOKEN_FILE
+    TASKER_DATABASE__URL="postgres://postgres@127.0.0.1:5432/$db"
+    TASKER_REDIS__URL="redis://$REDIS_HOST:$REDIS_PORT"
+    TASKER_REDIS__KEY_PREFIX="$prefix"
+    TASKER_LLM__BASE_URL="http://127.0.0.1:9"
+    TASKER_API__MAX_WAIT_SECONDS="${DEV_MAX_WAIT_SECONDS:-2}"
+    TASKER_LOG__LEVEL="info,sqlx=warn"
+  )
 }
 
 dev_server_start() {
@@ -91,22 +116,11 @@ dev_server_try() {
   DEV_WORKER_URL="http://127.0.0.1:$worker_port"
 
   log "starting tasker dev on $DEV_URL (database $DEV_DB, Redis prefix $DEV_PREFIX)"
-  # Only this service's settings: no configuration file, no LLM key (a
-  # query_llm task fails at once instead of calling out), no trace export,
-  # auth as `tasker dev` has it (off) unless the caller asks, and short
-  # waiting reads, so no answer nears a client's time limit.
-  env -u TASKER_CONFIG -u TASKER_LLM__API_KEY -u TASKER_LLM__API_KEY_FILE \
-      -u TASKER_OTEL__ENDPOINT -u OTEL_EXPORTER_OTLP_ENDPOINT \
-      -u TASKER_AUTH__ENABLED -u TASKER_AUTH__BOOTSTRAP_TOKEN -u TASKER_AUTH__BOOTSTRAP_TOKEN_FILE \
-    TASKER_DATABASE__URL="postgres://postgres@127.0.0.1:5432/$DEV_DB" \
-    TASKER_REDIS__URL="redis://$REDIS_HOST:$REDIS_PORT" \
-    TASKER_REDIS__KEY_PREFIX="$DEV_PREFIX" \
+  tasker_env "$DEV_DB" "$DEV_PREFIX"
+  env "${TASKER_ENV[@]}" \
     TASKER_API__LISTEN="127.0.0.1:$api_port" \
     TASKER_API__OPS_LISTEN="127.0.0.1:$ops_port" \
     TASKER_WORKER__LISTEN="127.0.0.1:$worker_port" \
-    TASKER_LLM__BASE_URL="http://127.0.0.1:9" \
-    TASKER_API__MAX_WAIT_SECONDS="${DEV_MAX_WAIT_SECONDS:-2}" \
-    TASKER_LOG__LEVEL="info,sqlx=warn" \
     "$@" \
     "$bin" dev >"$DEV_LOG" 2>&1 &
   DEV_PID=$!
@@ -148,24 +162,28 @@ dev_server_stop_keep_tmp() {
     wait "$DEV_PID" 2>/dev/null || true
     DEV_PID=""
   fi
-  if [[ -n $DEV_DB ]]; then
-    if command -v psql >/dev/null; then
-      psql -q "$PG_ADMIN_URL" -c "DROP DATABASE IF EXISTS \"$DEV_DB\" WITH (FORCE)" >/dev/null \
-        || echo "warning: could not drop database $DEV_DB" >&2
-    else
-      echo "warning: psql not found; drop database $DEV_DB by hand" >&2
-    fi
-    DEV_DB=""
+  [[ -n $DEV_DB ]] && drop_database "$DEV_DB"
+  DEV_DB=""
+  [[ -n $DEV_PREFIX ]] && drop_key_prefix "$DEV_PREFIX"
+  DEV_PREFIX=""
+}
+
+drop_database() {
+  if command -v psql >/dev/null; then
+    psql -q "$PG_ADMIN_URL" -c "DROP DATABASE IF EXISTS \"$1\" WITH (FORCE)" >/dev/null \
+      || echo "warning: could not drop database $1" >&2
+  else
+    echo "warning: psql not found; drop database $1 by hand" >&2
   fi
-  if [[ -n $DEV_PREFIX ]]; then
-    if command -v redis-cli >/dev/null; then
-      redis-cli -h "$REDIS_HOST" -p "$REDIS_PORT" --scan --pattern "$DEV_PREFIX:*" \
-        | xargs -r redis-cli -h "$REDIS_HOST" -p "$REDIS_PORT" del >/dev/null \
-        || echo "warning: could not delete the Redis keys $DEV_PREFIX:*" >&2
-    else
-      echo "warning: redis-cli not found; delete the Redis keys $DEV_PREFIX:* by hand" >&2
-    fi
-    DEV_PREFIX=""
+}
+
+drop_key_prefix() {
+  if command -v redis-cli >/dev/null; then
+    redis-cli -h "$REDIS_HOST" -p "$REDIS_PORT" --scan --pattern "$1:*" \
+      | xargs -r redis-cli -h "$REDIS_HOST" -p "$REDIS_PORT" del >/dev/null \
+      || echo "warning: could not delete the Redis keys $1:*" >&2
+  else
+    echo "warning: redis-cli not found; delete the Redis keys $1:* by hand" >&2
   fi
 }
 

@@ -18,10 +18,16 @@ pub struct ApiKey {
     pub tenant: String,
     pub scopes: Vec<Scope>,
     /// Submissions per second it may make; null: no limit.
+    #[schema(required = true)]
     pub rate_per_second: Option<i32>,
+    #[schema(required = true)]
     pub description: Option<String>,
     pub created_at: DateTime<Utc>,
+    /// When it stops working; null: never.
+    #[schema(required = true)]
     pub expires_at: Option<DateTime<Utc>>,
+    /// When it was revoked; null while it works.
+    #[schema(required = true)]
     pub revoked_at: Option<DateTime<Utc>>,
 }
 

@@ -10,7 +10,7 @@ use axum::routing::post;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
-use crate::support::processes::{Cluster, run_to_end};
+use crate::support::processes::{Cluster, Process, free_port, log_dir, run_to_end};
 use crate::support::{TestEnv, eventually};
 
 /// A local OTLP/HTTP receiver (JSON encoding) keeping every span it gets.
@@ -312,6 +312,134 @@ async fn secrets_never_reach_the_logs() {
                 !printed.contains(secret),
                 "{secret} printed in {format} logs:\n{printed}"
             );
+        }
+    }
+}
+
+/// Every JSON line `process` has printed so far.
+fn json_lines(process: &Process) -> Vec<Value> {
+    process
+        .log()
+        .lines()
+        .filter_map(|line| serde_json::from_str(line).ok())
+        .collect()
+}
+
+/// Probes come every few seconds from every kubelet: a passing `/health`
+/// is logged at debug, never at info.
+#[tokio::test]
+async fn a_passing_health_probe_is_logged_at_debug_only() {
+    let env = TestEnv::new().await;
+    let client = reqwest::Client::new();
+    let settings = [
+        ("TASKER_LOG__LEVEL", "info,tasker=debug".to_owned()),
+        ("TASKER_LOG__FORMAT", "json".to_owned()),
+    ];
+    let cluster = Cluster::start(&env, "quiet-probes", 0, &settings, &client).await;
+    let response = client.get(cluster.api.url("/health")).send().await;
+    assert_eq!(response.map(|r| r.status().as_u16()).ok(), Some(200));
+    let lines = eventually(|| async {
+        let lines: Vec<Value> = json_lines(&cluster.api)
+            .into_iter()
+            .filter(|line| line["http.route"] == "/health")
+            .collect();
+        lines
+            .iter()
+            .any(|line| line["message"] == "request finished")
+            .then_some(lines)
+    })
+    .await;
+    for line in &lines {
+        assert_eq!(line["level"], "DEBUG", "{line}");
+    }
+}
+
+/// The start-up line says what the process runs against in plain fields,
+/// not a debug dump of the configuration (`Config { … }`, `Some(…)`).
+#[test]
+fn the_configuration_line_has_plain_fields() {
+    for format in ["json", "text"] {
+        let env = [
+            // Refused at once: the line is printed before the failure.
+            ("TASKER_DATABASE__URL", "postgres://postgres@127.0.0.1:9/x"),
+            ("TASKER_LOG__LEVEL", "info"),
+            ("TASKER_LOG__FORMAT", format),
+        ];
+        let (_, printed) = run_to_end(&["migrate"], &env);
+        let line = printed
+            .lines()
+            .find(|line| line.contains("configuration loaded"))
+            .unwrap_or_else(|| panic!("no configuration line ({format}):\n{printed}"));
+        for dump in ["Config {", "Some(", "None", "SecretUrl"] {
+            assert!(!line.contains(dump), "{dump} in {format}: {line}");
+        }
+        if format == "json" {
+            let fields: Value = serde_json::from_str(line).unwrap();
+            assert_eq!(fields["command"], "migrate", "{line}");
+            assert_eq!(fields["redis_mode"], "standalone", "{line}");
+            for field in ["database", "redis", "redis_key_prefix"] {
+                assert!(fields[field].is_string(), "{field}: {line}");
+            }
+            let values = fields.as_object().into_iter().flat_map(|f| f.values());
+            for value in values {
+                assert!(!value.is_object() && !value.is_array(), "{line}");
+            }
+        }
+    }
+}
+
+/// With Redis unreachable from the start, the API says why once: the
+/// refusal appears once in the line (drivers repeat their source's message
+/// in their own), and probing again adds no line while the cause holds.
+#[tokio::test]
+async fn an_unreachable_redis_at_start_up_is_explained_once() {
+    let env = TestEnv::new().await;
+    let (port, ops) = (free_port(), free_port());
+    let settings = [
+        ("TASKER_DATABASE__URL", env.database_url()),
+        // Nothing listens on port 9: every connection is refused.
+        ("TASKER_REDIS__URL", "redis://127.0.0.1:9".to_owned()),
+        ("TASKER_REDIS__KEY_PREFIX", env.prefix.clone()),
+        ("TASKER_API__LISTEN", format!("127.0.0.1:{port}")),
+        ("TASKER_API__OPS_LISTEN", format!("127.0.0.1:{ops}")),
+        ("TASKER_LOG__LEVEL", "info".to_owned()),
+        ("TASKER_LOG__FORMAT", "json".to_owned()),
+    ];
+    let settings = settings
+        .into_iter()
+        .map(|(key, value)| (key.to_owned(), value))
+        .collect();
+    let api = Process::spawn("api", port, settings, log_dir().join("redis-down-api.log"));
+    let client = reqwest::Client::new();
+    for _ in 0..2 {
+        eventually(|| async {
+            let ready = client.get(api.url("/ready")).send().await.ok()?;
+            (ready.status() == 503).then_some(())
+        })
+        .await;
+    }
+    // Each probe's request line comes after whatever the probe logged.
+    let lines = eventually(|| async {
+        let lines = json_lines(&api);
+        let probes = lines
+            .iter()
+            .filter(|line| line["http.route"] == "/ready" && line["message"] == "request finished")
+            .count();
+        (probes >= 2).then_some(lines)
+    })
+    .await;
+    let failures: Vec<&Value> = lines
+        .iter()
+        .filter(|line| line["message"] == "readiness check failed" && line["dependency"] == "redis")
+        .collect();
+    assert_eq!(failures.len(), 1, "{lines:#?}");
+    let error = failures[0]["error"].as_str().unwrap_or_default();
+    assert_eq!(error.matches("refused").count(), 1, "{error}");
+    for line in &lines {
+        let error = line["error"].as_str().unwrap_or_default();
+        let parts: Vec<&str> = error.split(": ").collect();
+        for (i, part) in parts.iter().enumerate() {
+            assert!(!parts[i + 1..].contains(part), "{part:?} twice in {line}");
         }
     }
 }

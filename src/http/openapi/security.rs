@@ -86,7 +86,13 @@ pub(super) fn secure_task_operations(doc: &mut utoipa::openapi::OpenApi) {
             let has_body = operation.request_body.is_some();
             let responses = &mut operation.responses.responses;
             responses.insert("401".into(), RefOr::T(unauthorized.clone()));
-            responses.insert("403".into(), RefOr::T(forbidden(scope)));
+            let mut forbidden = forbidden(scope);
+            // A handler that declares its own 403 knows more of why (key
+            // management is refused with auth off, whatever the key).
+            if let Some(RefOr::T(own)) = responses.get("403") {
+                forbidden.description = own.description.clone();
+            }
+            responses.insert("403".into(), RefOr::T(forbidden));
             if has_body {
                 // Every body is read the same way (see `extract::JsonBody`).
                 responses

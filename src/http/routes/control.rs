@@ -120,13 +120,18 @@ pub(crate) struct QueueView {
     name: String,
     /// Tasks ready to run, waiting for a worker (`null` when Redis cannot
     /// be read).
+    #[schema(required = true)]
     depth: Option<u64>,
-    /// How long the oldest ready task has waited, in seconds.
+    /// How long the oldest ready task has waited, in seconds (0 when none
+    /// waits; `null` when Redis cannot be read).
+    #[schema(required = true)]
     oldest_age_seconds: Option<f64>,
     /// Tasks running now.
     running: i64,
     /// Workers take none of its tasks while paused.
     paused: bool,
+    /// When it was paused; null while it runs.
+    #[schema(required = true)]
     paused_at: Option<DateTime<Utc>>,
 }
 

@@ -1,3 +1,6 @@
+mod required;
+mod security;
+
 use super::*;
 use serde_json::{Value, json};
 
@@ -71,43 +74,6 @@ fn responses_are_discriminated_and_type_their_output() {
     assert_eq!(
         schemas[page.unwrap_or_default()]["properties"]["tasks"]["items"],
         task
-    );
-}
-
-/// `TaskRecord` serialises every field, null or not, so each is
-/// `required` in every response variant, and nullable where it may be null.
-#[test]
-fn every_field_a_task_always_has_is_required() {
-    let example = task_record_example().unwrap_or_default();
-    let record: crate::domain::TaskRecord = match serde_json::from_value(example) {
-        Ok(record) => record,
-        Err(err) => panic!("the example is a TaskRecord: {err}"),
-    };
-    let fields = serde_json::to_value(&record).unwrap_or_default();
-    let fields = fields.as_object().cloned().unwrap_or_default();
-    assert!(fields.len() > 5, "{fields:?}");
-    let registry = registry();
-    let doc = document_json(&registry);
-    for task in registry.iter() {
-        let name = format!("{}Response", schema_name(task.name()));
-        let variant = &doc["components"]["schemas"][&name];
-        let required = variant["required"].as_array().cloned().unwrap_or_default();
-        for field in fields.keys() {
-            assert!(required.contains(&json!(field)), "{name}.{field}");
-        }
-        for field in ["error", "started_at", "completed_at", "next_attempt_at"] {
-            let kinds = &variant["properties"][field]["type"];
-            assert!(
-                kinds.as_array().is_some_and(|t| t.contains(&json!("null"))),
-                "{name}.{field} may be null: {kinds}"
-            );
-        }
-    }
-    let page = &doc["components"]["schemas"]["TaskPage"];
-    assert!(
-        page["required"]
-            .as_array()
-            .is_some_and(|r| r.contains(&json!("next_cursor")))
     );
 }
 
@@ -242,4 +208,26 @@ fn schema_names_are_pascal_case() {
     assert_eq!(schema_name("sum"), "SumTask");
     assert_eq!(schema_name("file_hash"), "FileHashTask");
     assert_eq!(schema_name("query_llm"), "QueryLlmTask");
+}
+
+/// A task type's schemas never take the name of one of the document's own
+/// (`ErrorResponse`, `Queue`, …): it would silently replace it.
+#[test]
+fn task_schemas_do_not_replace_the_document_s_own() {
+    let fixed: std::collections::BTreeSet<String> = ApiDoc::openapi()
+        .components
+        .map(|components| components.schemas.keys().cloned().collect())
+        .unwrap_or_default();
+    assert!(fixed.contains("ErrorResponse"), "{fixed:?}");
+    for task in registry().iter() {
+        let mut names = vec![
+            schema_name(task.name()),
+            format!("{}Response", schema_name(task.name())),
+            task.output_schema().0,
+        ];
+        names.extend(task.referenced_schemas().into_iter().map(|(name, _)| name));
+        for name in names {
+            assert!(!fixed.contains(&name), "{}: {name}", task.name());
+        }
+    }
 }
