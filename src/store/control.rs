@@ -154,9 +154,15 @@ impl Store {
         row.map(Changed::try_from).transpose()
     }
 
-    /// Applies `action` to up to `limit` tasks matching `filter` with ids
-    /// after `after`, locking them in id order. Returns those changed; the
-    /// caller goes on after the greatest id until a batch comes back short.
+    /// Applies `action` to the next page of tasks matching `filter`: up to
+    /// `limit` of them, the first by id after `after`. Returns those it
+    /// changed and the page's last id, which the caller goes on after;
+    /// `None` when no task matched, and the action is done.
+    ///
+    /// The page is read first and then each of its tasks still in a status
+    /// the action applies to is locked and changed, so one that changes
+    /// meanwhile (a worker finishing it) drops out of this page alone: a
+    /// page that changes fewer than `limit` tasks does not mean the last.
     #[tracing::instrument(skip_all, fields(limit))]
     pub async fn act_on_matching(
         &self,
@@ -165,27 +171,49 @@ impl Store {
         after: Option<Uuid>,
         limit: i64,
         budgets: Budgets<'_>,
-    ) -> Result<Vec<Changed>> {
+    ) -> Result<(Vec<Changed>, Option<Uuid>)> {
         let statuses: Vec<&str> = if filter.statuses.is_empty() {
             action.applies_to().iter().map(|s| s.as_str()).collect()
         } else {
             filter.statuses.iter().map(|s| s.as_str()).collect()
         };
-        let sql = matching_sql(action, filter);
-        let mut query = sqlx::query_as::<_, ChangedRow>(sqlx::AssertSqlSafe(sql))
+        let mut page = sqlx::query_scalar::<_, Uuid>(sqlx::AssertSqlSafe(page_sql(filter)))
             .bind(after.unwrap_or(Uuid::nil()))
-            .bind(budgets.0)
-            .bind(budgets.1)
-            .bind(statuses)
+            .bind(&statuses)
             .bind(limit);
         for value in [&filter.tenant, &filter.task_name, &filter.queue]
             .into_iter()
             .flatten()
         {
-            query = query.bind(value);
+            page = page.bind(value);
         }
-        let rows = self.bounded(query.fetch_all(self.db())).await?;
-        rows.into_iter().map(Changed::try_from).collect()
+        let ids = self.bounded(page.fetch_all(self.db())).await?;
+        let Some(last) = ids.last().copied() else {
+            return Ok((Vec::new(), None));
+        };
+        // Tenant, task name and queue never change: the status is all that
+        // needs checking again under the lock.
+        let sql = format!(
+            "WITH target AS (SELECT id, status FROM tasks WHERE id = ANY($1) AND status = ANY($4) \
+             ORDER BY id FOR UPDATE) \
+             UPDATE tasks SET {} FROM target WHERE tasks.id = target.id RETURNING {CHANGED_COLUMNS}",
+            action.set()
+        );
+        let rows: Vec<ChangedRow> = self
+            .bounded(
+                sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                    .bind(&ids)
+                    .bind(budgets.0)
+                    .bind(budgets.1)
+                    .bind(&statuses)
+                    .fetch_all(self.db()),
+            )
+            .await?;
+        let changed = rows
+            .into_iter()
+            .map(Changed::try_from)
+            .collect::<Result<_>>()?;
+        Ok((changed, Some(last)))
     }
 
     /// Pauses `queue` (again: no change); returns whether it was running.
@@ -238,13 +266,14 @@ impl Store {
     }
 }
 
-/// The bulk statement for the filters `filter` sets, built from fixed text
-/// only (every value is bound): `$1` the id to start after, `$2`/`$3` the
-/// attempt budgets, `$4` the statuses, `$5` the batch size, then the set
-/// filters in the order tenant, task name, queue.
-fn matching_sql(action: Action, filter: &TaskMatch) -> String {
-    let mut conditions = vec!["id > $1".to_owned(), "status = ANY($4)".to_owned()];
-    let mut next = 6;
+/// The page of a bulk action for the filters `filter` sets, built from
+/// fixed text only (every value is bound): `$1` the id to start after, `$2`
+/// the statuses, `$3` the page size, then the set filters in the order
+/// tenant, task name, queue. It locks nothing: a page read waits for no
+/// worker, and its tasks are checked again when they are locked.
+fn page_sql(filter: &TaskMatch) -> String {
+    let mut conditions = vec!["id > $1".to_owned(), "status = ANY($2)".to_owned()];
+    let mut next = 4;
     for (column, set) in [
         ("tenant", filter.tenant.is_some()),
         ("task_name", filter.task_name.is_some()),
@@ -256,10 +285,8 @@ fn matching_sql(action: Action, filter: &TaskMatch) -> String {
         }
     }
     format!(
-        "WITH target AS (SELECT id, status FROM tasks WHERE {} ORDER BY id LIMIT $5 FOR UPDATE) \
-         UPDATE tasks SET {} FROM target WHERE tasks.id = target.id RETURNING {CHANGED_COLUMNS}",
-        conditions.join(" AND "),
-        action.set()
+        "SELECT id FROM tasks WHERE {} ORDER BY id LIMIT $3",
+        conditions.join(" AND ")
     )
 }
 
@@ -268,24 +295,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_bulk_statement_has_only_the_conditions_it_needs() {
-        let all = matching_sql(Action::Cancel, &TaskMatch::default());
-        assert!(
-            all.contains("WHERE id > $1 AND status = ANY($4) ORDER BY id LIMIT $5"),
-            "{all}"
+    fn a_bulk_page_has_only_the_conditions_it_needs() {
+        let all = page_sql(&TaskMatch::default());
+        assert_eq!(
+            all,
+            "SELECT id FROM tasks WHERE id > $1 AND status = ANY($2) ORDER BY id LIMIT $3"
         );
-        let some = matching_sql(
-            Action::Retry,
-            &TaskMatch {
-                tenant: Some("acme".into()),
-                queue: Some("llm".into()),
-                ..TaskMatch::default()
-            },
-        );
+        let some = page_sql(&TaskMatch {
+            tenant: Some("acme".into()),
+            queue: Some("llm".into()),
+            ..TaskMatch::default()
+        });
         assert!(
-            some.contains("status = ANY($4) AND tenant = $6 AND queue = $7 ORDER BY id"),
+            some.contains("status = ANY($2) AND tenant = $4 AND queue = $5 ORDER BY id"),
             "{some}"
         );
-        assert!(some.contains("status = 'pending'"), "{some}");
     }
 }

@@ -8,7 +8,8 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::support::fake_llm::{FakeLlm, Reply};
-use crate::support::{TestApp, eventually, metric};
+use crate::support::processes::{Process, free_port, log_dir};
+use crate::support::{TestApp, TestEnv, eventually, metric};
 
 async fn cancel(app: &TestApp, id: Uuid) -> reqwest::Response {
     app.post_json(&format!("/tasks/{id}/cancel"), json!({}))
@@ -556,4 +557,296 @@ async fn operator_actions_follow_scopes_and_tenants() {
         .await
         .unwrap();
     assert_eq!(globex_task["status"], "cancelled");
+}
+
+/// How many tasks of this test's database are in each status.
+async fn by_status(app: &TestApp) -> std::collections::BTreeMap<String, i64> {
+    let rows: Vec<(String, i64)> = sqlx::query_as("SELECT status, count(*) FROM tasks GROUP BY 1")
+        .fetch_all(&app.env.pool().await)
+        .await
+        .unwrap();
+    rows.into_iter().collect()
+}
+
+#[tokio::test]
+async fn a_bulk_cancel_racing_a_worker_leaves_no_task_pending() {
+    const TASKS: i64 = 2_500;
+    let mut app = TestApp::spawn_api_only().await;
+    for chunk in 0..TASKS / 100 {
+        let tasks: Vec<Value> = (0..100)
+            .map(|i| json!({"task_name": "sum", "a": i, "b": chunk}))
+            .collect();
+        let response = app.post_json("/run-tasks", json!({"tasks": tasks})).await;
+        assert_eq!(response.status(), 202);
+    }
+    // Once the worker is up to speed, the cancel starts where it drains
+    // the queue (the oldest task): tasks finish under the cancel's first
+    // page, which then changes fewer than it holds without being the last.
+    app.start_worker().await;
+    eventually(|| async {
+        let done = by_status(&app).await.get("completed").copied();
+        (done >= Some(300)).then_some(())
+    })
+    .await;
+    let response = app
+        .post_json("/tasks/cancel", json!({"task_name": "sum"}))
+        .await;
+    assert_eq!(response.status(), 200);
+    let answered = response.json::<Value>().await.unwrap()["cancelled"]
+        .as_i64()
+        .unwrap();
+
+    // Whatever the worker had not finished is cancelled, at once.
+    let counts = by_status(&app).await;
+    let count = |status: &str| counts.get(status).copied().unwrap_or(0);
+    assert_eq!(count("pending") + count("running"), 0, "{counts:?}");
+    assert_eq!(count("cancelled"), answered, "{counts:?}");
+    assert_eq!(count("completed") + answered, TASKS, "{counts:?}");
+    assert!(
+        answered > 0,
+        "the worker finished every task before the cancel: {counts:?}"
+    );
+    println!(
+        "the worker finished {}, the cancel took {answered}",
+        count("completed")
+    );
+}
+
+/// A real `tasker api` with authentication on and JSON logs, and the URL
+/// of its `/metrics`. A process of its own: in-process apps share one
+/// metrics recorder (and reset it when they start) and one log.
+async fn api_process(env: &TestEnv, name: &str, client: &reqwest::Client) -> (Process, String) {
+    let (port, ops_port) = (free_port(), free_port());
+    let settings = [
+        ("TASKER_DATABASE__URL", env.database_url()),
+        (
+            "TASKER_REDIS__URL",
+            env.config.redis.url.expose().to_owned(),
+        ),
+        ("TASKER_REDIS__KEY_PREFIX", env.prefix.clone()),
+        ("TASKER_API__LISTEN", format!("127.0.0.1:{port}")),
+        ("TASKER_API__OPS_LISTEN", format!("127.0.0.1:{ops_port}")),
+        ("TASKER_AUTH__ENABLED", "true".to_owned()),
+        ("TASKER_LOG__LEVEL", "info".to_owned()),
+        ("TASKER_LOG__FORMAT", "json".to_owned()),
+    ];
+    let api = Process::spawn(
+        "api",
+        port,
+        settings
+            .into_iter()
+            .map(|(key, value)| (key.to_owned(), value))
+            .collect(),
+        log_dir().join(format!("{name}-api.log")),
+    );
+    api.wait_ready(client).await;
+    (api, format!("http://127.0.0.1:{ops_port}/metrics"))
+}
+
+/// Makes a key of `tenant` with `scopes` on `env`'s database; returns its
+/// id and token.
+async fn key_on(env: &TestEnv, tenant: &str, scopes: &[&str]) -> (String, String) {
+    let services = tasker::services::Services::build(&env.config).unwrap();
+    let request = tasker::services::KeyRequest {
+        tenant: tenant.into(),
+        scopes: scopes.iter().map(|s| s.parse().unwrap()).collect(),
+        rate: None,
+        max_running: None,
+        expires_in: None,
+        description: None,
+    };
+    let keys = tasker::services::ApiKeys::new(services.store.clone());
+    let (key, token) = keys.create(request).await.unwrap();
+    services.store.close().await;
+    (key.id, token)
+}
+
+/// Submits a `sum` as `token` to `api`; returns its id.
+async fn submit_as(api: &Process, client: &reqwest::Client, token: &str) -> String {
+    let response = client
+        .post(api.url("/run-task"))
+        .bearer_auth(token)
+        .json(&json!({"task_name": "sum", "a": 1, "b": 2}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    response.json::<Value>().await.unwrap()["task_uuid"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn operator_actions_are_logged_with_the_key_that_made_them() {
+    let env = TestEnv::new().await;
+    let client = reqwest::Client::new();
+    let (api, _) = api_process(&env, "control-key-logs", &client).await;
+    let (tenant_key, tenant_token) = key_on(&env, "acme", &["submit", "read"]).await;
+    let (admin_key, admin_token) = key_on(&env, "ops", &["admin"]).await;
+    let post = |path: &str, token: &str, body: Value| {
+        client
+            .post(api.url(path))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+    };
+    let id = submit_as(&api, &client, &tenant_token).await;
+    let cancelled = post(&format!("/tasks/{id}/cancel"), &tenant_token, json!({}));
+    assert_eq!(cancelled.await.unwrap().status(), 200);
+    submit_as(&api, &client, &tenant_token).await;
+    let bulk = post("/tasks/cancel", &admin_token, json!({"tenant": "acme"}));
+    assert_eq!(
+        bulk.await.unwrap().json::<Value>().await.unwrap()["cancelled"],
+        1
+    );
+    let paused = post("/queues/default/pause", &admin_token, json!({}));
+    assert_eq!(paused.await.unwrap().status(), 200);
+
+    for (message, key) in [
+        ("task cancelled", &tenant_key),
+        ("tasks cancelled in bulk", &admin_key),
+        ("queue paused", &admin_key),
+    ] {
+        let line = eventually(|| async {
+            api.log()
+                .lines()
+                .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+                .find(|line| line["message"] == message)
+        })
+        .await;
+        assert_eq!(line["key_id"], key.as_str(), "{line}");
+        if message == "task cancelled" {
+            assert_eq!(line["task_id"], id.as_str(), "{line}");
+        }
+    }
+    assert!(
+        !api.log().contains(&tenant_token) && !api.log().contains(&admin_token),
+        "tokens never reach the log"
+    );
+}
+
+#[tokio::test]
+async fn cancelling_a_pending_task_counts_it_as_completed_with_status_cancelled() {
+    let env = TestEnv::new().await;
+    let client = reqwest::Client::new();
+    let (api, metrics) = api_process(&env, "control-cancel-metric", &client).await;
+    let (_, token) = key_on(&env, "acme", &["submit", "read"]).await;
+    let series = r#"tasker_tasks_completed_total{task_name="sum",status="cancelled"}"#;
+    let scrape = || async {
+        client
+            .get(&metrics)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+    assert_eq!(metric(&scrape().await, series), Some(0.0));
+
+    let id = submit_as(&api, &client, &token).await;
+    let response = client
+        .post(api.url(&format!("/tasks/{id}/cancel")))
+        .bearer_auth(&token)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let page = scrape().await;
+    assert_eq!(metric(&page, series), Some(1.0), "{page}");
+    // Cancelling it again changes nothing, and counts nothing.
+    let again = client
+        .post(api.url(&format!("/tasks/{id}/cancel")))
+        .bearer_auth(&token)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 200);
+    assert_eq!(metric(&scrape().await, series), Some(1.0));
+    let completed = r#"tasker_tasks_completed_total{task_name="sum",status="completed"}"#;
+    assert_eq!(metric(&scrape().await, completed), Some(0.0));
+}
+
+#[tokio::test]
+async fn queue_figures_show_running_tasks_and_the_age_of_the_oldest_waiting_one() {
+    let llm = FakeLlm::start(vec![Reply::ok("never").slow(Duration::from_secs(60))]).await;
+    let app = TestApp::spawn_with(|c| llm.configure(c), true).await;
+    let figures = |name: &'static str| {
+        let app = &app;
+        async move {
+            let queues = app.get_json("/queues").await;
+            queues["queues"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|q| q["name"] == name)
+                .unwrap_or_else(|| panic!("no queue {name} in {queues}"))
+                .clone()
+        }
+    };
+    for name in ["default", "llm"] {
+        let queue = figures(name).await;
+        assert_eq!(
+            (
+                &queue["depth"],
+                &queue["running"],
+                &queue["oldest_age_seconds"]
+            ),
+            (&json!(0), &json!(0), &json!(0.0)),
+            "{queue}"
+        );
+    }
+
+    // A long LLM call runs in its queue, and only there.
+    let slow = app
+        .submit(json!({"task_name": "query_llm", "prompt": "slow"}))
+        .await;
+    app.wait_status(slow, "running").await;
+    let llm_queue = figures("llm").await;
+    assert_eq!(
+        (&llm_queue["running"], &llm_queue["depth"]),
+        (&json!(1), &json!(0)),
+        "{llm_queue}"
+    );
+    assert_eq!(figures("default").await["running"], 0);
+
+    // A paused queue holds what is submitted to it, and its oldest task ages.
+    let paused = app.post_json("/queues/default/pause", json!({})).await;
+    assert_eq!(paused.status(), 200);
+    let submitted = Instant::now();
+    for i in 0..3 {
+        app.submit(json!({"task_name": "sum", "a": i, "b": 1}))
+            .await;
+    }
+    let held = eventually(|| async {
+        let queue = figures("default").await;
+        (queue["oldest_age_seconds"].as_f64()? >= 0.05).then_some(queue)
+    })
+    .await;
+    let waiting: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM tasks WHERE queue = 'default' AND status = 'pending'",
+    )
+    .fetch_one(&app.env.pool().await)
+    .await
+    .unwrap();
+    assert_eq!((waiting, &held["depth"]), (3, &json!(3)), "{held}");
+    assert_eq!(held["running"], 0, "{held}");
+    let age = held["oldest_age_seconds"].as_f64().unwrap();
+    assert!(
+        age <= submitted.elapsed().as_secs_f64(),
+        "the oldest task is {age}s old, submitted {:?} ago",
+        submitted.elapsed()
+    );
+    eventually(|| async {
+        let older = figures("default").await["oldest_age_seconds"].as_f64()?;
+        (older > age).then_some(())
+    })
+    .await;
+
+    // Stopped, the long call no longer counts as running.
+    assert_eq!(cancel(&app, slow).await.status(), 200);
+    assert_eq!(figures("llm").await["running"], 0);
 }

@@ -22,7 +22,7 @@ use crate::tasks::Registry;
 use crate::telemetry::error_chain;
 use crate::telemetry::metrics as m;
 
-/// Tasks changed per statement of a bulk action.
+/// Tasks a bulk action looks at per page (and changes per statement).
 const BATCH: i64 = 500;
 
 #[derive(Debug, thiserror::Error)]
@@ -177,8 +177,11 @@ impl Control {
         let (names, budgets) = self.budgets();
         let mut after = None;
         let mut count = 0;
+        // Page by page until a page finds no match: one that changes fewer
+        // tasks than it holds is not the last, as tasks it held may have
+        // finished in the meantime.
         loop {
-            let changed = self
+            let (changed, last) = self
                 .store
                 .act_on_matching(action, &filter, after, BATCH, (&names, &budgets))
                 .await?;
@@ -187,10 +190,10 @@ impl Control {
                 Action::Cancel => self.cancelled(&changed).await,
                 Action::Retry => self.retried(&changed).await,
             }
-            if (changed.len() as i64) < BATCH {
-                return Ok(count);
+            match last {
+                Some(last) => after = Some(last),
+                None => return Ok(count),
             }
-            after = changed.iter().map(|c| c.record.id).max();
         }
     }
 
