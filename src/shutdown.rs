@@ -1,4 +1,5 @@
-//! The shutdown signal shared by the API and the worker.
+//! The shutdown signal shared by the API and the worker, and the two ways
+//! a loop waits on it: [`Shutdown::every`] and [`Shutdown::sleep`].
 
 use std::future::Future;
 use std::sync::Arc;
@@ -42,6 +43,15 @@ impl Shutdown {
         let mut receiver = self.receiver.clone();
         // Err means every sender is gone, which cannot happen while `self` lives.
         let _ = receiver.wait_for(|triggered| *triggered).await;
+    }
+
+    /// Waits `duration`, or less if the switch is triggered meanwhile:
+    /// `true` when the wait ran out, `false` when it is time to stop.
+    pub async fn sleep(&self, duration: Duration) -> bool {
+        tokio::select! {
+            () = tokio::time::sleep(duration) => true,
+            () = self.wait() => false,
+        }
     }
 
     /// Runs `tick` every `period`, the first time at once, until the switch
@@ -124,5 +134,18 @@ mod tests {
         shutdown.trigger();
         assert!(runner.await.is_ok());
         assert_eq!(ticks.load(std::sync::atomic::Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn sleep_runs_out_or_stops_at_the_trigger() {
+        let shutdown = Shutdown::new();
+        assert!(shutdown.sleep(Duration::from_secs(1)).await);
+        let sleeper = {
+            let shutdown = shutdown.clone();
+            tokio::spawn(async move { shutdown.sleep(Duration::from_secs(3600)).await })
+        };
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        shutdown.trigger();
+        assert!(matches!(sleeper.await, Ok(false)));
     }
 }

@@ -12,10 +12,10 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use super::client::{self, Client};
+use super::client::{self, Client, status_of};
 use super::output::{self, Format, Progress};
 use super::remote::{Exit, Failure};
-use super::task::outcome;
+use crate::domain::TaskStatus;
 
 /// Long-polls at once while waiting for many tasks.
 const CONCURRENT_WAITS: usize = 8;
@@ -260,6 +260,16 @@ async fn wait_all(
     Ok(exit)
 }
 
+/// A task's exit code after waiting: 0 completed, 1 failed or cancelled,
+/// 3 not finished. `task submit --wait` and `task get --wait` use it too.
+pub(super) fn outcome(task: &Value) -> Exit {
+    match status_of(task) {
+        Some(TaskStatus::Completed) => Exit::Success,
+        Some(TaskStatus::Failed | TaskStatus::Cancelled) => Exit::TaskFailed,
+        _ => Exit::Unfinished,
+    }
+}
+
 /// A failure outweighs an unfinished task, which outweighs success.
 fn worst(a: Exit, b: Exit) -> Exit {
     let rank = |exit| match exit {
@@ -297,5 +307,14 @@ mod tests {
         assert_eq!(refused_item(&err, 3), None);
         assert_eq!(refusal(&err), "unknown_task_name: unknown task_name `x`");
         assert!(!too_large(&err));
+    }
+
+    #[test]
+    fn the_exit_code_follows_the_status() {
+        let task = |status: &str| json!({ "status": status });
+        assert_eq!(outcome(&task("completed")), Exit::Success);
+        assert_eq!(outcome(&task("failed")), Exit::TaskFailed);
+        assert_eq!(outcome(&task("cancelled")), Exit::TaskFailed);
+        assert_eq!(outcome(&task("running")), Exit::Unfinished);
     }
 }

@@ -9,10 +9,10 @@ use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use super::client::{Client, TaskFilter, status_of};
+use super::client::{Client, TaskFilter};
 use super::output::{self, Format};
 use super::remote::{Exit, Failure};
-use super::submit_file;
+use super::submit_file::{self, outcome};
 use crate::domain::TaskStatus;
 
 #[derive(Debug, Clone, Subcommand)]
@@ -165,16 +165,6 @@ async fn list(client: &Client, args: ListArgs, format: Format) -> Result<Exit, F
     Ok(Exit::Success)
 }
 
-/// A task's exit code after waiting: 0 completed, 1 failed or cancelled,
-/// 3 not finished.
-pub(super) fn outcome(task: &Value) -> Exit {
-    match status_of(task) {
-        Some(TaskStatus::Completed) => Exit::Success,
-        Some(TaskStatus::Failed | TaskStatus::Cancelled) => Exit::TaskFailed,
-        _ => Exit::Unfinished,
-    }
-}
-
 fn show_task(task: &Value, format: Format) {
     match format {
         Format::Json => output::print(&output::json(task)),
@@ -234,14 +224,5 @@ mod tests {
         assert!(read_body(r#"{"task_name": "sum", "a": 1, "b": 2}"#).is_ok());
         assert!(matches!(read_body("[1, 2]"), Err(Failure::Usage(_))));
         assert!(matches!(read_body("{nope"), Err(Failure::Usage(_))));
-    }
-
-    #[test]
-    fn the_exit_code_follows_the_status() {
-        let task = |status: &str| json!({ "status": status });
-        assert_eq!(outcome(&task("completed")), Exit::Success);
-        assert_eq!(outcome(&task("failed")), Exit::TaskFailed);
-        assert_eq!(outcome(&task("cancelled")), Exit::TaskFailed);
-        assert_eq!(outcome(&task("running")), Exit::Unfinished);
     }
 }

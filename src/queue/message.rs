@@ -3,7 +3,8 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::domain::DEFAULT_TENANT;
+use crate::domain::{DEFAULT_TENANT, NewTask, TaskRecord};
+use crate::store::{Changed, DispatchCandidate, Recovered};
 
 /// Derived from the stored task alone, so every dispatch of one task
 /// produces the same queue member (and deduplicates).
@@ -26,8 +27,8 @@ pub struct Message {
 
 impl Message {
     /// The message of task `task_id` of type `task_name`, submitted by
-    /// request `request_id` within trace `traceparent`: the one way a
-    /// message is made.
+    /// request `request_id` within trace `traceparent`. Code holding a
+    /// task uses `Message::from(&task)` instead, which picks the fields.
     pub fn new(
         task_id: Uuid,
         task_name: &str,
@@ -44,6 +45,21 @@ impl Message {
         }
     }
 
+    /// The message of a stored task read back with its origin.
+    fn of_record(
+        record: &TaskRecord,
+        request_id: Option<&str>,
+        trace_context: Option<&str>,
+    ) -> Self {
+        Self::new(
+            record.id,
+            &record.task_name,
+            &record.tenant,
+            request_id,
+            trace_context,
+        )
+    }
+
     pub fn encode(&self) -> String {
         // Serialising a struct of a Uuid and optional strings cannot fail.
         serde_json::to_string(self).unwrap_or_default()
@@ -51,6 +67,53 @@ impl Message {
 
     pub fn decode(raw: &str) -> Result<Self, serde_json::Error> {
         serde_json::from_str(raw)
+    }
+}
+
+// The message of a task as stored, whichever statement read it: the same
+// five fields every time, so every dispatch of a task is the same member.
+
+impl From<&NewTask> for Message {
+    fn from(task: &NewTask) -> Self {
+        Self::new(
+            task.id,
+            &task.task_name,
+            &task.tenant,
+            task.request_id.as_deref(),
+            task.trace_context.as_deref(),
+        )
+    }
+}
+
+impl From<&DispatchCandidate> for Message {
+    fn from(task: &DispatchCandidate) -> Self {
+        Self::new(
+            task.id,
+            &task.task_name,
+            &task.tenant,
+            task.request_id.as_deref(),
+            task.trace_context.as_deref(),
+        )
+    }
+}
+
+impl From<&Recovered> for Message {
+    fn from(task: &Recovered) -> Self {
+        Self::of_record(
+            &task.record,
+            task.request_id.as_deref(),
+            task.trace_context.as_deref(),
+        )
+    }
+}
+
+impl From<&Changed> for Message {
+    fn from(task: &Changed) -> Self {
+        Self::of_record(
+            &task.record,
+            task.request_id.as_deref(),
+            task.trace_context.as_deref(),
+        )
     }
 }
 
@@ -71,5 +134,21 @@ mod tests {
         let message = Message::new(Uuid::nil(), "sum", "acme", Some("req-1"), None);
         assert_eq!(message.encode(), message.clone().encode());
         assert_eq!(Message::decode(&message.encode()).ok(), Some(message));
+    }
+
+    #[test]
+    fn a_task_gives_the_message_of_its_five_fields() {
+        let task = NewTask {
+            id: Uuid::now_v7(),
+            task_name: "sum".into(),
+            tenant: "acme".into(),
+            queue: "default".into(),
+            parameters: serde_json::json!({"a": 1, "b": 2}),
+            max_attempts: 3,
+            request_id: Some("req-1".into()),
+            trace_context: Some("00-trace".into()),
+        };
+        let expected = Message::new(task.id, "sum", "acme", Some("req-1"), Some("00-trace"));
+        assert_eq!(Message::from(&task), expected);
     }
 }

@@ -6,7 +6,6 @@
 
 use tracing::Instrument;
 
-use super::submission::message_of;
 use crate::batching::Batcher;
 use crate::domain::NewTask;
 use crate::queue::{Message, Queue};
@@ -75,7 +74,7 @@ async fn store_and_dispatch(
         .iter()
         .zip(&results)
         .filter(|(_, stored)| stored.is_ok())
-        .map(|(task, _)| (task.queue.as_str(), message_of(task)))
+        .map(|(task, _)| (task.queue.as_str(), Message::from(task)))
         .collect();
     if !messages.is_empty()
         && let Err(err) = queue

@@ -242,23 +242,12 @@ impl Submissions {
     }
 
     async fn dispatch(&self, tasks: &[NewTask]) {
-        let messages: Vec<Message> = tasks.iter().map(message_of).collect();
+        let messages: Vec<Message> = tasks.iter().map(Message::from).collect();
         let pairs = tasks.iter().map(|t| t.queue.as_str()).zip(&messages);
         if let Err(err) = self.0.queue.dispatch_many(pairs).await {
             tracing::warn!(count = tasks.len(), error = %error_chain(&err), "dispatch failed; the reconciler will retry it");
         }
     }
-}
-
-/// The dispatch message of a task about to be stored.
-pub(super) fn message_of(task: &NewTask) -> Message {
-    Message::new(
-        task.id,
-        &task.task_name,
-        &task.tenant,
-        task.request_id.as_deref(),
-        task.trace_context.as_deref(),
-    )
 }
 
 fn accepted(task_name: &'static str, id: Uuid) {

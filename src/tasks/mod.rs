@@ -1,16 +1,14 @@
 //! Task types: the [`Task`] trait every type implements, the errors a run can
 //! end with, retry policies, and the [`Registry`] that maps names to types.
 //!
-//! Adding a task type is one file here plus one line in `registry.rs`: the
-//! type declares its name, queue, parameters, output, settings section,
-//! example, retry policy and timeout, and the API, its document, the
-//! configuration and the worker all follow from that.
+//! Adding a task type is one module here (a file, or a folder when it has
+//! parts of its own, like `query_llm/`) plus one line in the `task_types!`
+//! list below: the type declares its name, queue, parameters, output,
+//! settings section, example, retry policy and timeout, and the API, its
+//! document, the configuration and the worker all follow from that.
 
 mod erased;
-mod file_hash;
-mod query_llm;
 mod registry;
-mod sum;
 mod validation;
 
 use std::future::Future;
@@ -24,6 +22,26 @@ use crate::config::ConfigError;
 
 pub use registry::{RegisteredTask, Registry};
 pub use validation::SubmissionError;
+
+/// Declares each task type's module and registers its type: the one list
+/// of task types.
+macro_rules! task_types {
+    ($($module:ident::$task:ident),+ $(,)?) => {
+        $(mod $module;)+
+
+        /// Adds every task type of the list to `builder`.
+        fn add_every_type(builder: &mut registry::Builder<'_>) -> Result<(), ConfigError> {
+            $(builder.add::<$module::$task>()?;)+
+            Ok(())
+        }
+    };
+}
+
+task_types! {
+    sum::Sum,
+    file_hash::FileHash,
+    query_llm::QueryLlm,
+}
 
 /// The longest timeout a quick task may have: a transaction holds its row
 /// while it runs, and a frozen worker's transaction is ended after 15 s.

@@ -223,9 +223,8 @@ impl Worker {
                     self.consuming.store(false, Ordering::Relaxed);
                     let wait = backoff.next();
                     tracing::warn!(error = %error_chain(&err), retry_in_ms = wait.as_millis() as u64, "cannot read the queue");
-                    tokio::select! {
-                        () = tokio::time::sleep(wait) => {}
-                        () = shutdown.wait() => break,
+                    if !shutdown.sleep(wait).await {
+                        break;
                     }
                 }
             }
@@ -250,9 +249,8 @@ impl Worker {
                 Err(err) => {
                     let wait = backoff.next();
                     tracing::warn!(error = %error_chain(&err), retry_in_ms = wait.as_millis() as u64, "database unreachable; worker paused");
-                    tokio::select! {
-                        () = tokio::time::sleep(wait) => {}
-                        () = shutdown.wait() => return,
+                    if !shutdown.sleep(wait).await {
+                        return;
                     }
                 }
             }
@@ -289,18 +287,7 @@ impl Worker {
                 return;
             }
         };
-        let messages: Vec<Message> = returned
-            .iter()
-            .map(|r| {
-                Message::new(
-                    r.record.id,
-                    &r.record.task_name,
-                    &r.record.tenant,
-                    r.request_id.as_deref(),
-                    r.trace_context.as_deref(),
-                )
-            })
-            .collect();
+        let messages: Vec<Message> = returned.iter().map(Message::from).collect();
         let queues = returned.iter().map(|r| r.queue.as_str());
         if let Err(err) = self
             .services

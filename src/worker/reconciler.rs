@@ -19,7 +19,7 @@ use super::Worker;
 use crate::queue::Message;
 use crate::redis_pool::RedisError;
 use crate::shutdown::Shutdown;
-use crate::store::{self, DispatchCandidate, Recovered};
+use crate::store::{self, Recovered};
 use crate::telemetry::error_chain;
 use crate::telemetry::metrics as m;
 
@@ -107,14 +107,11 @@ async fn schedule_recovered(worker: &Worker, recovered: &[Recovered]) {
         .iter()
         .filter_map(|task| {
             let at = task.record.next_attempt_at?;
-            let message = Message::new(
-                task.record.id,
-                &task.record.task_name,
-                &task.record.tenant,
-                task.request_id.as_deref(),
-                task.trace_context.as_deref(),
-            );
-            Some((task.queue.as_str(), message, SystemTime::from(at)))
+            Some((
+                task.queue.as_str(),
+                Message::from(task),
+                SystemTime::from(at),
+            ))
         })
         .collect();
     let scheduled = worker
@@ -136,7 +133,7 @@ async fn redispatch_lost(worker: &Worker, quiet: Duration) -> Result<(), PassErr
             return Ok(());
         };
         after = Some((last.dispatched_at, last.id));
-        let messages: Vec<Message> = candidates.iter().map(message_of).collect();
+        let messages: Vec<Message> = candidates.iter().map(Message::from).collect();
         let queued = queue
             .queued(candidates.iter().map(|c| c.queue.as_str()).zip(&messages))
             .await?;
@@ -149,7 +146,7 @@ async fn redispatch_lost(worker: &Worker, quiet: Duration) -> Result<(), PassErr
         if !lost.is_empty() {
             // Claimed meanwhile, all of them: nothing to re-send.
             let taken = store.mark_dispatched(&lost, quiet).await?;
-            let messages: Vec<Message> = taken.iter().map(message_of).collect();
+            let messages: Vec<Message> = taken.iter().map(Message::from).collect();
             let added = queue
                 .dispatch_many(taken.iter().map(|c| c.queue.as_str()).zip(&messages))
                 .await?;
@@ -166,15 +163,4 @@ async fn redispatch_lost(worker: &Worker, quiet: Duration) -> Result<(), PassErr
         }
     }
     Ok(())
-}
-
-/// The dispatch message of a stored task: the same member every time.
-fn message_of(candidate: &DispatchCandidate) -> Message {
-    Message::new(
-        candidate.id,
-        &candidate.task_name,
-        &candidate.tenant,
-        candidate.request_id.as_deref(),
-        candidate.trace_context.as_deref(),
-    )
 }

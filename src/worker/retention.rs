@@ -28,9 +28,8 @@ pub(super) async fn run(worker: Worker, shutdown: Shutdown) {
             Backlog::Left => BACKLOG_PAUSE,
             Backlog::Cleared => worker.retention.interval(),
         };
-        tokio::select! {
-            () = tokio::time::sleep(pause) => {}
-            () = shutdown.wait() => return,
+        if !shutdown.sleep(pause).await {
+            return;
         }
     }
 }

@@ -1,5 +1,5 @@
 //! The registry: every task type Tasker knows, by name, with the queue it
-//! runs on. Adding a task type means adding one line to `Registry::new`.
+//! runs on. The types are those of the `task_types!` list in `tasks/mod.rs`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -9,9 +9,6 @@ use serde_json::Value;
 use utoipa::openapi::{RefOr, Schema};
 
 use super::erased::{ErasedTask, Schemas};
-use super::file_hash::FileHash;
-use super::query_llm::QueryLlm;
-use super::sum::Sum;
 use super::validation::SubmissionError;
 use super::{RetryPolicy, Task, TaskEnv, TaskError, TaskSettings};
 use crate::config::{Config, ConfigError};
@@ -123,9 +120,7 @@ impl Registry {
     /// that runs tasks gives them).
     pub fn with_env(config: &Config, env: &TaskEnv) -> Result<Self, ConfigError> {
         let mut builder = Builder::new(config, env);
-        builder.add::<Sum>()?;
-        builder.add::<FileHash>()?;
-        builder.add::<QueryLlm>()?;
+        super::add_every_type(&mut builder)?;
         builder.finish()
     }
 
@@ -202,7 +197,7 @@ impl Registry {
 
 /// Collects the task types of [`Registry::new`] and checks the
 /// configuration against them.
-struct Builder<'c> {
+pub(super) struct Builder<'c> {
     config: &'c Config,
     env: &'c TaskEnv,
     tasks: BTreeMap<&'static str, RegisteredTask>,
@@ -219,7 +214,8 @@ impl<'c> Builder<'c> {
         }
     }
 
-    fn add<T: Task>(&mut self) -> Result<(), ConfigError> {
+    /// Adds task type `T`, built from its settings section.
+    pub(super) fn add<T: Task>(&mut self) -> Result<(), ConfigError> {
         let settings: T::Settings = match <T::Settings as TaskSettings>::SECTION {
             Some(section) => {
                 let settings: T::Settings = self.config.tasks.read(section)?;
@@ -257,11 +253,43 @@ impl<'c> Builder<'c> {
         Ok(())
     }
 
+    /// A schema name two task types declare differently (their
+    /// parameters, output or the types these refer to), with both types.
+    fn clashing_schema_name(&self) -> Option<(&'static str, String, &'static str)> {
+        let mut seen: BTreeMap<String, (&'static str, Value)> = BTreeMap::new();
+        for task in self.tasks.values() {
+            let mut schemas = task.referenced_schemas();
+            schemas.push(task.output_schema());
+            for (name, schema) in schemas {
+                let schema = serde_json::to_value(&schema).unwrap_or(Value::Null);
+                match seen.get(&name) {
+                    Some((other, known)) if *known != schema => {
+                        return Some((task.name, name, other));
+                    }
+                    Some(_) => {}
+                    None => {
+                        seen.insert(name, (task.name, schema));
+                    }
+                }
+            }
+        }
+        None
+    }
+
     fn finish(self) -> Result<Registry, ConfigError> {
         let unknown = |key: String, reason: &str| ConfigError::Invalid {
             key,
             reason: reason.to_owned(),
         };
+        if let Some((task, name, other)) = self.clashing_schema_name() {
+            return Err(unknown(
+                format!("task type {task}"),
+                &format!(
+                    "declares a schema `{name}` unlike the one of task type {other}: \
+                     rename one (the API document keeps one schema per name)"
+                ),
+            ));
+        }
         if let Some(name) = self
             .config
             .task_queues

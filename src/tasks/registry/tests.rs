@@ -91,3 +91,74 @@ fn bad_submissions_say_why() {
         .err();
     assert!(matches!(err, Some(SubmissionError::InvalidField(f)) if f.field == "prompt"));
 }
+
+/// A copy of a task type that kept a schema name of the original
+/// (`Algorithm`) for a different type: the document could show only one.
+mod twin {
+    use serde::{Deserialize, Serialize};
+
+    use crate::config::ConfigError;
+    use crate::tasks::{NoSettings, RetryPolicy, Task, TaskEnv, TaskError};
+
+    #[derive(Debug, Clone, Copy, Serialize, Deserialize, utoipa::ToSchema)]
+    pub enum Algorithm {
+        Crc32,
+    }
+
+    #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+    pub struct TwinParams {
+        pub algorithm: Algorithm,
+    }
+
+    pub struct Twin;
+
+    impl Task for Twin {
+        const NAME: &'static str = "twin";
+        const DESCRIPTION: &'static str = "A copy that forgot to rename a type.";
+        type Params = TwinParams;
+        type Output = TwinParams;
+        type Settings = NoSettings;
+
+        fn build(_: NoSettings, _: &TaskEnv) -> Result<Self, ConfigError> {
+            Ok(Twin)
+        }
+
+        fn example() -> TwinParams {
+            TwinParams {
+                algorithm: Algorithm::Crc32,
+            }
+        }
+
+        fn retry_policy(&self) -> RetryPolicy {
+            RetryPolicy::FEW_QUICK
+        }
+
+        fn timeout(&self) -> std::time::Duration {
+            std::time::Duration::from_secs(1)
+        }
+
+        async fn run(&self, params: TwinParams) -> Result<TwinParams, TaskError> {
+            Ok(params)
+        }
+    }
+}
+
+#[test]
+fn two_types_may_not_declare_one_schema_name_differently() {
+    let config = Config::default();
+    let env = TaskEnv::default();
+    let mut builder = Builder::new(&config, &env);
+    let added =
+        crate::tasks::add_every_type(&mut builder).and_then(|()| builder.add::<twin::Twin>());
+    assert!(added.is_ok(), "{added:?}");
+    match builder.finish() {
+        Err(err) => {
+            let said = err.to_string();
+            assert!(
+                said.contains("`Algorithm`") && said.contains("file_hash"),
+                "{said}"
+            );
+        }
+        Ok(_) => panic!("a clashing schema name was accepted"),
+    }
+}
