@@ -245,10 +245,14 @@ impl Task for QueryLlm {
         });
         let answer = self.send(api_key, &body).await;
         if let Some(call) = call {
-            let used = answer
-                .as_ref()
-                .ok()
-                .map(|output| output.usage.input_tokens + output.usage.output_tokens);
+            let used = match &answer {
+                Ok(output) => Some(output.usage.input_tokens + output.usage.output_tokens),
+                // Refused for the provider's rate: it counted nothing, so
+                // the estimate is given back.
+                Err(TaskError::Deferred { .. }) => Some(0),
+                // It may have counted the prompt: the estimate stands.
+                Err(_) => None,
+            };
             call.settle(used).await;
         }
         answer
