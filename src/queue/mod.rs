@@ -15,6 +15,8 @@ mod scripts;
 use std::collections::BTreeSet;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use uuid::Uuid;
+
 use crate::keys::Keys;
 use crate::redis_pool::{Redis, RedisError};
 
@@ -107,6 +109,19 @@ impl Queue {
         }
         let added: Vec<u64> = self.redis.pipeline(&pipe).await?;
         Ok(added.iter().sum())
+    }
+
+    /// Tells the workers running `tasks` to stop them: they were cancelled.
+    pub async fn announce_cancelled(&self, tasks: &[Uuid]) -> Result<(), RedisError> {
+        if tasks.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<String> = tasks.iter().map(Uuid::to_string).collect();
+        let announce = redis::cmd("PUBLISH")
+            .arg(self.keys.cancel_channel())
+            .arg(ids.join(","))
+            .clone();
+        self.redis.query::<i64>(&announce).await.map(drop)
     }
 
     /// Takes messages out of their queues, ready or delayed, so that tasks

@@ -1,6 +1,7 @@
 //! The layout rules of ARCHITECTURE.md that a reviewer would otherwise check
-//! by hand: short files, SQL only in `store`, no imports between the API
-//! and the worker, and no two modules importing each other.
+//! by hand: short files, SQL only in `store`, Redis commands only in their
+//! modules, handlers only through services, no imports between the API and
+//! the worker, and no two modules importing each other.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -61,6 +62,49 @@ fn sql_lives_in_the_store_only() {
         .map(|(name, _)| name)
         .collect();
     assert!(outside.is_empty(), "SQL outside src/store: {outside:?}");
+}
+
+#[test]
+fn redis_commands_are_sent_by_their_modules_only() {
+    let senders = [
+        "src/queue/",
+        "src/cache.rs",
+        "src/watch.rs",
+        "src/budget.rs",
+        "src/redis_pool/",
+    ];
+    let outside: Vec<String> = source_files()
+        .into_iter()
+        .filter(|(name, _)| !senders.iter().any(|s| name.starts_with(s)))
+        .filter(|(_, text)| {
+            ["redis::cmd", "redis::pipe", "redis::Script"]
+                .iter()
+                .any(|needle| text.contains(needle))
+        })
+        .map(|(name, _)| name)
+        .collect();
+    assert!(
+        outside.is_empty(),
+        "Redis commands outside {senders:?}: {outside:?}"
+    );
+}
+
+#[test]
+fn handlers_reach_the_store_and_the_cache_through_services() {
+    let reaching: Vec<String> = source_files()
+        .into_iter()
+        .filter(|(name, _)| name.starts_with("src/http/routes/"))
+        .filter(|(_, text)| {
+            [".store.", ".cache.", "crate::cache", "Store::"]
+                .iter()
+                .any(|needle| text.contains(needle))
+        })
+        .map(|(name, _)| name)
+        .collect();
+    assert!(
+        reaching.is_empty(),
+        "handlers touching the store or cache: {reaching:?}"
+    );
 }
 
 #[test]

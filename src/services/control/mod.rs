@@ -14,9 +14,7 @@ pub(super) mod queues;
 
 use crate::cache::Cache;
 use crate::domain::{Caller, TaskRecord, TaskStatus};
-use crate::keys::Keys;
 use crate::queue::{Message, Queue};
-use crate::redis_pool::Redis;
 use crate::store::{self, Action, Changed, Store, TaskMatch};
 use crate::tasks::Registry;
 use crate::telemetry::error_chain;
@@ -52,8 +50,6 @@ pub struct Control {
     store: Store,
     queue: Queue,
     cache: Cache,
-    redis: Redis,
-    keys: Keys,
     registry: Registry,
 }
 
@@ -63,8 +59,6 @@ impl Control {
             store: services.store.clone(),
             queue: services.queue.clone(),
             cache: services.cache.clone(),
-            redis: services.redis.clone(),
-            keys: services.keys.clone(),
             registry: services.registry.clone(),
         }
     }
@@ -218,25 +212,18 @@ impl Control {
             .iter()
             .filter(|c| c.was == TaskStatus::Pending)
             .collect();
-        let messages: Vec<Message> = pending.iter().map(|c| message_of(c)).collect();
+        let messages: Vec<Message> = pending.iter().map(|c| Message::from(*c)).collect();
         let queues = pending.iter().map(|c| c.queue.as_str());
         if let Err(err) = self.queue.withdraw_many(queues.zip(&messages)).await {
             // Workers that pop them find the tasks cancelled and drop them.
             tracing::warn!(error = %error_chain(&err), "cannot withdraw the queue messages of cancelled tasks; workers will drop them");
         }
-        let running: Vec<String> = changed
+        let running: Vec<Uuid> = changed
             .iter()
             .filter(|c| c.was == TaskStatus::Running)
-            .map(|c| c.record.id.to_string())
+            .map(|c| c.record.id)
             .collect();
-        if running.is_empty() {
-            return;
-        }
-        let announce = redis::cmd("PUBLISH")
-            .arg(self.keys.cancel_channel())
-            .arg(running.join(","))
-            .clone();
-        if let Err(err) = self.redis.query::<i64>(&announce).await {
+        if let Err(err) = self.queue.announce_cancelled(&running).await {
             // Their workers' next heartbeat finds the tasks no longer running.
             tracing::warn!(error = %error_chain(&err), count = running.len(), "cannot tell workers to stop cancelled tasks; their heartbeat will");
         }
@@ -251,7 +238,7 @@ impl Control {
         if let Err(err) = self.cache.forget(&ids).await {
             tracing::warn!(error = %error_chain(&err), "cannot drop cached copies of retried tasks; they expire with cache.ttl_seconds");
         }
-        let messages: Vec<Message> = changed.iter().map(message_of).collect();
+        let messages: Vec<Message> = changed.iter().map(Message::from).collect();
         let queues = changed.iter().map(|c| c.queue.as_str());
         if let Err(err) = self.queue.dispatch_many(queues.zip(&messages)).await {
             tracing::warn!(error = %error_chain(&err), "cannot dispatch retried tasks; the reconciler will");
@@ -279,15 +266,4 @@ impl Control {
             })
             .unzip()
     }
-}
-
-/// The dispatch message of a changed task, as it was queued.
-fn message_of(changed: &Changed) -> Message {
-    Message::new(
-        changed.record.id,
-        &changed.record.task_name,
-        &changed.record.tenant,
-        changed.request_id.as_deref(),
-        changed.trace_context.as_deref(),
-    )
 }
