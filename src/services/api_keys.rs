@@ -105,14 +105,12 @@ impl ApiKeys {
             rate_per_second: request.rate.map(|r| i32::try_from(r).unwrap_or(i32::MAX)),
             description: request.description,
             expires_at,
+            max_running: request
+                .max_running
+                .map(|max| i32::try_from(max).unwrap_or(i32::MAX)),
         };
+        // The key and its tenant's limit are made together or not at all.
         let made = self.store.create_key(&key).await?;
-        if let Some(max) = request.max_running {
-            let max = i32::try_from(max).unwrap_or(i32::MAX);
-            self.store
-                .set_max_running(&request.tenant, Some(max))
-                .await?;
-        }
         tracing::info!(key_id = %made.id, tenant = %made.tenant, "API key created");
         Ok((made, token))
     }

@@ -41,6 +41,8 @@ pub struct NewKey {
     pub rate_per_second: Option<i32>,
     pub description: Option<String>,
     pub expires_at: Option<DateTime<Utc>>,
+    /// Sets its tenant's running limit, in the same statement.
+    pub max_running: Option<i32>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -88,7 +90,12 @@ impl Store {
         let row: KeyRow = self
             .bounded(
                 sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                    "INSERT INTO api_keys (id, token_hash, tenant, scopes, rate_per_second, \
+                    "WITH tenant_limit AS ( \
+                       INSERT INTO tenants (name, max_running) \
+                       SELECT $3, $8::integer WHERE $8::integer IS NOT NULL \
+                       ON CONFLICT (name) DO UPDATE SET max_running = EXCLUDED.max_running, \
+                       updated_at = now()) \
+                     INSERT INTO api_keys (id, token_hash, tenant, scopes, rate_per_second, \
                      description, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7) \
                      RETURNING {KEY_COLUMNS}"
                 )))
@@ -99,6 +106,7 @@ impl Store {
                 .bind(key.rate_per_second)
                 .bind(&key.description)
                 .bind(key.expires_at)
+                .bind(key.max_running)
                 .fetch_one(self.db()),
             )
             .await?;

@@ -551,6 +551,13 @@ fn tasker_keys_makes_lists_and_revokes_keys() {
     assert!(ok, "{printed}");
     let token = printed.lines().last().unwrap().trim().to_owned();
     assert!(token.starts_with("tsk_") && token.len() == 68, "{printed}");
+    let limit: Option<i32> = runtime.block_on(async {
+        sqlx::query_scalar("SELECT max_running FROM tenants WHERE name = 'acme'")
+            .fetch_one(&env.pool().await)
+            .await
+            .unwrap()
+    });
+    assert_eq!(limit, Some(3), "--max-running sets the tenant's limit");
     let (ok, listed) = run_to_end(&["keys", "list"], &vars);
     assert!(ok, "{listed}");
     assert!(

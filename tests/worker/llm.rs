@@ -449,3 +449,33 @@ async fn a_killed_worker_s_permits_are_free_again_within_seconds() {
     );
     assert_eq!(llm.received().len(), 4);
 }
+
+#[tokio::test]
+async fn a_call_refused_for_the_provider_s_rate_gives_its_token_estimate_back() {
+    // Each call is estimated at 2,001 tokens against 6,000 a minute: three
+    // 429s kept on the budget would leave no room for the fourth call for
+    // about 17 s; given back, it is made at once.
+    let mut replies: Vec<Reply> = (0..3).map(|_| Reply::rate_limited()).collect();
+    replies.push(Reply::ok("finally"));
+    let llm = FakeLlm::start(replies).await;
+    let app = TestApp::spawn_with(
+        |c| {
+            llm.configure(c);
+            c.tasks.set("llm", "tokens_per_minute", 6_000);
+        },
+        true,
+    )
+    .await;
+    let started = std::time::Instant::now();
+    let id = app
+        .submit(json!({"task_name": "query_llm", "prompt": "hi", "max_tokens": 2_000}))
+        .await;
+    let task = app.wait_terminal(id).await;
+    assert_eq!(task["status"], "completed", "{task}");
+    assert_eq!(llm.received().len(), 4);
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "the refused calls' estimates held the budget: {:?}",
+        started.elapsed()
+    );
+}
