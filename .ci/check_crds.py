@@ -22,7 +22,11 @@ Each FILE is a multi-document YAML stream (`helm template …` or
   Deployment consumes (TASKER_WORKER__QUEUES; none means every queue);
 - the pod templates must keep Tasker's hardening: non-root, read-only root
   filesystem, no privilege escalation, all capabilities dropped, probes,
-  resources, and a worker grace period longer than its shutdown grace.
+  resources, and a worker grace period longer than its shutdown grace;
+- the operations ports (`ops` of the api, `probes` of the workers: /metrics
+  and the probes) stay inside the cluster: no Ingress routes to one, and no
+  Service that reaches outside the cluster (type NodePort or LoadBalancer,
+  or with externalIPs) carries one.
 
 --require-features names features that must appear in at least one FILE
 (e.g. that the chart's ci/ values together turn on every optional object).
@@ -409,16 +413,73 @@ def check_selectors(doc, where, rep, pods):
         rep.fail(where, f"selector {selector} matches no rendered pod template")
 
 
-def check_ingress(doc, where, rep, by_kind):
+# Container ports that serve /metrics and the probes: for Prometheus and the
+# kubelet, never for clients.
+OPS_PORT_NAMES = {"ops", "probes"}
+EXPOSED_SERVICE_TYPES = {"NodePort", "LoadBalancer"}
+
+
+def ops_container_ports(docs) -> list[tuple[dict, set[int]]]:
+    """(pod labels, numbers of its operations ports) of every pod template."""
+    found = []
+    for doc in docs:
+        spec, labels = pod_spec(doc)
+        if spec is None:
+            continue
+        numbers = {port.get("containerPort")
+                   for container in spec.get("containers") or []
+                   for port in container.get("ports") or []
+                   if port.get("name") in OPS_PORT_NAMES}
+        found.append((labels, numbers))
+    return found
+
+
+def is_ops_port(service: dict, port: dict, ops_ports) -> bool:
+    """Whether a Service port leads to an operations port: by its name, by
+    the container port it names, or by the number of one its pods name so."""
+    target = port.get("targetPort", port.get("port"))
+    if port.get("name") in OPS_PORT_NAMES or target in OPS_PORT_NAMES:
+        return True
+    selector = get(service, "spec", "selector")
+    return isinstance(target, int) and any(
+        target in numbers for labels, numbers in ops_ports if selects(selector, labels))
+
+
+def check_service_exposure(doc, where, rep, ops_ports):
+    spec = doc.get("spec") or {}
+    kind = spec.get("type", "ClusterIP")
+    if kind not in EXPOSED_SERVICE_TYPES and not spec.get("externalIPs"):
+        return
+    how = f"type {kind}" if kind in EXPOSED_SERVICE_TYPES else "externalIPs"
+    for port in spec.get("ports") or []:
+        if is_ops_port(doc, port, ops_ports):
+            rep.fail(where, f"port {port.get('name') or port.get('port')!r} leads to an operations port "
+                            f"(/metrics, probes), and a Service with {how} exposes it outside the cluster; "
+                            "put it on a ClusterIP Service of its own")
+
+
+def check_ingress(doc, where, rep, by_kind, ops_ports):
+    backends = [("defaultBackend", get(doc, "spec", "defaultBackend"))]
     for r, rule in enumerate(get(doc, "spec", "rules", default=[])):
         for p, path in enumerate(get(rule, "http", "paths", default=[])):
-            name = get(path, "backend", "service", "name")
-            port = get(path, "backend", "service", "port", "name")
-            svc = by_kind.get("Service", {}).get(name)
-            if svc is None:
-                rep.fail(where, f"rules[{r}].paths[{p}] backend Service {name!r} is not rendered")
-            elif port and port not in [x.get("name") for x in get(svc, "spec", "ports", default=[])]:
-                rep.fail(where, f"rules[{r}].paths[{p}] backend port {port!r} is not a port of Service {name}")
+            backends.append((f"rules[{r}].paths[{p}]", get(path, "backend")))
+    for at, backend in backends:
+        if not backend:
+            continue
+        name = get(backend, "service", "name")
+        port = get(backend, "service", "port", "name")
+        number = get(backend, "service", "port", "number")
+        svc = by_kind.get("Service", {}).get(name)
+        if svc is None:
+            rep.fail(where, f"{at} backend Service {name!r} is not rendered")
+            continue
+        ports = get(svc, "spec", "ports", default=[])
+        if port and port not in [x.get("name") for x in ports]:
+            rep.fail(where, f"{at} backend port {port!r} is not a port of Service {name}")
+        routed = [x for x in ports if (port and x.get("name") == port) or (number is not None and x.get("port") == number)]
+        if port in OPS_PORT_NAMES or any(is_ops_port(svc, x, ops_ports) for x in routed):
+            rep.fail(where, f"{at} routes to the operations port {port or number!r} of Service {name}: "
+                            "/metrics and the probes must not be reachable through the Ingress")
 
 
 def check_file(path: str, text: str, version: str, rep: Report) -> set[str]:
@@ -436,6 +497,7 @@ def check_file(path: str, text: str, version: str, rep: Report) -> set[str]:
         by_kind.setdefault(doc.get("kind"), {})[get(doc, "metadata", "name")] = doc
     pods = [pod_spec(d)[1] for d in docs if pod_spec(d)[0] is not None]
     services = list(by_kind.get("Service", {}).values())
+    ops_ports = ops_container_ports(docs)
     targets: dict[str, list[str]] = {}
 
     for doc in docs:
@@ -470,7 +532,9 @@ def check_file(path: str, text: str, version: str, rep: Report) -> set[str]:
             targets.setdefault(get(doc, "spec", "scaleTargetRef", "name"), []).append(ident(doc))
         elif kind == "Ingress":
             features.add("ingress")
-            check_ingress(doc, where, rep, by_kind)
+            check_ingress(doc, where, rep, by_kind, ops_ports)
+        elif kind == "Service":
+            check_service_exposure(doc, where, rep, ops_ports)
         elif kind == "PodDisruptionBudget":
             features.add("pdb")
         elif kind == "Job":

@@ -8,6 +8,10 @@ use serde::{Deserialize, Serialize};
 
 use super::{ConfigError, check};
 
+/// Most `api.max_connections`: about the most descriptors a Linux process
+/// may open (`fs.nr_open`), far below what the connection gate can count.
+pub(super) const MAX_CONNECTIONS: usize = 1_000_000;
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ApiConfig {
@@ -23,10 +27,12 @@ pub struct ApiConfig {
     pub header_read_timeout_seconds: NonZeroU64,
     /// Time a client has to send a request's whole body.
     pub body_read_timeout_seconds: NonZeroU64,
-    /// Connections open at once; more are answered 503 and closed.
+    /// Connections open at once (at most 1,000,000); more are answered
+    /// 503 and closed.
     pub max_connections: NonZeroUsize,
-    /// Reads waiting (`wait=`) at once in this process; more are answered
-    /// at once with the task's current state.
+    /// Reads waiting (`wait=`) at once in this process (at least 1); more
+    /// are answered at once with the task's current state. To turn waiting
+    /// off, set `max_wait_seconds = 0` instead.
     pub max_waiters: usize,
     /// Web origins (`https://app.example.com`) whose pages may call the
     /// API from a browser; other browsers' cross-site requests get 403.
@@ -63,6 +69,18 @@ impl ApiConfig {
             "api.max_body_bytes",
             self.max_body_bytes.get() >= 1024,
             "must be at least 1024",
+        )?;
+        check(
+            "api.max_connections",
+            self.max_connections.get() <= MAX_CONNECTIONS,
+            &format!("must be at most {MAX_CONNECTIONS}"),
+        )?;
+        // 0 would refuse every wait while counting each read as refused;
+        // `max_wait_seconds = 0` is how waiting is turned off.
+        check(
+            "api.max_waiters",
+            self.max_waiters >= 1,
+            "must be at least 1 (to turn waiting off, set api.max_wait_seconds = 0)",
         )?;
         check(
             "api.ops_listen",

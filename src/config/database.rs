@@ -7,11 +7,15 @@ use serde::{Deserialize, Serialize};
 
 use super::{ConfigError, SecretUrl, check};
 
+/// Most `database.max_connections`: more than any PostgreSQL server takes
+/// (the pool sets aside room for all of them when it is made).
+pub(super) const MAX_POOL_CONNECTIONS: u32 = 10_000;
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DatabaseConfig {
     pub url: SecretUrl,
-    /// Connections of the pool, per process.
+    /// Connections of the pool, per process (at most 10,000).
     pub max_connections: NonZeroU32,
     /// How long a request waits for a pooled connection before a 503.
     pub acquire_timeout_seconds: std::num::NonZeroU64,
@@ -58,6 +62,11 @@ impl DatabaseConfig {
             "database.url",
             is_postgres_url(&self.url),
             "must be a postgres:// URL",
+        )?;
+        check(
+            "database.max_connections",
+            self.max_connections.get() <= MAX_POOL_CONNECTIONS,
+            &format!("must be at most {MAX_POOL_CONNECTIONS}"),
         )?;
         check(
             "database.migrate_url",

@@ -7,6 +7,10 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use super::{ConfigError, SecretUrl, check};
 
+/// Most `redis.pool_size`: the pool sets aside room for every connection
+/// when it is made.
+pub(super) const MAX_POOL_SIZE: usize = 10_000;
+
 /// How Tasker reaches Redis.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -45,7 +49,7 @@ pub struct RedisConfig {
     pub sentinel_master: String,
     /// Every key the service writes starts with `{key_prefix}:`.
     pub key_prefix: String,
-    /// Connections of the pool, per process (at least 2).
+    /// Connections of the pool, per process (2 to 10,000).
     pub pool_size: NonZeroUsize,
     /// Upper bound on any one Redis call (at least 10).
     pub timeout_ms: NonZeroU64,
@@ -107,8 +111,8 @@ impl RedisConfig {
         )?;
         check(
             "redis.pool_size",
-            self.pool_size.get() >= 2,
-            "must be at least 2",
+            (2..=MAX_POOL_SIZE).contains(&self.pool_size.get()),
+            &format!("must be at least 2 and at most {MAX_POOL_SIZE}"),
         )?;
         check(
             "redis.timeout_ms",

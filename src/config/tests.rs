@@ -192,6 +192,32 @@ fn an_invalid_value_names_the_key() {
         ("TASKER_LOG__FORMAT", "xml", "log.format"),
         ("TASKER_LOG__LEVEL", "[", "log.level"),
         ("TASKER_TASK_QUEUES__SUM", " ", "task_queues.sum"),
+        // Counts that would make a pool or a gate panic (or reserve
+        // memory for every slot) when the process starts.
+        (
+            "TASKER_API__MAX_CONNECTIONS",
+            "1000001",
+            "api.max_connections",
+        ),
+        (
+            "TASKER_API__MAX_CONNECTIONS",
+            "18446744073709551615",
+            "api.max_connections",
+        ),
+        ("TASKER_WORKER__CONCURRENCY", "100001", "worker.concurrency"),
+        (
+            "TASKER_WORKER__CONCURRENCY",
+            "18446744073709551615",
+            "worker.concurrency",
+        ),
+        (
+            "TASKER_DATABASE__MAX_CONNECTIONS",
+            "4294967295",
+            "database.max_connections",
+        ),
+        ("TASKER_REDIS__POOL_SIZE", "10001", "redis.pool_size"),
+        ("TASKER_REDIS__POOL_SIZE", "1", "redis.pool_size"),
+        ("TASKER_API__MAX_WAITERS", "0", "api.max_waiters"),
     ] {
         Jail::expect_with(|jail| {
             jail.set_env(variable, value);
@@ -200,6 +226,48 @@ fn an_invalid_value_names_the_key() {
             Ok(())
         });
     }
+}
+
+#[test]
+fn the_largest_counts_allowed_are_accepted() {
+    Jail::expect_with(|jail| {
+        jail.set_env("TASKER_API__MAX_CONNECTIONS", api::MAX_CONNECTIONS);
+        jail.set_env("TASKER_API__MAX_WAITERS", 1);
+        jail.set_env("TASKER_WORKER__CONCURRENCY", worker::MAX_CONCURRENCY);
+        jail.set_env(
+            "TASKER_DATABASE__MAX_CONNECTIONS",
+            database::MAX_POOL_CONNECTIONS,
+        );
+        jail.set_env("TASKER_REDIS__POOL_SIZE", redis::MAX_POOL_SIZE);
+        let config = load_in(jail, None).map_err(|e| e.to_string())?;
+        assert_eq!(config.api.max_connections.get(), api::MAX_CONNECTIONS);
+        assert_eq!(config.worker.concurrency.get(), worker::MAX_CONCURRENCY);
+        Ok(())
+    });
+}
+
+#[test]
+fn default_read_timeouts_suit_a_public_port() {
+    // A slow client holds a connection (and a slot of api.max_connections)
+    // for as long as these allow.
+    let check = |api: &ApiConfig| {
+        assert!(
+            api.header_read_timeout() <= std::time::Duration::from_secs(10),
+            "header read timeout {:?}",
+            api.header_read_timeout()
+        );
+        assert!(
+            api.body_read_timeout() <= std::time::Duration::from_secs(30),
+            "body read timeout {:?}",
+            api.body_read_timeout()
+        );
+    };
+    check(&Config::default().api);
+    Jail::expect_with(|jail| {
+        let config = load_in(jail, None).map_err(|e| e.to_string())?;
+        check(&config.api);
+        Ok(())
+    });
 }
 
 #[test]

@@ -8,12 +8,16 @@ use serde::{Deserialize, Serialize};
 
 use super::{ConfigError, check};
 
+/// Most `worker.concurrency`: beyond any one process's use, and far below
+/// what its permits can count.
+pub(super) const MAX_CONCURRENCY: usize = 100_000;
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct WorkerConfig {
     /// The worker's own HTTP port: `/health`, `/ready`, `/metrics`.
     pub listen: SocketAddr,
-    /// Tasks one worker process runs at once.
+    /// Tasks one worker process runs at once (at most 100,000).
     pub concurrency: NonZeroUsize,
     /// Queues this worker consumes; empty means every queue a task type uses.
     pub queues: Vec<String>,
@@ -39,6 +43,11 @@ impl Default for WorkerConfig {
 
 impl WorkerConfig {
     pub(super) fn validate(&self) -> Result<(), ConfigError> {
+        check(
+            "worker.concurrency",
+            self.concurrency.get() <= MAX_CONCURRENCY,
+            &format!("must be at most {MAX_CONCURRENCY}"),
+        )?;
         check(
             "worker.lease_seconds",
             self.lease_seconds.get() >= 2,

@@ -37,15 +37,26 @@ macro_rules! record_columns {
     };
 }
 
-/// A `WITH locked AS (…)` that locks the running rows of the ids in `$1`
-/// in id order. Every statement that locks several task rows starts with
-/// it, so two of them (a worker's heartbeat and its outcome writes, a
-/// hand-back at shutdown) always lock in the same order and cannot
-/// deadlock, whatever plan the planner picks for the rest.
+/// A `WITH locked AS (…)` that locks the rows of the ids in `$1` in id
+/// order: the running ones, or those of the status given. Every statement
+/// that writes several task rows named by id starts with it, so two of them
+/// (a worker's heartbeat and its outcome writes, a hand-back at shutdown,
+/// two workers claiming a batch delivered twice, two reconcilers stamping
+/// the same lost tasks) always lock in the same order and cannot deadlock,
+/// whatever plan the planner picks for the rest. The rows are found by
+/// primary key (`id = ANY($1)`), and the status is tested as `(…) IS TRUE`
+/// so no status index can serve it (see `store::tasks`).
 macro_rules! lock_in_id_order {
     () => {
-        "WITH locked AS (SELECT id FROM tasks WHERE id = ANY($1) \
-         AND (status = 'running') IS TRUE ORDER BY id FOR UPDATE) "
+        lock_in_id_order!("running")
+    };
+    ($status:literal) => {
+        concat!(
+            "WITH locked AS (SELECT id FROM tasks WHERE id = ANY($1) \
+             AND (status = '",
+            $status,
+            "') IS TRUE ORDER BY id FOR UPDATE) "
+        )
     };
 }
 

@@ -167,18 +167,23 @@ impl Store {
     }
 
     /// [`Store::claim`] for several tasks in one statement. Tasks that are
-    /// not pending are missing from the answer.
+    /// not pending are missing from the answer. The rows are locked in id
+    /// order, so two workers claiming overlapping batches (a message
+    /// delivered twice) wait for each other instead of deadlocking.
     pub async fn claim_many(&self, ids: &[Uuid], lease: Duration) -> Result<Vec<ClaimedTask>> {
         let rows: Vec<ClaimRow> = self
             .bounded(
-                sqlx::query_as(
+                sqlx::query_as(concat!(
+                    lock_in_id_order!("pending"),
                     "UPDATE tasks SET status = 'running', attempts = attempts + 1, \
                      started_at = now(), updated_at = now(), \
                      lease_expires_at = now() + make_interval(secs => $2) \
-                     WHERE id = ANY($1) AND (status = 'pending') IS TRUE \
-                     RETURNING id, task_name, tenant, task_parameters, attempts, max_attempts, \
-                     created_at, request_id, trace_context",
-                )
+                     FROM locked WHERE tasks.id = locked.id \
+                     AND (tasks.status = 'pending') IS TRUE \
+                     RETURNING tasks.id, tasks.task_name, tasks.tenant, tasks.task_parameters, \
+                     tasks.attempts, tasks.max_attempts, tasks.created_at, tasks.request_id, \
+                     tasks.trace_context"
+                ))
                 .bind(ids)
                 .bind(lease.as_secs_f64())
                 .fetch_all(self.db()),
@@ -332,8 +337,10 @@ impl Store {
 
     /// Stamps `dispatched_at = now()` on those of `ids` still pending and
     /// still not dispatched in the last `quiet`, and returns them to be
-    /// dispatched again. The re-check makes concurrent reconcilers harmless:
-    /// only one of them stamps (and re-sends) a task.
+    /// dispatched again (none, when every one was claimed meanwhile). The
+    /// re-check makes concurrent reconcilers harmless: only one of them
+    /// stamps (and re-sends) a task, and the rows are locked in id order,
+    /// so two of them never deadlock.
     #[tracing::instrument(skip_all, fields(count = ids.len()))]
     pub async fn mark_dispatched(
         &self,
@@ -341,12 +348,14 @@ impl Store {
         quiet: Duration,
     ) -> Result<Vec<DispatchCandidate>> {
         self.bounded(
-            sqlx::query_as(
-                "UPDATE tasks SET dispatched_at = now() \
-                 WHERE id = ANY($1) AND (status = 'pending') IS TRUE \
-                 AND dispatched_at < now() - make_interval(secs => $2) \
-                 RETURNING id, task_name, tenant, queue, request_id, trace_context, dispatched_at",
-            )
+            sqlx::query_as(concat!(
+                lock_in_id_order!("pending"),
+                "UPDATE tasks SET dispatched_at = now() FROM locked \
+                 WHERE tasks.id = locked.id AND (tasks.status = 'pending') IS TRUE \
+                 AND tasks.dispatched_at < now() - make_interval(secs => $2) \
+                 RETURNING tasks.id, tasks.task_name, tasks.tenant, tasks.queue, \
+                 tasks.request_id, tasks.trace_context, tasks.dispatched_at"
+            ))
             .bind(ids)
             .bind(quiet.as_secs_f64())
             .fetch_all(self.db()),

@@ -2,11 +2,15 @@
 //! recovery without a restart. The outage is played by a proxy in front of
 //! the shared server, so other tests are not disturbed.
 
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use tasker::config::SecretUrl;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
 
+use crate::support::processes::{Process, free_port, log_dir};
 use crate::support::proxy::FaultProxy;
 use crate::support::{PG_HOST, REDIS_HOST, TestApp, TestEnv, eventually};
 
@@ -143,38 +147,78 @@ async fn a_postgres_that_stops_answering_gives_503s_not_hangs() {
     assert!(started.elapsed() < FAST, "took {:?}", started.elapsed());
 }
 
-#[tokio::test]
-async fn an_unreachable_database_is_explained_in_the_log() {
-    use crate::support::processes::{Process, free_port};
+/// A `tasker api` process with `settings` on top of its own ports (and a
+/// 1 s wait for a database connection), logging JSON to `<name>.log` in
+/// the process log directory; and the base URL of its operations port.
+fn api_process(name: &str, settings: &[(&str, String)]) -> (Process, String) {
+    // For the tests' own HTTP clients.
+    tasker::tls::install_crypto_provider();
     let (port, ops) = (free_port(), free_port());
-    let dir = std::env::temp_dir().join(format!("tasker-explain-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let env = vec![
-        // Nothing listens on port 9: every connection is refused.
-        (
-            "TASKER_DATABASE__URL".to_owned(),
-            "postgres://postgres@127.0.0.1:9/x".to_owned(),
-        ),
-        (
-            "TASKER_DATABASE__ACQUIRE_TIMEOUT_SECONDS".into(),
-            "1".into(),
-        ),
-        ("TASKER_REDIS__URL".into(), crate::support::REDIS_URL.into()),
-        ("TASKER_API__LISTEN".into(), format!("127.0.0.1:{port}")),
-        ("TASKER_API__OPS_LISTEN".into(), format!("127.0.0.1:{ops}")),
+    let own = [
+        ("TASKER_API__LISTEN", format!("127.0.0.1:{port}")),
+        ("TASKER_API__OPS_LISTEN", format!("127.0.0.1:{ops}")),
+        ("TASKER_DATABASE__ACQUIRE_TIMEOUT_SECONDS", "1".to_owned()),
+        ("TASKER_LOG__FORMAT", "json".to_owned()),
     ];
-    let api = Process::spawn("api", port, env, dir.join("api.log"));
+    let env = own
+        .iter()
+        .chain(settings)
+        .map(|(key, value)| ((*key).to_owned(), value.clone()))
+        .collect();
+    let log = log_dir().join(format!("{name}.log"));
+    let api = Process::spawn("api", port, env, log);
+    (api, format!("http://127.0.0.1:{ops}"))
+}
+
+/// The JSON log lines of `process` whose `message` is `message`.
+fn log_events(process: &Process, message: &str) -> Vec<Value> {
+    process
+        .log()
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|event| event["message"] == message)
+        .collect()
+}
+
+/// Starts an api on the database at `url` (and the local Redis), waits
+/// until it says it is not ready, and returns its log line explaining why
+/// PostgreSQL failed the readiness check.
+async fn readiness_failure(name: &str, url: String) -> (Process, Value) {
+    let settings = [
+        ("TASKER_DATABASE__URL", url),
+        ("TASKER_REDIS__URL", crate::support::REDIS_URL.to_owned()),
+    ];
+    let (api, _) = api_process(name, &settings);
     let client = reqwest::Client::new();
     eventually(|| async {
-        let response = client
-            .post(api.url("/run-task"))
-            .json(&json!({"task_name": "sum", "a": 1, "b": 2}))
-            .send()
-            .await
-            .ok()?;
+        let response = client.get(api.url("/ready")).send().await.ok()?;
         (response.status() == 503).then_some(())
     })
     .await;
+    let line = eventually(|| async {
+        log_events(&api, "readiness check failed")
+            .into_iter()
+            .find(|event| event["dependency"] == "postgres")
+    })
+    .await;
+    (api, line)
+}
+
+#[tokio::test]
+async fn an_unreachable_database_is_explained_in_the_log() {
+    // Nothing listens on port 9: every connection is refused.
+    let url = "postgres://postgres@127.0.0.1:9/x".to_owned();
+    let (api, readiness) = readiness_failure("explain-unreachable", url).await;
+    let cause = readiness["error"].as_str().unwrap_or_default();
+    assert!(cause.contains("unavailable"), "{readiness}");
+    let client = reqwest::Client::new();
+    let response = client
+        .post(api.url("/run-task"))
+        .json(&json!({"task_name": "sum", "a": 1, "b": 2}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 503);
     let line = eventually(|| async {
         api.log()
             .lines()
@@ -183,5 +227,205 @@ async fn an_unreachable_database_is_explained_in_the_log() {
     })
     .await;
     assert!(line.to_ascii_lowercase().contains("refused"), "{line}");
-    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn an_unknown_database_is_explained_in_the_log() {
+    let database = format!("no_such_db_{}", uuid::Uuid::new_v4().simple());
+    let url = format!("postgres://postgres@{PG_HOST}/{database}");
+    let (_api, readiness) = readiness_failure("explain-unknown-database", url).await;
+    let cause = readiness["error"].as_str().unwrap_or_default();
+    assert!(
+        cause.contains(&format!("database \"{database}\" does not exist")),
+        "{readiness}"
+    );
+}
+
+#[tokio::test]
+async fn an_unknown_role_is_explained_in_the_log() {
+    let url = format!("postgres://no_such_role_x@{PG_HOST}/postgres");
+    let (_api, readiness) = readiness_failure("explain-unknown-role", url).await;
+    let cause = readiness["error"].as_str().unwrap_or_default();
+    assert!(
+        cause.contains("role \"no_such_role_x\" does not exist"),
+        "{readiness}"
+    );
+}
+
+#[tokio::test]
+async fn a_wrong_password_is_explained_in_the_log_and_never_printed() {
+    // The shared server trusts every login, so a stand-in refuses it the
+    // way PostgreSQL refuses a wrong password.
+    let (address, received) = refusing_postgres().await;
+    let url = format!("postgres://tasker:wrong-pw-5e1c@{address}/tasker");
+    let (api, readiness) = readiness_failure("explain-password", url).await;
+    let cause = readiness["error"].as_str().unwrap_or_default();
+    assert!(
+        cause.contains("password authentication failed for user \"tasker\""),
+        "{readiness}"
+    );
+    assert_eq!(
+        received.lock().unwrap().as_deref(),
+        Some("wrong-pw-5e1c"),
+        "the password was sent to the server"
+    );
+    assert!(!api.log().contains("wrong-pw-5e1c"), "{}", api.log());
+}
+
+/// Speaks just enough of PostgreSQL's protocol to ask for a password and
+/// refuse it, as PostgreSQL does a wrong one (SQLSTATE 28P01). Returns its
+/// address and the last password it was sent.
+async fn refusing_postgres() -> (SocketAddr, std::sync::Arc<std::sync::Mutex<Option<String>>>) {
+    const SSL_REQUEST: u32 = 80_877_103;
+    const GSSENC_REQUEST: u32 = 80_877_104;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let received = std::sync::Arc::new(std::sync::Mutex::new(None));
+    let last = received.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let last = last.clone();
+            tokio::spawn(async move {
+                // Startup packets (length, then body) until the StartupMessage:
+                // encryption requests are declined with `N`.
+                for _ in 0..3 {
+                    let Ok(len) = stream.read_u32().await else {
+                        return;
+                    };
+                    let mut body = vec![0; (len as usize).saturating_sub(4).min(10_000)];
+                    if stream.read_exact(&mut body).await.is_err() {
+                        return;
+                    }
+                    let code = body
+                        .get(..4)
+                        .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
+                    if !matches!(code, Some(SSL_REQUEST | GSSENC_REQUEST)) {
+                        break;
+                    }
+                    if stream.write_all(b"N").await.is_err() {
+                        return;
+                    }
+                }
+                // AuthenticationCleartextPassword, then the PasswordMessage.
+                if stream
+                    .write_all(&[b'R', 0, 0, 0, 8, 0, 0, 0, 3])
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+                let (Ok(b'p'), Ok(len)) = (stream.read_u8().await, stream.read_u32().await) else {
+                    return;
+                };
+                let mut password = vec![0; (len as usize).saturating_sub(4).min(10_000)];
+                if stream.read_exact(&mut password).await.is_err() {
+                    return;
+                }
+                let password = String::from_utf8_lossy(&password);
+                *last.lock().unwrap() = Some(password.trim_end_matches('\0').to_owned());
+                let fields: &[u8] = b"SFATAL\0VFATAL\0C28P01\0\
+                    Mpassword authentication failed for user \"tasker\"\0\0";
+                let mut error = vec![b'E'];
+                error.extend_from_slice(&(fields.len() as u32 + 4).to_be_bytes());
+                error.extend_from_slice(fields);
+                let _ = stream.write_all(&error).await;
+            });
+        }
+    });
+    (address, received)
+}
+
+#[tokio::test]
+async fn secrets_reach_no_answer_and_no_log_line_even_while_dependencies_fail() {
+    const SECRETS: [&str; 3] = ["pg-secret-7f3a", "redis-secret-9c1d", "sk-ant-secret-4b2e"];
+    let postgres = FaultProxy::start(PG_HOST).await;
+    let redis = FaultProxy::start(REDIS_HOST).await;
+    let env = TestEnv::new().await;
+    let settings = [
+        (
+            "TASKER_DATABASE__URL",
+            format!(
+                "postgres://postgres:{}@{}/{}",
+                SECRETS[0], postgres.address, env.database
+            ),
+        ),
+        // The shared Redis lets its default user in with any password.
+        (
+            "TASKER_REDIS__URL",
+            format!("redis://default:{}@{}", SECRETS[1], redis.address),
+        ),
+        ("TASKER_REDIS__KEY_PREFIX", env.prefix.clone()),
+        ("TASKER_LLM__API_KEY", SECRETS[2].to_owned()),
+        ("TASKER_LOG__LEVEL", "debug".to_owned()),
+    ];
+    let (api, ops) = api_process("secrets", &settings);
+    let client = reqwest::Client::new();
+    api.wait_ready(&client).await;
+
+    // Answers of every kind, first with both dependencies up...
+    let mut answers = String::new();
+    let mut record = |status: reqwest::StatusCode, body: String| {
+        answers.push_str(&format!("{status} {body}\n"));
+    };
+    let submit = |body: Value| client.post(api.url("/run-task")).json(&body).send();
+    let accepted = submit(json!({"task_name": "sum", "a": 1, "b": 2}))
+        .await
+        .unwrap();
+    assert_eq!(accepted.status(), 202);
+    let id = accepted.json::<Value>().await.unwrap()["task_uuid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let gets = [
+        api.url(&format!("/tasks/{id}")),
+        api.url("/no-such-page"),
+        api.url("/ready"),
+        api.url("/openapi.json"),
+        format!("{ops}/ready"),
+        format!("{ops}/metrics"),
+    ];
+    for url in &gets {
+        let response = client.get(url).send().await.unwrap();
+        record(response.status(), response.text().await.unwrap());
+    }
+    let refused = submit(json!({"task_name": "query_llm"})).await.unwrap();
+    assert_eq!(refused.status(), 422);
+    record(refused.status(), refused.text().await.unwrap());
+
+    // ...then with both down.
+    postgres.cut().await;
+    redis.cut().await;
+    let failed = submit(json!({"task_name": "sum", "a": 1, "b": 2}))
+        .await
+        .unwrap();
+    assert_eq!(failed.status(), 503);
+    record(failed.status(), failed.text().await.unwrap());
+    for url in &gets {
+        let response = client.get(url).send().await.unwrap();
+        record(response.status(), response.text().await.unwrap());
+    }
+    assert!(answers.contains("503 "), "{answers}");
+    // Every failure has reached the log, with its cause.
+    let causes = eventually(|| async {
+        let events = log_events(&api, "readiness check failed");
+        let down = |name: &str| events.iter().any(|e| e["dependency"] == name);
+        (down("postgres") && down("redis")).then_some(events)
+    })
+    .await;
+    assert!(
+        causes
+            .iter()
+            .all(|e| e["error"].as_str().is_some_and(|c| !c.is_empty())),
+        "{causes:?}"
+    );
+    let log = api.log();
+    assert!(log.contains("request failed"), "{log}");
+    assert!(
+        log.contains(&postgres.address.to_string()),
+        "hosts stay visible: {log}"
+    );
+    for secret in SECRETS {
+        assert!(!answers.contains(secret), "{secret} answered:\n{answers}");
+        assert!(!log.contains(secret), "{secret} logged:\n{log}");
+    }
 }

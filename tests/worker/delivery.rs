@@ -582,3 +582,101 @@ async fn a_quick_claim_dropped_unfinished_leaves_its_tasks_pending() {
     }
     assert_eq!(store.claim_quick(&ids).await.unwrap().tasks.len(), 2);
 }
+
+#[tokio::test]
+async fn two_reconcilers_stamping_the_same_lost_tasks_take_each_once() {
+    let app = TestApp::spawn_api_only().await;
+    let store = &app.services.store;
+    let ids = stored_sum_tasks(&app, 60).await;
+    let pool = app.env.pool().await;
+    sqlx::query("UPDATE tasks SET dispatched_at = now() - interval '1 hour'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let reversed: Vec<Uuid> = ids.iter().rev().copied().collect();
+    let quiet = Duration::from_secs(10);
+    let (a, b) = tokio::join!(
+        store.mark_dispatched(&ids, quiet),
+        store.mark_dispatched(&reversed, quiet)
+    );
+    let (a, b) = (a.expect("no deadlock"), b.expect("no deadlock"));
+    let mut taken: Vec<Uuid> = a.iter().chain(&b).map(|c| c.id).collect();
+    taken.sort();
+    assert_eq!(taken, ids, "each lost task is taken by one reconciler");
+}
+
+#[tokio::test]
+async fn a_pass_whose_lost_tasks_were_all_claimed_meanwhile_sends_nothing_and_goes_on() {
+    // One pass a minute, the first at the worker's start: within the
+    // patience of `eventually`, only that first pass can delete the key below.
+    let mut app = TestApp::spawn_with(
+        |c| c.worker.reconcile_interval_seconds = 60.try_into().unwrap(),
+        false,
+    )
+    .await;
+    // Stored, never dispatched, long ago: lost, as far as the reconciler knows.
+    let ids = stored_sum_tasks(&app, 3).await;
+    let pool = app.env.pool().await;
+    sqlx::query("UPDATE tasks SET dispatched_at = now() - interval '1 hour'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    // The pass's last step deletes expired idempotency keys.
+    sqlx::query(
+        "INSERT INTO idempotency_keys (key, task_id, fingerprint, expires_at) \
+         VALUES ('expired', $1, 'x', now() - interval '1 hour')",
+    )
+    .bind(ids[0])
+    .execute(&pool)
+    .await
+    .unwrap();
+    // Workers claim every one of them while the reconciler looks: held
+    // here until the reconciler waits to stamp them, then claimed.
+    let mut claim = pool.begin().await.unwrap();
+    sqlx::query("SELECT id FROM tasks WHERE id = ANY($1) ORDER BY id FOR UPDATE")
+        .bind(&ids)
+        .execute(&mut *claim)
+        .await
+        .unwrap();
+    app.start_worker().await;
+    eventually(|| async {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+             AND wait_event_type = 'Lock' AND query LIKE '%SET dispatched_at = now() %'",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        (waiting > 0).then_some(())
+    })
+    .await;
+    sqlx::query(
+        "UPDATE tasks SET status = 'running', attempts = 1, started_at = now(), \
+         lease_expires_at = now() + interval '1 hour' WHERE id = ANY($1)",
+    )
+    .bind(&ids)
+    .execute(&mut *claim)
+    .await
+    .unwrap();
+    claim.commit().await.unwrap();
+
+    // The pass went on to its last step...
+    eventually(|| async {
+        let left: i64 = sqlx::query_scalar("SELECT count(*) FROM idempotency_keys")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        (left == 0).then_some(())
+    })
+    .await;
+    // ...having sent nothing and changed nothing.
+    assert_eq!(app.services.queue.ready_len("default").await.unwrap(), 0);
+    let untouched: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM tasks WHERE status = 'running' AND attempts = 1 \
+         AND dispatched_at < now() - interval '30 minutes'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(untouched, 3);
+}

@@ -194,9 +194,11 @@ async fn heartbeats_and_outcome_writes_on_the_same_rows_never_deadlock() {
     use tasker::store::{FinalOutcome, FinalWrite, Lease};
     let app = TestApp::spawn_api_only().await;
     let store = &app.services.store;
-    // Rounds of: claim a batch, then renew its leases (in one order) while
-    // writing its outcomes (in another) at the same time, as a worker's
-    // heartbeat and its outcome writer do.
+    // Rounds of: claim a batch twice at once (in opposite orders, as two
+    // workers given the same messages), then renew its leases (in one
+    // order) while writing its outcomes (in another) and handing it back
+    // (in a third) at the same time, as a worker's heartbeat, its outcome
+    // writer and its shutdown do.
     for round in 0..15 {
         let mut ids = Vec::new();
         for i in 0..60 {
@@ -206,11 +208,15 @@ async fn heartbeats_and_outcome_writes_on_the_same_rows_never_deadlock() {
             );
             ids.push(store.insert_task(&task).await.unwrap().id);
         }
-        let claimed = store
-            .claim_many(&ids, Duration::from_secs(30))
-            .await
-            .unwrap();
-        assert_eq!(claimed.len(), ids.len());
+        let reversed: Vec<_> = ids.iter().rev().copied().collect();
+        let lease = Duration::from_secs(30);
+        let (first, second) = tokio::join!(
+            store.claim_many(&ids, lease),
+            store.claim_many(&reversed, lease)
+        );
+        let mut claimed = first.expect("claims do not deadlock");
+        claimed.extend(second.expect("claims do not deadlock"));
+        assert_eq!(claimed.len(), ids.len(), "every task is claimed once");
         let mut leases: Vec<Lease> = claimed
             .iter()
             .map(|c| Lease {
@@ -219,6 +225,14 @@ async fn heartbeats_and_outcome_writes_on_the_same_rows_never_deadlock() {
             })
             .collect();
         leases.sort_by_key(|l| std::cmp::Reverse(l.task_id));
+        // Odd positions first, then even: yet another order.
+        let handed: Vec<Lease> = leases
+            .iter()
+            .skip(1)
+            .step_by(2)
+            .chain(leases.iter().step_by(2))
+            .copied()
+            .collect();
         let writes: Vec<FinalWrite> = claimed
             .iter()
             .map(|c| FinalWrite {
@@ -228,14 +242,20 @@ async fn heartbeats_and_outcome_writes_on_the_same_rows_never_deadlock() {
             })
             .collect();
         let (first_half, second_half) = writes.split_at(writes.len() / 2);
-        let renew = store.renew_leases(&leases, Duration::from_secs(30));
+        let renew = store.renew_leases(&leases, lease);
         let finish_a = store.finish_many(first_half);
         let finish_b = store.finish_many(second_half);
-        let (renewed, a, b) = tokio::join!(renew, finish_a, finish_b);
+        let hand_back = store.hand_back(&handed);
+        let (renewed, a, b, back) = tokio::join!(renew, finish_a, finish_b, hand_back);
         let renewed = renewed.expect("the heartbeat does not deadlock");
         let finished = a.expect("outcome writes do not deadlock").len()
             + b.expect("outcome writes do not deadlock").len();
-        assert_eq!(finished, ids.len(), "every outcome is written once");
+        let handed_back = back.expect("the hand-back does not deadlock").len();
+        assert_eq!(
+            finished + handed_back,
+            ids.len(),
+            "every task is either finished or handed back, once"
+        );
         assert!(renewed.len() <= ids.len());
     }
 }
