@@ -229,26 +229,47 @@ async fn an_unreachable_database_is_explained_in_the_log() {
     assert!(line.to_ascii_lowercase().contains("refused"), "{line}");
 }
 
+/// The status of a submission to `api`.
+async fn submit_status(api: &Process) -> u16 {
+    reqwest::Client::new()
+        .post(api.url("/run-task"))
+        .json(&json!({"task_name": "sum", "a": 1, "b": 2}))
+        .send()
+        .await
+        .map(|response| response.status().as_u16())
+        .unwrap_or_default()
+}
+
 #[tokio::test]
 async fn an_unknown_database_is_explained_in_the_log() {
     let database = format!("no_such_db_{}", uuid::Uuid::new_v4().simple());
     let url = format!("postgres://postgres@{PG_HOST}/{database}");
-    let (_api, readiness) = readiness_failure("explain-unknown-database", url).await;
+    let (api, readiness) = readiness_failure("explain-unknown-database", url).await;
     let cause = readiness["error"].as_str().unwrap_or_default();
     assert!(
         cause.contains(&format!("database \"{database}\" does not exist")),
         "{readiness}"
+    );
+    assert_eq!(
+        submit_status(&api).await,
+        503,
+        "the service cannot reach its database"
     );
 }
 
 #[tokio::test]
 async fn an_unknown_role_is_explained_in_the_log() {
     let url = format!("postgres://no_such_role_x@{PG_HOST}/postgres");
-    let (_api, readiness) = readiness_failure("explain-unknown-role", url).await;
+    let (api, readiness) = readiness_failure("explain-unknown-role", url).await;
     let cause = readiness["error"].as_str().unwrap_or_default();
     assert!(
         cause.contains("role \"no_such_role_x\" does not exist"),
         "{readiness}"
+    );
+    assert_eq!(
+        submit_status(&api).await,
+        503,
+        "the service cannot reach its database"
     );
 }
 
@@ -270,6 +291,7 @@ async fn a_wrong_password_is_explained_in_the_log_and_never_printed() {
         "the password was sent to the server"
     );
     assert!(!api.log().contains("wrong-pw-5e1c"), "{}", api.log());
+    assert_eq!(submit_status(&api).await, 503, "the service cannot log in");
 }
 
 /// Speaks just enough of PostgreSQL's protocol to ask for a password and
