@@ -28,9 +28,10 @@ RUN mkdir src \
            target/release/deps/tasker-* target/release/deps/libtasker-* \
            target/release/.fingerprint/tasker-*
 
-# The real sources. Migrations and the docs page's script are embedded at
-# compile time (`sqlx::migrate!("./migrations")`, `include_bytes!` of
-# assets/scalar), so they are part of the build context.
+# The real sources. Migrations, the docs page's script and the console's
+# files are embedded at compile time (`sqlx::migrate!("./migrations")`,
+# `include_bytes!` of assets/scalar, `include_str!` of assets/console), so
+# they are part of the build context.
 COPY src ./src
 COPY migrations ./migrations
 COPY assets ./assets

@@ -184,12 +184,9 @@ fn is_connectivity_error(err: &sqlx::Error) -> bool {
         | sqlx::Error::WorkerCrashed => true,
         sqlx::Error::Database(db) => db.code().is_some_and(|code| {
             // 08: connection exception; 57P0x: shutdown / cannot connect now;
-            // 53300: too many connections; 28: the login is refused and
-            // 3D000: no such database (the service's configuration or the
-            // server's, never the request's).
-            code.starts_with("08")
-                || code.starts_with("57P")
-                || code.starts_with("28")
+            // 53300: too many connections; 28: login refused; 3D000: no
+            // such database (never the request's fault).
+            ["08", "57P", "28"].iter().any(|p| code.starts_with(p))
                 || code == "53300"
                 || code == "3D000"
         }),

@@ -10,9 +10,9 @@ use axum::http::{HeaderName, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use sha2::{Digest, Sha256};
 
-const PAGE_TEMPLATE: &str = include_str!("../console/index.html");
-const SCRIPT: &str = include_str!("../console/console.js");
-const STYLESHEET: &str = include_str!("../console/console.css");
+const PAGE_TEMPLATE: &str = include_str!("../../../assets/console/index.html");
+const SCRIPT: &str = include_str!("../../../assets/console/console.js");
+const STYLESHEET: &str = include_str!("../../../assets/console/console.css");
 
 /// Route of the script.
 pub(crate) const SCRIPT_ROUTE: &str = "/console/console.js";
