@@ -78,7 +78,7 @@ impl Consumer {
         skip: &[String],
         paused: &[String],
     ) -> Result<Vec<Popped>, RedisError> {
-        let taken = self.take(max, skip, paused).await?;
+        let taken = self.take(max, skip, paused, None).await?;
         if !taken.is_empty() {
             return Ok(taken);
         }
@@ -94,25 +94,41 @@ impl Consumer {
         )
         .await;
         match woken {
-            Ok(_) => self.take(max, skip, paused).await,
+            // The signal names its queue: a lone task is popped there in
+            // one call rather than after the queues before it in turn.
+            Ok(signal) => {
+                let signalled = signal
+                    .and_then(|(key, _)| self.queues.iter().position(|queue| queue.signal == key));
+                self.take(max, skip, paused, signalled).await
+            }
             Err(err) => Err(self.forget_connection(err)),
         }
     }
 
+    /// Pops the queues in turn from the next in rotation, or, after a
+    /// wake-up, from the `signalled` one, stopping there when it had
+    /// messages (the others are tried by the next call).
     async fn take(
         &mut self,
         max: usize,
         skip: &[String],
         paused: &[String],
+        signalled: Option<usize>,
     ) -> Result<Vec<Popped>, RedisError> {
         let mut connection = self.connection().await?;
         let count = self.queues.len();
-        let first = self.next_first % count.max(1);
-        self.next_first = self.next_first.wrapping_add(1);
+        let first = match signalled {
+            Some(index) => index,
+            None => {
+                let first = self.next_first % count.max(1);
+                self.next_first = self.next_first.wrapping_add(1);
+                first
+            }
+        };
         let mut taken = Vec::new();
         for offset in 0..count {
             let want = max.max(1).saturating_sub(taken.len());
-            if want == 0 {
+            if want == 0 || (signalled.is_some() && !taken.is_empty()) {
                 break;
             }
             let queue = &self.queues[(first + offset) % count];
