@@ -1,4 +1,6 @@
-//! The name of every Redis key Tasker writes, all under one prefix.
+//! The name of every Redis key Tasker writes, all under one prefix; a task
+//! type's own keys (`query_llm`'s budget) live under a namespace its module
+//! chooses ([`Keys::owned`]).
 
 use uuid::Uuid;
 
@@ -17,6 +19,11 @@ impl Keys {
 
     pub fn prefix(&self) -> &str {
         &self.prefix
+    }
+
+    /// Key `part` of a task type's own namespace `owner` (e.g. `llm`).
+    pub fn owned(&self, owner: &str, part: &str) -> String {
+        format!("{}:{owner}:{part}", self.prefix)
     }
 
     /// Every key of one queue shares this hash tag (`{q:<queue>}`), so a
@@ -78,12 +85,6 @@ impl Keys {
     /// running them stop.
     pub fn cancel_channel(&self) -> String {
         format!("{}:cancelled", self.prefix)
-    }
-
-    /// A budget of the LLM shared by the fleet (`permits`, `tokens`,
-    /// `hold`).
-    pub fn llm(&self, part: &str) -> String {
-        format!("{}:llm:{part}", self.prefix)
     }
 
     /// The rate-limit state of API key `key_id`.

@@ -6,9 +6,11 @@ use std::future::Future;
 use std::process::ExitCode;
 
 use clap::Args;
+use serde_json::Value;
 
-use super::client::{self, Client};
+use super::client::{self, Client, status_of};
 use super::output::Format;
+use crate::domain::TaskStatus;
 
 /// How to reach the API and what to print; valid after `task` or `queue`.
 #[derive(Debug, Clone, Args)]
@@ -47,6 +49,33 @@ pub enum Exit {
     TaskFailed,
     /// 3: `--wait SECS` ran out before the task finished.
     Unfinished,
+}
+
+impl Exit {
+    /// A task's exit code after waiting: 0 completed, 1 failed or
+    /// cancelled, 3 not finished.
+    pub fn of_task(task: &Value) -> Self {
+        match status_of(task) {
+            Some(TaskStatus::Completed) => Self::Success,
+            Some(TaskStatus::Failed | TaskStatus::Cancelled) => Self::TaskFailed,
+            _ => Self::Unfinished,
+        }
+    }
+
+    /// The worse of two: a failure outweighs an unfinished task, which
+    /// outweighs success.
+    pub fn worst(self, other: Self) -> Self {
+        let rank = |exit| match exit {
+            Self::Success => 0,
+            Self::Unfinished => 1,
+            Self::TaskFailed => 2,
+        };
+        if rank(other) > rank(self) {
+            other
+        } else {
+            self
+        }
+    }
 }
 
 /// Why a command stopped early.
@@ -92,5 +121,20 @@ where
             }
             ExitCode::from(1)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn the_exit_code_follows_the_status() {
+        let task = |status: &str| json!({ "status": status });
+        assert_eq!(Exit::of_task(&task("completed")), Exit::Success);
+        assert_eq!(Exit::of_task(&task("failed")), Exit::TaskFailed);
+        assert_eq!(Exit::of_task(&task("cancelled")), Exit::TaskFailed);
+        assert_eq!(Exit::of_task(&task("running")), Exit::Unfinished);
     }
 }

@@ -12,10 +12,9 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use super::client::{self, Client, status_of};
+use super::client::{self, Client};
 use super::output::{self, Format, Progress};
 use super::remote::{Exit, Failure};
-use crate::domain::TaskStatus;
 
 /// Long-polls at once while waiting for many tasks.
 const CONCURRENT_WAITS: usize = 8;
@@ -84,10 +83,7 @@ pub async fn run(client: &Client, path: &Path, options: Options<'_>) -> Result<E
     };
     report(&mut refused);
     if let Some(limit) = options.wait {
-        exit = worst(
-            exit,
-            wait_all(client, &accepted, limit, options.format).await?,
-        );
+        exit = exit.worst(wait_all(client, &accepted, limit, options.format).await?);
     }
     Ok(exit)
 }
@@ -243,7 +239,7 @@ async fn wait_all(
                 return Err(err.into());
             }
         };
-        exit = worst(exit, outcome(&task));
+        exit = exit.worst(Exit::of_task(&task));
         finished += 1;
         progress.update(finished);
         match format {
@@ -258,26 +254,6 @@ async fn wait_all(
         output::print(&output::tasks_table(&tasks));
     }
     Ok(exit)
-}
-
-/// A task's exit code after waiting: 0 completed, 1 failed or cancelled,
-/// 3 not finished. `task submit --wait` and `task get --wait` use it too.
-pub(super) fn outcome(task: &Value) -> Exit {
-    match status_of(task) {
-        Some(TaskStatus::Completed) => Exit::Success,
-        Some(TaskStatus::Failed | TaskStatus::Cancelled) => Exit::TaskFailed,
-        _ => Exit::Unfinished,
-    }
-}
-
-/// A failure outweighs an unfinished task, which outweighs success.
-fn worst(a: Exit, b: Exit) -> Exit {
-    let rank = |exit| match exit {
-        Exit::Success => 0,
-        Exit::Unfinished => 1,
-        Exit::TaskFailed => 2,
-    };
-    if rank(b) > rank(a) { b } else { a }
 }
 
 #[cfg(test)]
@@ -307,14 +283,5 @@ mod tests {
         assert_eq!(refused_item(&err, 3), None);
         assert_eq!(refusal(&err), "unknown_task_name: unknown task_name `x`");
         assert!(!too_large(&err));
-    }
-
-    #[test]
-    fn the_exit_code_follows_the_status() {
-        let task = |status: &str| json!({ "status": status });
-        assert_eq!(outcome(&task("completed")), Exit::Success);
-        assert_eq!(outcome(&task("failed")), Exit::TaskFailed);
-        assert_eq!(outcome(&task("cancelled")), Exit::TaskFailed);
-        assert_eq!(outcome(&task("running")), Exit::Unfinished);
     }
 }

@@ -12,7 +12,7 @@ use uuid::Uuid;
 use super::client::{Client, TaskFilter};
 use super::output::{self, Format};
 use super::remote::{Exit, Failure};
-use super::submit_file::{self, outcome};
+use super::submit_file;
 use crate::domain::TaskStatus;
 
 #[derive(Debug, Clone, Subcommand)]
@@ -100,7 +100,7 @@ pub async fn run(command: TaskCommand, client: Client, format: Format) -> Result
                 Some(limit) => client.wait_for(id, limit).await?,
             };
             show_task(&task, format);
-            Ok(wait.map_or(Exit::Success, |_| outcome(&task)))
+            Ok(wait.map_or(Exit::Success, |_| Exit::of_task(&task)))
         }
         TaskCommand::List(args) => list(&client, args, format).await,
         TaskCommand::Cancel { id } => {
@@ -138,7 +138,7 @@ async fn submit(client: &Client, args: SubmitArgs, format: Format) -> Result<Exi
         eprintln!("note: task {id} was accepted; `tasker task get {id}` reads it");
     })?;
     show_task(&task, format);
-    Ok(outcome(&task))
+    Ok(Exit::of_task(&task))
 }
 
 async fn list(client: &Client, args: ListArgs, format: Format) -> Result<Exit, Failure> {

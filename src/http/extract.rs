@@ -1,7 +1,9 @@
 //! Extractors whose rejections are our JSON errors, never axum's plain text.
 
 use axum::body::Bytes;
-use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::extract::path::ErrorKind;
+use axum::extract::rejection::PathRejection;
+use axum::extract::{FromRequest, FromRequestParts, Path, RawPathParams, Request};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use std::time::Duration;
@@ -136,6 +138,53 @@ pub fn parse_task_uuid(raw: &str, parameter: &str) -> Result<Uuid, ApiError> {
         .map_err(|err| ApiError::validation(parameter, format!("not a valid UUID: {err}")))
 }
 
+/// The path parameters as `T` (`PathParam<String>` for a route with one);
+/// a bad one is a 422 naming it, like every other invalid field.
+#[derive(Debug, Clone, Copy)]
+pub struct PathParam<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for PathParam<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match Path::<T>::from_request_parts(parts, state).await {
+            Ok(Path(value)) => Ok(Self(value)),
+            Err(rejection) => {
+                let field = match rejected_key(&rejection) {
+                    Some(key) => key.to_owned(),
+                    None => only_parameter(parts, state).await,
+                };
+                Err(ApiError::validation(&field, rejection.body_text()))
+            }
+        }
+    }
+}
+
+/// The parameter a path rejection names, when it names one.
+fn rejected_key(rejection: &PathRejection) -> Option<&str> {
+    let PathRejection::FailedToDeserializePathParams(failed) = rejection else {
+        return None;
+    };
+    match failed.kind() {
+        ErrorKind::ParseErrorAtKey { key, .. }
+        | ErrorKind::InvalidUtf8InPathParam { key }
+        | ErrorKind::DeserializeError { key, .. } => Some(key),
+        _ => None,
+    }
+}
+
+/// The name of the route's one path parameter; `path` when it has several.
+async fn only_parameter<S: Send + Sync>(parts: &mut Parts, state: &S) -> String {
+    let raw = RawPathParams::from_request_parts(parts, state).await;
+    let mut names = raw
+        .iter()
+        .flat_map(|params| params.iter().map(|(key, _)| key));
+    match (names.next(), names.next()) {
+        (Some(only), None) => only.to_owned(),
+        _ => "path".to_owned(),
+    }
+}
+
 /// The `{task_uuid}` of a path, parsed: a malformed one is a 422 naming
 /// `task_uuid`, like every other invalid field.
 #[derive(Debug, Clone, Copy)]
@@ -145,10 +194,7 @@ impl<S: Send + Sync> FromRequestParts<S> for TaskUuidPath {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let axum::extract::Path(raw) =
-            axum::extract::Path::<String>::from_request_parts(parts, state)
-                .await
-                .map_err(|err| ApiError::validation("task_uuid", err.body_text()))?;
+        let PathParam(raw) = PathParam::<String>::from_request_parts(parts, state).await?;
         parse_task_uuid(&raw, "task_uuid").map(Self)
     }
 }
@@ -210,6 +256,47 @@ mod tests {
         assert_eq!(field("status=done").as_deref(), Some("status"));
         assert_eq!(field("limit=many").as_deref(), Some("limit"));
         assert!(parse_query::<Params>("status=failed&limit=3").is_ok());
+    }
+
+    /// A path parameter that is not UTF-8 once percent-decoded is a 422
+    /// naming the parameter.
+    #[tokio::test]
+    async fn a_bad_path_parameter_is_named() {
+        use axum::response::IntoResponse;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        async fn pause(path: Result<PathParam<String>, ApiError>) -> axum::response::Response {
+            match path {
+                Ok(PathParam(name)) => name.into_response(),
+                Err(err) => err.into_response(),
+            }
+        }
+        let router = axum::Router::new().route("/queues/{name}/pause", axum::routing::get(pause));
+        let Ok(listener) = tokio::net::TcpListener::bind("127.0.0.1:0").await else {
+            panic!("cannot bind");
+        };
+        let Ok(address) = listener.local_addr() else {
+            panic!("no address");
+        };
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        let answer = |path: &'static str| async move {
+            let Ok(mut stream) = tokio::net::TcpStream::connect(address).await else {
+                panic!("cannot connect");
+            };
+            let request = format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+            let mut answer = String::new();
+            let sent = stream.write_all(request.as_bytes()).await;
+            let read = stream.read_to_string(&mut answer).await;
+            assert!(sent.is_ok() && read.is_ok());
+            answer
+        };
+        let bad = answer("/queues/%FF/pause").await;
+        assert!(bad.starts_with("HTTP/1.1 422"), "{bad}");
+        assert!(bad.contains(r#""details":{"field":"name"}"#), "{bad}");
+        let good = answer("/queues/llm/pause").await;
+        assert!(
+            good.starts_with("HTTP/1.1 200") && good.ends_with("llm"),
+            "{good}"
+        );
     }
 
     #[test]

@@ -3,8 +3,8 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::domain::{DEFAULT_TENANT, NewTask, TaskRecord};
-use crate::store::{Changed, DispatchCandidate, Recovered};
+use crate::domain::{DEFAULT_TENANT, NewTask};
+use crate::store::{DispatchCandidate, Recovered};
 
 /// Derived from the stored task alone, so every dispatch of one task
 /// produces the same queue member (and deduplicates).
@@ -45,21 +45,6 @@ impl Message {
         }
     }
 
-    /// The message of a stored task read back with its origin.
-    fn of_record(
-        record: &TaskRecord,
-        request_id: Option<&str>,
-        trace_context: Option<&str>,
-    ) -> Self {
-        Self::new(
-            record.id,
-            &record.task_name,
-            &record.tenant,
-            request_id,
-            trace_context,
-        )
-    }
-
     pub fn encode(&self) -> String {
         // Serialising a struct of a Uuid and optional strings cannot fail.
         serde_json::to_string(self).unwrap_or_default()
@@ -97,20 +82,13 @@ impl From<&DispatchCandidate> for Message {
     }
 }
 
+/// A task recovered, handed back, cancelled or retried (`Changed::task`).
 impl From<&Recovered> for Message {
     fn from(task: &Recovered) -> Self {
-        Self::of_record(
-            &task.record,
-            task.request_id.as_deref(),
-            task.trace_context.as_deref(),
-        )
-    }
-}
-
-impl From<&Changed> for Message {
-    fn from(task: &Changed) -> Self {
-        Self::of_record(
-            &task.record,
+        Self::new(
+            task.record.id,
+            &task.record.task_name,
+            &task.record.tenant,
             task.request_id.as_deref(),
             task.trace_context.as_deref(),
         )

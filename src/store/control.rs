@@ -11,9 +11,9 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::tasks::RecordRow;
+use super::leases::{Recovered, RecoveredRow};
 use super::{Result, Store};
-use crate::domain::{TaskRecord, TaskStatus};
+use crate::domain::TaskStatus;
 
 /// Which tasks a bulk action acts on; `None` matches anything.
 #[derive(Debug, Clone, Default)]
@@ -29,40 +29,29 @@ pub struct TaskMatch {
 /// A task an action changed, with what is needed to dispatch it again.
 #[derive(Debug, Clone)]
 pub struct Changed {
-    pub record: TaskRecord,
+    /// The task as the action left it.
+    pub task: Recovered,
     /// Its status before the action.
     pub was: TaskStatus,
-    pub queue: String,
-    pub request_id: Option<String>,
-    pub trace_context: Option<String>,
 }
 
 #[derive(sqlx::FromRow)]
 struct ChangedRow {
     #[sqlx(flatten)]
-    record: RecordRow,
+    task: RecoveredRow,
     was: String,
-    queue: String,
-    request_id: Option<String>,
-    trace_context: Option<String>,
 }
 
 impl TryFrom<ChangedRow> for Changed {
     type Error = super::Error;
 
     fn try_from(row: ChangedRow) -> Result<Self> {
-        let record: TaskRecord = row.record.try_into()?;
+        let task = Recovered::try_from(row.task)?;
         let was = row
             .was
             .parse()
-            .map_err(|err| super::Error::Corrupt(format!("task {}: {err}", record.id)))?;
-        Ok(Self {
-            record,
-            was,
-            queue: row.queue,
-            request_id: row.request_id,
-            trace_context: row.trace_context,
-        })
+            .map_err(|err| super::Error::Corrupt(format!("task {}: {err}", task.record.id)))?;
+        Ok(Self { task, was })
     }
 }
 

@@ -16,7 +16,10 @@ pub struct Lease {
     pub attempt: i32,
 }
 
-/// A task whose lease expired, after recovery.
+/// A task as a statement that changed it left it, with what is needed to
+/// dispatch it again: one recovered from a lost worker or handed back here,
+/// and, inside [`Changed`](super::Changed), one an operator cancelled or
+/// retried. `queue::Message::from` makes its dispatch message.
 #[derive(Debug, Clone)]
 pub struct Recovered {
     pub record: TaskRecord,
@@ -26,7 +29,7 @@ pub struct Recovered {
 }
 
 #[derive(sqlx::FromRow)]
-struct RecoveredRow {
+pub(super) struct RecoveredRow {
     #[sqlx(flatten)]
     record: super::tasks::RecordRow,
     queue: String,

@@ -5,7 +5,7 @@
 //! names and queues come from the registry, methods and routes from a
 //! fixed set (see `http::middleware`).
 
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock, PoisonError};
 
 use metrics::Unit;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
@@ -25,14 +25,6 @@ pub const HTTP_CONNECTIONS: &str = "tasker_http_connections";
 pub const HTTP_CONNECTIONS_REFUSED: &str = "tasker_http_connections_refused_total";
 pub const LONGPOLL_WAITERS: &str = "tasker_longpoll_waiters";
 pub const LONGPOLL_REFUSED: &str = "tasker_longpoll_refused_total";
-/// LLM calls in flight from this process under `llm.max_concurrency`.
-pub const LLM_PERMITS: &str = "tasker_llm_permits_in_use";
-/// Tokens of LLM calls (`kind`: estimated before the call, used after).
-pub const LLM_TOKENS: &str = "tasker_llm_tokens_total";
-/// LLM tasks sent back to wait (`reason`: concurrency, tokens, provider).
-pub const LLM_DEFERRED: &str = "tasker_llm_deferred_total";
-/// How long LLM tasks were sent back to wait for.
-pub const LLM_WAIT: &str = "tasker_llm_wait_seconds";
 /// Rows written by one group-commit statement (`statement`: insert, claim, outcome).
 pub const GROUP_COMMIT_ROWS: &str = "tasker_group_commit_rows";
 
@@ -49,8 +41,6 @@ pub const TERMINAL_STATUSES: [&str; 3] = ["completed", "failed", "cancelled"];
 pub const RECOVERY_REASONS: [&str; 3] = ["lease_expired", "dispatch_lost", "handed_back"];
 /// `result` of [`CACHE_REQUESTS`].
 pub const CACHE_RESULTS: [&str; 3] = ["hit", "miss", "bypass"];
-/// `reason` of [`LLM_DEFERRED`].
-pub const LLM_DEFER_REASONS: [&str; 3] = ["concurrency", "tokens", "provider"];
 /// `statement` of [`GROUP_COMMIT_ROWS`].
 pub const GROUP_COMMIT_STATEMENTS: [&str; 3] = ["insert", "claim", "outcome"];
 
@@ -62,6 +52,59 @@ const LATENCY_BUCKETS: &[f64] = &[
 const ROW_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0];
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// The metrics task types added, each once.
+static TASK_METRICS: Mutex<Added> = Mutex::new(Added {
+    installed: false,
+    tasks: Vec::new(),
+});
+
+struct Added {
+    /// The recorder is installed: metrics added now are described at once.
+    installed: bool,
+    tasks: Vec<TaskMetrics>,
+}
+
+/// The families a task type owns (such as `query_llm`'s budget), which
+/// telemetry describes and creates at zero with its own without knowing
+/// the type: the type adds them with [`add_task_metrics`] when it is built.
+#[derive(Debug, Clone, Copy)]
+pub struct TaskMetrics {
+    /// The task type, so a type built again adds nothing.
+    pub task: &'static str,
+    /// Describes its families (`# HELP`).
+    pub describe: fn(),
+    /// Creates at zero its series whose labels are known.
+    pub register: fn(),
+}
+
+/// Adds a task type's metrics: described once the recorder is installed
+/// (at once if it is), created at zero by every [`register_known_series`].
+pub fn add_task_metrics(metrics: TaskMetrics) {
+    let mut added = TASK_METRICS.lock().unwrap_or_else(PoisonError::into_inner);
+    if added.tasks.iter().any(|known| known.task == metrics.task) {
+        return;
+    }
+    added.tasks.push(metrics);
+    if added.installed {
+        (metrics.describe)();
+    }
+}
+
+/// Describes the task types' families added so far, and has those added
+/// from now on described at once.
+fn describe_task_metrics() {
+    let mut added = TASK_METRICS.lock().unwrap_or_else(PoisonError::into_inner);
+    added.installed = true;
+    for task in &added.tasks {
+        (task.describe)();
+    }
+}
+
+fn task_metrics() -> Vec<TaskMetrics> {
+    let added = TASK_METRICS.lock().unwrap_or_else(PoisonError::into_inner);
+    added.tasks.clone()
+}
 
 /// How often recorded histogram samples are folded into their buckets.
 const UPKEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
@@ -79,6 +122,7 @@ pub fn install() -> Option<PrometheusHandle> {
                 .install_recorder()
                 .ok()?;
             describe();
+            describe_task_metrics();
             start_upkeep(handle.clone());
             Some(handle)
         })
@@ -147,26 +191,6 @@ fn describe() {
         Unit::Count,
         "Rows written by one group-commit statement."
     );
-    describe_gauge!(
-        LLM_PERMITS,
-        Unit::Count,
-        "LLM calls in flight from this process under llm.max_concurrency."
-    );
-    describe_counter!(
-        LLM_TOKENS,
-        Unit::Count,
-        "Tokens of LLM calls: estimated before each call, used after."
-    );
-    describe_counter!(
-        LLM_DEFERRED,
-        Unit::Count,
-        "LLM tasks sent back to wait: the fleet's concurrency or token budget was spent, or the provider asked to wait."
-    );
-    describe_histogram!(
-        LLM_WAIT,
-        Unit::Seconds,
-        "How long LLM tasks were sent back to wait for."
-    );
     describe_gauge!(QUEUE_DEPTH, Unit::Count, "Tasks ready to run, per queue.");
     describe_gauge!(
         QUEUE_OLDEST_AGE,
@@ -191,7 +215,8 @@ fn describe() {
 }
 
 /// Creates at zero every series whose labels are known: per task type,
-/// per queue, per reason and result.
+/// per queue, per reason and result, and those task types added (see
+/// [`add_task_metrics`]).
 pub fn register_known_series<'a>(
     task_names: impl IntoIterator<Item = &'a str>,
     queues: impl IntoIterator<Item = &'a str>,
@@ -221,14 +246,9 @@ pub fn register_known_series<'a>(
     for statement in GROUP_COMMIT_STATEMENTS {
         let _ = metrics::histogram!(GROUP_COMMIT_ROWS, "statement" => statement);
     }
-    for kind in ["estimated", "used"] {
-        metrics::counter!(LLM_TOKENS, "kind" => kind).absolute(0);
+    for task in task_metrics() {
+        (task.register)();
     }
-    for reason in LLM_DEFER_REASONS {
-        metrics::counter!(LLM_DEFERRED, "reason" => reason).absolute(0);
-    }
-    let _ = metrics::histogram!(LLM_WAIT);
-    metrics::gauge!(LLM_PERMITS).increment(0.0);
     metrics::counter!(STALE_RESULTS).absolute(0);
     metrics::counter!(HTTP_CONNECTIONS_REFUSED).absolute(0);
     metrics::counter!(LONGPOLL_REFUSED).absolute(0);

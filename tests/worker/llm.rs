@@ -254,7 +254,7 @@ async fn the_fleet_never_has_more_calls_in_flight_than_its_budget() {
     // Every permit was given back.
     let mut redis = app.env.redis().await;
     let held: u64 = redis::cmd("ZCARD")
-        .arg(app.services.keys.llm("permits"))
+        .arg(app.services.keys.owned("llm", "permits"))
         .query_async(&mut redis)
         .await
         .unwrap();
@@ -276,7 +276,7 @@ async fn permits_held_by_a_dead_worker_expire() {
     // little of their lifetime left.
     let mut redis = app.env.redis().await;
     let now_ms = chrono::Utc::now().timestamp_millis();
-    let permits = app.services.keys.llm("permits");
+    let permits = app.services.keys.owned("llm", "permits");
     let _: () = redis::cmd("ZADD")
         .arg(&permits)
         .arg(now_ms + 1_500)
@@ -416,7 +416,7 @@ async fn a_killed_worker_s_permits_are_free_again_within_seconds() {
         ids.push(body["task_uuid"].as_str().unwrap().to_owned());
     }
     eventually(|| async { (llm.received().len() == 2).then_some(()) }).await;
-    let permits = tasker::keys::Keys::new(env.prefix.clone()).llm("permits");
+    let permits = tasker::keys::Keys::new(env.prefix.clone()).owned("llm", "permits");
     let mut redis = env.redis().await;
     let held: u64 = redis::cmd("ZCARD")
         .arg(&permits)

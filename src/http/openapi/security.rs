@@ -5,6 +5,9 @@ use utoipa::openapi::request_body::RequestBodyBuilder;
 use utoipa::openapi::schema::{ObjectBuilder, Schema, SchemaType, Type};
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, Required};
 
+use crate::domain::Scope;
+use crate::http::routes::needs;
+
 /// The bearer scheme, offered on every operation of the `tasks` and
 /// `keys` tags (and required by them when `auth.enabled`), with the answers it adds: 401 without
 /// a valid key, 403 without the scope, 429 past a key's rate.
@@ -82,17 +85,19 @@ pub(super) fn secure_task_operations(doc: &mut utoipa::openapi::OpenApi) {
                 SecurityRequirement::new("bearer", Vec::<String>::new()),
                 SecurityRequirement::default(),
             ]);
-            let scope = required_scope(method, path, &tags);
+            let scope = required_scope(operation.operation_id.as_deref());
             let has_body = operation.request_body.is_some();
             let responses = &mut operation.responses.responses;
             responses.insert("401".into(), RefOr::T(unauthorized.clone()));
-            let mut forbidden = forbidden(scope);
-            // A handler that declares its own 403 knows more of why (key
-            // management is refused with auth off, whatever the key).
-            if let Some(RefOr::T(own)) = responses.get("403") {
-                forbidden.description = own.description.clone();
+            if let Some(scope) = scope {
+                let mut forbidden = forbidden(scope.as_str());
+                // A handler that declares its own 403 knows more of why (key
+                // management is refused with auth off, whatever the key).
+                if let Some(RefOr::T(own)) = responses.get("403") {
+                    forbidden.description = own.description.clone();
+                }
+                responses.insert("403".into(), RefOr::T(forbidden));
             }
-            responses.insert("403".into(), RefOr::T(forbidden));
             if has_body {
                 // Every body is read the same way (see `extract::JsonBody`).
                 responses
@@ -164,14 +169,85 @@ pub(super) fn bulk_filters(doc: &mut utoipa::openapi::OpenApi) {
     }
 }
 
-/// The scope an operation needs (as its handler requires it).
-pub(super) fn required_scope(method: &str, path: &str, tags: &[String]) -> &'static str {
-    let admin_only = tags.iter().any(|t| t == "keys" || t == "queues")
-        || path == "/tasks/cancel"
-        || path == "/tasks/retry";
-    match (admin_only, method) {
-        (true, _) => "admin",
-        (false, "get") => "read",
-        (false, _) => "submit",
+/// The scope operation `id` needs: what its handler requires (see
+/// `routes::needs`); `None` for an operation that takes no key.
+fn required_scope(id: Option<&str>) -> Option<Scope> {
+    let id = id?;
+    needs::BY_OPERATION
+        .iter()
+        .find_map(|(operation, scope)| (*operation == id).then_some(*scope))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every operation that takes a key documents the scope its handler
+    /// requires: one in `routes::needs`, and the one the `Scope` docs promise
+    /// (reads `read`, submissions and one task's cancel or retry `submit`,
+    /// bulk actions, queues and keys `admin`).
+    #[test]
+    fn each_operation_documents_the_scope_its_handler_requires() {
+        let expected = [
+            ("create_task", Scope::Submit),
+            ("create_tasks", Scope::Submit),
+            ("get_task_output", Scope::Read),
+            ("get_task", Scope::Read),
+            ("get_task_submission", Scope::Read),
+            ("list_tasks", Scope::Read),
+            ("cancel_task", Scope::Submit),
+            ("retry_task", Scope::Submit),
+            ("cancel_tasks", Scope::Admin),
+            ("retry_tasks", Scope::Admin),
+            ("list_queues", Scope::Admin),
+            ("pause_queue", Scope::Admin),
+            ("resume_queue", Scope::Admin),
+            ("create_key", Scope::Admin),
+            ("list_keys", Scope::Admin),
+            ("revoke_key", Scope::Admin),
+        ];
+        for (operation, scope) in expected {
+            assert_eq!(required_scope(Some(operation)), Some(scope), "{operation}");
+        }
+        assert_eq!(needs::BY_OPERATION.len(), expected.len());
+        assert_eq!(required_scope(Some("health")), None);
+        assert_eq!(required_scope(None), None);
+    }
+
+    /// The operations that take a key in the document are those `needs`
+    /// declares a scope for, and each answers 403 naming it.
+    #[test]
+    fn every_secured_operation_has_a_declared_scope() {
+        let config = crate::config::Config::default();
+        let Ok(registry) = crate::tasks::Registry::new(&config) else {
+            panic!("the default registry builds");
+        };
+        let doc = super::super::document(&registry, &config.api);
+        let mut secured = Vec::new();
+        for item in doc.paths.paths.values() {
+            for operation in [&item.get, &item.post].into_iter().flatten() {
+                if operation.security.is_none() {
+                    continue;
+                }
+                let id = operation.operation_id.clone().unwrap_or_default();
+                let scope = required_scope(Some(&id));
+                let Some(scope) = scope else {
+                    panic!("{id} takes a key but `needs` declares no scope for it");
+                };
+                let Some(RefOr::T(forbidden)) = operation.responses.responses.get("403") else {
+                    panic!("{id} documents no 403");
+                };
+                let said = serde_json::to_string(forbidden).unwrap_or_default();
+                assert!(
+                    said.contains(&format!("`{}` scope", scope.as_str())),
+                    "{id}: {said}"
+                );
+                secured.push(id);
+            }
+        }
+        secured.sort();
+        let mut declared: Vec<&str> = needs::BY_OPERATION.iter().map(|(id, _)| *id).collect();
+        declared.sort_unstable();
+        assert_eq!(secured, declared);
     }
 }

@@ -3,16 +3,16 @@
 //! [`Control`](crate::services::Control) call, HTTP out.
 
 use axum::Json;
-use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{Scope, TaskRecord, TaskStatus};
+use super::needs;
+use crate::domain::{TaskRecord, TaskStatus};
 use crate::http::AppState;
 use crate::http::auth::CallerOf;
 use crate::http::error::{ApiError, ErrorResponse};
-use crate::http::extract::{JsonBody, TaskUuidPath};
+use crate::http::extract::{JsonBody, PathParam, TaskUuidPath};
 use crate::services::QueueState;
 use crate::store::TaskMatch;
 
@@ -176,7 +176,7 @@ pub(crate) async fn cancel_task(
     caller: CallerOf,
     path: Result<TaskUuidPath, ApiError>,
 ) -> Result<Json<TaskRecord>, ApiError> {
-    let caller = caller.require(Scope::Submit)?;
+    let caller = caller.require(needs::cancel_task)?;
     let TaskUuidPath(id) = path?;
     Ok(Json(state.control.cancel(id, caller).await?))
 }
@@ -201,7 +201,7 @@ pub(crate) async fn retry_task(
     caller: CallerOf,
     path: Result<TaskUuidPath, ApiError>,
 ) -> Result<Json<TaskRecord>, ApiError> {
-    let caller = caller.require(Scope::Submit)?;
+    let caller = caller.require(needs::retry_task)?;
     let TaskUuidPath(id) = path?;
     Ok(Json(state.control.retry(id, caller).await?))
 }
@@ -222,7 +222,7 @@ pub(crate) async fn cancel_tasks(
     caller: CallerOf,
     JsonBody(body): JsonBody,
 ) -> Result<Json<CancelledCount>, ApiError> {
-    let caller = caller.require(Scope::Admin)?;
+    let caller = caller.require(needs::cancel_tasks)?;
     let filter = bulk_filter(body)?;
     let cancelled = state.control.cancel_matching(filter, caller).await?;
     Ok(Json(CancelledCount { cancelled }))
@@ -244,7 +244,7 @@ pub(crate) async fn retry_tasks(
     caller: CallerOf,
     JsonBody(body): JsonBody,
 ) -> Result<Json<RetriedCount>, ApiError> {
-    let caller = caller.require(Scope::Admin)?;
+    let caller = caller.require(needs::retry_tasks)?;
     let filter = bulk_filter(body)?;
     let retried = state.control.retry_matching(filter, caller).await?;
     Ok(Json(RetriedCount { retried }))
@@ -268,7 +268,7 @@ pub(crate) async fn list_queues(
     State(state): State<AppState>,
     caller: CallerOf,
 ) -> Result<Json<QueueListResponse>, ApiError> {
-    caller.require(Scope::Admin)?;
+    caller.require(needs::list_queues)?;
     let queues = state.control.queues().await?;
     Ok(Json(QueueListResponse {
         queues: queues.into_iter().map(QueueView::from).collect(),
@@ -289,10 +289,10 @@ pub(crate) async fn list_queues(
 pub(crate) async fn pause_queue(
     State(state): State<AppState>,
     caller: CallerOf,
-    path: Result<Path<String>, PathRejection>,
+    path: Result<PathParam<String>, ApiError>,
 ) -> Result<Json<QueueView>, ApiError> {
-    let caller = caller.require(Scope::Admin)?;
-    let Path(name) = path.map_err(|err| ApiError::validation("name", err.body_text()))?;
+    let caller = caller.require(needs::pause_queue)?;
+    let PathParam(name) = path?;
     Ok(Json(state.control.pause(&name, caller).await?.into()))
 }
 
@@ -307,9 +307,9 @@ pub(crate) async fn pause_queue(
 pub(crate) async fn resume_queue(
     State(state): State<AppState>,
     caller: CallerOf,
-    path: Result<Path<String>, PathRejection>,
+    path: Result<PathParam<String>, ApiError>,
 ) -> Result<Json<QueueView>, ApiError> {
-    let caller = caller.require(Scope::Admin)?;
-    let Path(name) = path.map_err(|err| ApiError::validation("name", err.body_text()))?;
+    let caller = caller.require(needs::resume_queue)?;
+    let PathParam(name) = path?;
     Ok(Json(state.control.resume(&name, caller).await?.into()))
 }

@@ -31,6 +31,45 @@ pub(super) use read::{
 };
 pub(super) use submit::{__path_create_task, __path_create_tasks};
 
+/// Declares the scope each operation needs, once: its handler requires
+/// `needs::<operation>`, and the document (`openapi::security`) shows the
+/// scope of `needs::BY_OPERATION`, keyed by operation id (the handler's
+/// name), so the two cannot disagree.
+macro_rules! declare_scopes {
+    ($($operation:ident: $scope:ident),+ $(,)?) => {
+        /// The scope each operation needs (see `declare_scopes!`).
+        #[allow(non_upper_case_globals)]
+        pub(super) mod needs {
+            use crate::domain::Scope;
+
+            $(pub(crate) const $operation: Scope = Scope::$scope;)+
+
+            /// (operation id, scope) of every operation that takes an API key.
+            pub(crate) const BY_OPERATION: &[(&str, Scope)] =
+                &[$((stringify!($operation), $operation)),+];
+        }
+    };
+}
+
+declare_scopes! {
+    create_task: Submit,
+    create_tasks: Submit,
+    get_task_output: Read,
+    get_task: Read,
+    get_task_submission: Read,
+    list_tasks: Read,
+    cancel_task: Submit,
+    retry_task: Submit,
+    cancel_tasks: Admin,
+    retry_tasks: Admin,
+    list_queues: Admin,
+    pause_queue: Admin,
+    resume_queue: Admin,
+    create_key: Admin,
+    list_keys: Admin,
+    revoke_key: Admin,
+}
+
 /// The task API: every route here needs an API key when `auth` is on.
 pub(super) fn tasks() -> Router<AppState> {
     Router::new()

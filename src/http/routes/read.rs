@@ -11,7 +11,8 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use uuid::Uuid;
 
-use crate::domain::{Caller, Scope, TaskRecord, TaskStatus, TaskSubmission};
+use super::needs;
+use crate::domain::{Caller, TaskRecord, TaskStatus, TaskSubmission};
 use crate::http::AppState;
 use crate::http::auth::CallerOf;
 use crate::http::error::{ApiError, ErrorResponse};
@@ -71,7 +72,7 @@ pub(crate) async fn get_task_output(
     caller: CallerOf,
     QueryParams(query): QueryParams<OutputQuery>,
 ) -> Result<Response, ApiError> {
-    let caller = caller.require(Scope::Read)?;
+    let caller = caller.require(needs::get_task_output)?;
     let wait = parse_wait(query.wait.as_deref())?;
     let raw = query
         .task_uuid
@@ -104,7 +105,7 @@ pub(crate) async fn get_task(
     path: Result<TaskUuidPath, ApiError>,
     QueryParams(query): QueryParams<WaitQuery>,
 ) -> Result<Response, ApiError> {
-    let caller = caller.require(Scope::Read)?;
+    let caller = caller.require(needs::get_task)?;
     let TaskUuidPath(id) = path?;
     let wait = parse_wait(query.wait.as_deref())?;
     read_task(&state, id, wait, caller).await
@@ -135,7 +136,7 @@ pub(crate) async fn get_task_submission(
     caller: CallerOf,
     path: Result<TaskUuidPath, ApiError>,
 ) -> Result<Json<TaskSubmission>, ApiError> {
-    let caller = caller.require(Scope::Read)?;
+    let caller = caller.require(needs::get_task_submission)?;
     let TaskUuidPath(id) = path?;
     Ok(Json(state.reads.submission(id, caller).await?))
 }
@@ -221,7 +222,7 @@ pub(crate) async fn list_tasks(
     caller: CallerOf,
     QueryParams(query): QueryParams<ListQuery>,
 ) -> Result<Json<ListTasksResponse>, ApiError> {
-    let caller = caller.require(Scope::Read)?;
+    let caller = caller.require(needs::list_tasks)?;
     if query
         .limit
         .is_some_and(|limit| !(1..=MAX_PAGE).contains(&limit))

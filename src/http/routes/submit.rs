@@ -7,7 +7,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use uuid::Uuid;
 
-use crate::domain::Scope;
+use super::needs;
 use crate::http::AppState;
 use crate::http::auth::CallerOf;
 use crate::http::error::{ApiError, ErrorResponse};
@@ -52,7 +52,7 @@ pub(crate) async fn create_task(
     headers: HeaderMap,
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
-    caller.require(Scope::Submit)?;
+    caller.require(needs::create_task)?;
     let origin = caller.origin(&request_id);
     let submissions = &state.submissions;
     match idempotency::key(&headers)? {
@@ -120,7 +120,7 @@ pub(crate) async fn create_tasks(
     headers: HeaderMap,
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
-    caller.require(Scope::Submit)?;
+    caller.require(needs::create_tasks)?;
     let origin = caller.origin(&request_id);
     let key = idempotency::key(&headers)?;
     let batch = state

@@ -81,7 +81,7 @@ impl Control {
             Some(changed) => {
                 self.cancelled(std::slice::from_ref(&changed)).await;
                 tracing::info!(task_id = %id, was = %changed.was, key_id = caller.key_id.as_deref(), "task cancelled");
-                Ok(changed.record)
+                Ok(changed.task.record)
             }
             None => match self.visible(id, caller).await? {
                 record if record.status == TaskStatus::Cancelled => Ok(record),
@@ -106,7 +106,7 @@ impl Control {
             Some(changed) => {
                 self.retried(std::slice::from_ref(&changed)).await;
                 tracing::info!(task_id = %id, was = %changed.was, key_id = caller.key_id.as_deref(), "task retried");
-                Ok(changed.record)
+                Ok(changed.task.record)
             }
             None => {
                 let record = self.visible(id, caller).await?;
@@ -196,15 +196,15 @@ impl Control {
         if changed.is_empty() {
             return;
         }
-        for task in changed {
+        for changed in changed {
             metrics::counter!(
                 m::TASKS_COMPLETED,
-                "task_name" => self.registry.label(&task.record.task_name),
+                "task_name" => self.registry.label(&changed.task.record.task_name),
                 "status" => TaskStatus::Cancelled.as_str()
             )
             .increment(1);
         }
-        let records: Vec<TaskRecord> = changed.iter().map(|c| c.record.clone()).collect();
+        let records: Vec<TaskRecord> = changed.iter().map(|c| c.task.record.clone()).collect();
         if let Err(err) = self.cache.put_many(&records).await {
             tracing::warn!(error = %error_chain(&err), "cannot cache cancelled tasks; reads fall back to PostgreSQL");
         }
@@ -212,8 +212,8 @@ impl Control {
             .iter()
             .filter(|c| c.was == TaskStatus::Pending)
             .collect();
-        let messages: Vec<Message> = pending.iter().map(|c| Message::from(*c)).collect();
-        let queues = pending.iter().map(|c| c.queue.as_str());
+        let messages: Vec<Message> = pending.iter().map(|c| Message::from(&c.task)).collect();
+        let queues = pending.iter().map(|c| c.task.queue.as_str());
         if let Err(err) = self.queue.withdraw_many(queues.zip(&messages)).await {
             // Workers that pop them find the tasks cancelled and drop them.
             tracing::warn!(error = %error_chain(&err), "cannot withdraw the queue messages of cancelled tasks; workers will drop them");
@@ -221,7 +221,7 @@ impl Control {
         let running: Vec<Uuid> = changed
             .iter()
             .filter(|c| c.was == TaskStatus::Running)
-            .map(|c| c.record.id)
+            .map(|c| c.task.record.id)
             .collect();
         if let Err(err) = self.queue.announce_cancelled(&running).await {
             // Their workers' next heartbeat finds the tasks no longer running.
@@ -234,12 +234,12 @@ impl Control {
         if changed.is_empty() {
             return;
         }
-        let ids: Vec<Uuid> = changed.iter().map(|c| c.record.id).collect();
+        let ids: Vec<Uuid> = changed.iter().map(|c| c.task.record.id).collect();
         if let Err(err) = self.cache.forget(&ids).await {
             tracing::warn!(error = %error_chain(&err), "cannot drop cached copies of retried tasks; they expire with cache.ttl_seconds");
         }
-        let messages: Vec<Message> = changed.iter().map(Message::from).collect();
-        let queues = changed.iter().map(|c| c.queue.as_str());
+        let messages: Vec<Message> = changed.iter().map(|c| Message::from(&c.task)).collect();
+        let queues = changed.iter().map(|c| c.task.queue.as_str());
         if let Err(err) = self.queue.dispatch_many(queues.zip(&messages)).await {
             tracing::warn!(error = %error_chain(&err), "cannot dispatch retried tasks; the reconciler will");
         }

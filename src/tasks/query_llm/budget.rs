@@ -12,11 +12,11 @@ use std::time::Duration;
 use uuid::Uuid;
 
 use super::LlmSettings;
+use super::budget_metrics as m;
 use crate::budget::{Admission, Budgets};
 use crate::keys::Keys;
 use crate::tasks::{TaskEnv, TaskError};
 use crate::telemetry::error_chain;
-use crate::telemetry::metrics as m;
 
 pub(super) struct LlmBudget {
     budgets: Budgets,
@@ -46,9 +46,9 @@ impl LlmBudget {
         let (budgets, keys): &(Budgets, Keys) = env.budgets.as_ref()?;
         Some(Self {
             budgets: budgets.clone(),
-            permits: keys.llm("permits"),
-            tokens: keys.llm("tokens"),
-            hold: keys.llm("hold"),
+            permits: key(keys, "permits"),
+            tokens: key(keys, "tokens"),
+            hold: key(keys, "hold"),
             max_concurrency: settings.max_concurrency.map(|n| n.get()),
             tokens_per_second: settings.tokens_per_minute.map(|n| n.get() as f64 / 60.0),
         })
@@ -200,6 +200,16 @@ impl Call<'_> {
         }
     }
 }
+
+/// A key of the LLM budget shared by the fleet: `permits` (the
+/// concurrency semaphore), `tokens` (the token rate) or `hold` (the
+/// provider's wait).
+fn key(keys: &Keys, part: &str) -> String {
+    keys.owned(NAMESPACE, part)
+}
+
+/// The namespace of the LLM budget's keys.
+const NAMESPACE: &str = "llm";
 
 pub(super) fn defer(reason: &'static str, message: &str, wait: Duration) -> TaskError {
     metrics::counter!(m::LLM_DEFERRED, "reason" => reason).increment(1);

@@ -3,6 +3,7 @@
 //! errors are not.
 
 mod budget;
+mod budget_metrics;
 mod reply;
 mod settings;
 
@@ -168,6 +169,7 @@ impl Task for QueryLlm {
     type Settings = LlmSettings;
 
     fn build(settings: LlmSettings, env: &TaskEnv) -> Result<Self, ConfigError> {
+        crate::telemetry::metrics::add_task_metrics(budget_metrics::METRICS);
         crate::tls::install_crypto_provider();
         let timeout = settings.timeout();
         let client = reqwest::Client::builder()
