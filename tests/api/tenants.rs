@@ -70,22 +70,14 @@ async fn a_key_may_do_only_what_its_scopes_allow() {
     assert_eq!(accepted.status(), 202);
     let id = id_of(&accepted.json().await.unwrap());
     let read = app
-        .as_key(Method::GET, &format!("/tasks/{id}"), &writer)
-        .send()
-        .await
-        .unwrap();
+        .send_as(Method::GET, &format!("/tasks/{id}"), &writer)
+        .await;
     assert_eq!(read.status(), 403, "submit alone does not read");
     let read = app
-        .as_key(Method::GET, &format!("/tasks/{id}"), &reader)
-        .send()
-        .await
-        .unwrap();
+        .send_as(Method::GET, &format!("/tasks/{id}"), &reader)
+        .await;
     assert_eq!(read.status(), 200);
-    let keys = app
-        .as_key(Method::GET, "/keys", &reader)
-        .send()
-        .await
-        .unwrap();
+    let keys = app.send_as(Method::GET, "/keys", &reader).await;
     assert_eq!(keys.status(), 403, "only admin keys manage keys");
 }
 
@@ -117,11 +109,7 @@ async fn a_tenant_sees_only_its_own_tasks_and_an_admin_sees_all() {
             format!("/get-task-output?task_uuid={mine}"),
             format!("/tasks/{mine}/submission"),
         ] {
-            let other = app
-                .as_key(Method::GET, &path, &globex)
-                .send()
-                .await
-                .unwrap();
+            let other = app.send_as(Method::GET, &path, &globex).await;
             assert_eq!(
                 other.status(),
                 404,
@@ -129,14 +117,7 @@ async fn a_tenant_sees_only_its_own_tasks_and_an_admin_sees_all() {
             );
         }
     }
-    let listed: Value = app
-        .as_key(Method::GET, "/tasks", &acme)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed: Value = app.json_as(Method::GET, "/tasks", &acme).await;
     let ids: Vec<&str> = listed["tasks"]
         .as_array()
         .unwrap()
@@ -144,29 +125,15 @@ async fn a_tenant_sees_only_its_own_tasks_and_an_admin_sees_all() {
         .map(|t| t["task_uuid"].as_str().unwrap())
         .collect();
     assert_eq!(ids, vec![mine.as_str()]);
-    let everything: Value = app
-        .as_key(Method::GET, "/tasks", &admin)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let everything: Value = app.json_as(Method::GET, "/tasks", &admin).await;
     assert_eq!(everything["tasks"].as_array().unwrap().len(), 2);
     let one: Value = app
-        .as_key(Method::GET, "/tasks?tenant=globex", &admin)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .json_as(Method::GET, "/tasks?tenant=globex", &admin)
+        .await;
     assert_eq!(one["tasks"][0]["task_uuid"], theirs.as_str());
     let as_admin = app
-        .as_key(Method::GET, &format!("/tasks/{theirs}"), &admin)
-        .send()
-        .await
-        .unwrap();
+        .send_as(Method::GET, &format!("/tasks/{theirs}"), &admin)
+        .await;
     assert_eq!(as_admin.status(), 200);
 }
 
@@ -230,14 +197,7 @@ async fn a_key_request_out_of_bounds_is_refused_and_makes_no_key() {
         201,
         "a whole number written as 60.0 is a whole number"
     );
-    let listed: Value = app
-        .as_key(Method::GET, "/keys", &admin)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed: Value = app.json_as(Method::GET, "/keys", &admin).await;
     let acme = listed["keys"]
         .as_array()
         .unwrap()
@@ -263,31 +223,18 @@ async fn a_revoked_or_expired_key_stops_working_within_the_cache_time() {
     let token = made["token"].as_str().unwrap().to_owned();
     let id = made["key"]["id"].as_str().unwrap().to_owned();
     assert_eq!(
-        app.as_key(Method::GET, "/tasks", &token)
-            .send()
-            .await
-            .unwrap()
-            .status(),
+        app.send_as(Method::GET, "/tasks", &token).await.status(),
         200
     );
-    let listed: Value = app
-        .as_key(Method::GET, "/keys", &admin)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed: Value = app.json_as(Method::GET, "/keys", &admin).await;
     let text = listed.to_string();
     assert!(
         text.contains(&id) && !text.contains(&token),
         "ids listed, tokens never"
     );
     let revoked = app
-        .as_key(Method::POST, &format!("/keys/{id}/revoke"), &admin)
-        .send()
-        .await
-        .unwrap();
+        .send_as(Method::POST, &format!("/keys/{id}/revoke"), &admin)
+        .await;
     assert_eq!(revoked.status(), 200);
     let started = std::time::Instant::now();
     eventually(|| async {
@@ -468,14 +415,7 @@ async fn a_key_revoked_on_one_replica_stops_working_on_another() {
     // The second replica has looked the key up and trusts it for a while.
     let read = |app: &TestApp| app.as_key(Method::GET, "/tasks", &reader).send();
     assert_eq!(read(&second).await.unwrap().status(), 200);
-    let listed: Value = first
-        .as_key(Method::GET, "/keys", &admin)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed: Value = first.json_as(Method::GET, "/keys", &admin).await;
     let id = listed["keys"]
         .as_array()
         .unwrap()
@@ -485,10 +425,8 @@ async fn a_key_revoked_on_one_replica_stops_working_on_another() {
         .unwrap()
         .to_owned();
     let revoked = first
-        .as_key(Method::POST, &format!("/keys/{id}/revoke"), &admin)
-        .send()
-        .await
-        .unwrap();
+        .send_as(Method::POST, &format!("/keys/{id}/revoke"), &admin)
+        .await;
     assert_eq!(revoked.status(), 200);
     let started = std::time::Instant::now();
     eventually(|| async { (read(&second).await.ok()?.status() == 401).then_some(()) }).await;

@@ -444,6 +444,17 @@ pub fn metric(page: &str, series: &str) -> Option<f64> {
     })
 }
 
+/// The attempt budget of the built-in task type `name`, as its type
+/// declares it.
+pub fn retry_budget(name: &str) -> u32 {
+    tasker::tasks::Registry::new(&Config::default())
+        .expect("the built-in task types")
+        .get(name)
+        .expect("a task type")
+        .retry_policy()
+        .max_attempts
+}
+
 /// Polls `check` until it returns `Some`, failing the test after [`PATIENCE`].
 pub async fn eventually<T, F, Fut>(mut check: F) -> T
 where
@@ -477,6 +488,25 @@ impl TestApp {
             description: None,
         };
         keys.create(request).await.expect("key").1
+    }
+
+    /// Sends a request without a body to the API with `token` as its bearer.
+    pub async fn send_as(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+    ) -> reqwest::Response {
+        self.as_key(method, path, token)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// The JSON answer of [`TestApp::send_as`].
+    pub async fn json_as(&self, method: reqwest::Method, path: &str, token: &str) -> Value {
+        let response = self.send_as(method, path, token).await;
+        response.json().await.expect("a JSON answer")
     }
 
     /// A request to the API with `token` as its bearer.

@@ -173,13 +173,7 @@ async fn shutdown_hands_back_what_cannot_finish_and_another_worker_takes_it_at_o
         "never marked failed: {handed_back}"
     );
     assert_eq!(handed_back["attempts"], 1);
-    let budget = app
-        .services
-        .registry
-        .get("query_llm")
-        .unwrap()
-        .retry_policy()
-        .max_attempts;
+    let budget = crate::support::retry_budget("query_llm");
     assert_eq!(
         handed_back["max_attempts"],
         budget + 1,

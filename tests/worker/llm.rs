@@ -5,7 +5,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::support::fake_llm::{FakeLlm, Reply};
-use crate::support::{TestApp, eventually, metric};
+use crate::support::{TestApp, eventually, metric, retry_budget};
 
 async fn app_with(llm: &FakeLlm, key: Option<&str>, timeout_seconds: u64) -> TestApp {
     TestApp::spawn_with(
@@ -20,14 +20,16 @@ async fn app_with(llm: &FakeLlm, key: Option<&str>, timeout_seconds: u64) -> Tes
     .await
 }
 
-/// `query_llm`'s attempts in all, as its type declares them.
-fn llm_attempts() -> u32 {
-    tasker::tasks::Registry::new(&tasker::config::Config::default())
-        .expect("the built-in task types")
-        .get("query_llm")
-        .expect("query_llm is a task type")
-        .retry_policy()
-        .max_attempts
+/// An api and a worker on `llm` with one setting of the fleet's LLM budget.
+async fn app_with_budget(llm: &FakeLlm, setting: &str, value: u64) -> TestApp {
+    TestApp::spawn_with(
+        |c| {
+            llm.configure(c);
+            c.tasks.set("llm", setting, value);
+        },
+        true,
+    )
+    .await
 }
 
 #[tokio::test]
@@ -73,7 +75,11 @@ async fn a_rate_limit_waits_without_spending_an_attempt() {
     // Two runs, but the 429 was the provider's limit, not the task's fault:
     // the attempt it took was given back.
     assert_eq!(task["attempts"], 2);
-    assert_eq!(task["max_attempts"], llm_attempts() + 1, "{task}");
+    assert_eq!(
+        task["max_attempts"],
+        retry_budget("query_llm") + 1,
+        "{task}"
+    );
     assert_eq!(task["task_output"]["text"], "second time lucky");
     assert_eq!(llm.received().len(), 2);
     assert_eq!(
@@ -85,7 +91,7 @@ async fn a_rate_limit_waits_without_spending_an_attempt() {
 
 #[tokio::test]
 async fn server_errors_are_retried_until_attempts_run_out() {
-    let budget = llm_attempts();
+    let budget = retry_budget("query_llm");
     let failures = (0..budget).map(|_| Reply {
         retry_after: Some("0"),
         ..Reply::error(503, "overloaded_error", "busy")
@@ -264,14 +270,7 @@ async fn the_fleet_never_has_more_calls_in_flight_than_its_budget() {
 #[tokio::test]
 async fn permits_held_by_a_dead_worker_expire() {
     let llm = FakeLlm::start(Vec::new()).await;
-    let app = TestApp::spawn_with(
-        |c| {
-            llm.configure(c);
-            c.tasks.set("llm", "max_concurrency", 2);
-        },
-        true,
-    )
-    .await;
+    let app = app_with_budget(&llm, "max_concurrency", 2).await;
     // A worker that was killed mid-call left both permits taken, with
     // little of their lifetime left.
     let mut redis = app.env.redis().await;
@@ -293,7 +292,7 @@ async fn permits_held_by_a_dead_worker_expire() {
     assert_eq!(task["status"], "completed", "{task}");
     assert_eq!(llm.received().len(), 1);
     assert!(
-        task["max_attempts"].as_i64().unwrap() > i64::from(llm_attempts()),
+        task["max_attempts"].as_i64().unwrap() > i64::from(retry_budget("query_llm")),
         "it waited for a permit without spending attempts: {task}"
     );
     let deferred = metric(
@@ -309,14 +308,7 @@ async fn a_spent_token_budget_defers_the_next_call() {
     let mut heavy = Reply::ok("long answer");
     heavy.body["usage"] = json!({"input_tokens": 3_000, "output_tokens": 1_000});
     let llm = FakeLlm::start(vec![heavy.clone(), heavy]).await;
-    let app = TestApp::spawn_with(
-        |c| {
-            llm.configure(c);
-            c.tasks.set("llm", "tokens_per_minute", 6_000);
-        },
-        true,
-    )
-    .await;
+    let app = app_with_budget(&llm, "tokens_per_minute", 6_000).await;
     for _ in 0..2 {
         let id = app
             .submit(json!({"task_name": "query_llm", "prompt": "hi", "max_tokens": 10}))
@@ -458,14 +450,7 @@ async fn a_call_refused_for_the_provider_s_rate_gives_its_token_estimate_back() 
     let mut replies: Vec<Reply> = (0..3).map(|_| Reply::rate_limited()).collect();
     replies.push(Reply::ok("finally"));
     let llm = FakeLlm::start(replies).await;
-    let app = TestApp::spawn_with(
-        |c| {
-            llm.configure(c);
-            c.tasks.set("llm", "tokens_per_minute", 6_000);
-        },
-        true,
-    )
-    .await;
+    let app = app_with_budget(&llm, "tokens_per_minute", 6_000).await;
     let started = std::time::Instant::now();
     let id = app
         .submit(json!({"task_name": "query_llm", "prompt": "hi", "max_tokens": 2_000}))

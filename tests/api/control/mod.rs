@@ -274,13 +274,7 @@ async fn a_failed_task_is_retried_with_a_fresh_budget_keeping_its_error_until_it
     let pending: Value = response.json().await.unwrap();
     assert_eq!(pending["status"], "pending");
     assert_eq!(pending["attempts"], 1, "attempts keep counting");
-    let budget = app
-        .services
-        .registry
-        .get("query_llm")
-        .unwrap()
-        .retry_policy()
-        .max_attempts;
+    let budget = crate::support::retry_budget("query_llm");
     assert_eq!(
         pending["max_attempts"],
         budget + 1,

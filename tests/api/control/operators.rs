@@ -44,17 +44,9 @@ async fn operator_actions_follow_scopes_and_tenants() {
             .unwrap();
         assert_eq!(response.status(), 403, "{path}");
     }
-    let queues = app
-        .as_key(Method::GET, "/queues", &acme)
-        .send()
-        .await
-        .unwrap();
+    let queues = app.send_as(Method::GET, "/queues", &acme).await;
     assert_eq!(queues.status(), 403);
-    let queues = app
-        .as_key(Method::GET, "/queues", &admin)
-        .send()
-        .await
-        .unwrap();
+    let queues = app.send_as(Method::GET, "/queues", &admin).await;
     assert_eq!(queues.status(), 200);
     let anonymous = app.post_json(&cancel_path, json!({})).await;
     assert_eq!(anonymous.status(), 401);
@@ -76,13 +68,8 @@ async fn operator_actions_follow_scopes_and_tenants() {
         json!({"retried": 1})
     );
     let globex_task: Value = app
-        .as_key(Method::GET, &format!("/tasks/{other}"), &globex)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .json_as(Method::GET, &format!("/tasks/{other}"), &globex)
+        .await;
     assert_eq!(globex_task["status"], "cancelled");
 }
 
@@ -220,25 +207,21 @@ async fn cancelling_a_pending_task_counts_it_as_completed_with_status_cancelled(
     assert_eq!(metric(&scrape().await, series), Some(0.0));
 
     let id = submit_as(&api, &client, &token).await;
-    let response = client
-        .post(api.url(&format!("/tasks/{id}/cancel")))
-        .bearer_auth(&token)
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
+    let cancel = || async {
+        client
+            .post(api.url(&format!("/tasks/{id}/cancel")))
+            .bearer_auth(&token)
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap()
+            .status()
+    };
+    assert_eq!(cancel().await, 200);
     let page = scrape().await;
     assert_eq!(metric(&page, series), Some(1.0), "{page}");
     // Cancelling it again changes nothing, and counts nothing.
-    let again = client
-        .post(api.url(&format!("/tasks/{id}/cancel")))
-        .bearer_auth(&token)
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(again.status(), 200);
+    assert_eq!(cancel().await, 200);
     assert_eq!(metric(&scrape().await, series), Some(1.0));
     let completed = r#"tasker_tasks_completed_total{task_name="sum",status="completed"}"#;
     assert_eq!(metric(&scrape().await, completed), Some(0.0));
