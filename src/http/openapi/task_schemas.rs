@@ -87,7 +87,12 @@ pub(super) fn task_record_example() -> Option<serde_json::Value> {
 
 /// `file_hash` → `FileHashTask`.
 pub(super) fn schema_name(task_name: &str) -> String {
-    let mut name: String = task_name
+    format!("{}Task", pascal_case(task_name))
+}
+
+/// `list_tasks` → `ListTasks`, as generators name a type after a name.
+pub(super) fn pascal_case(snake: &str) -> String {
+    snake
         .split('_')
         .map(|part| {
             let mut chars = part.chars();
@@ -96,9 +101,7 @@ pub(super) fn schema_name(task_name: &str) -> String {
                 .map(|first| first.to_uppercase().chain(chars).collect::<String>())
                 .unwrap_or_default()
         })
-        .collect();
-    name.push_str("Task");
-    name
+        .collect()
 }
 
 /// The parameter schema with `task_name` added as a required constant

@@ -94,17 +94,7 @@ fn schema_names_do_not_collide_with_generated_operation_types() {
         .filter_map(Value::as_object)
         .flat_map(|item| item.values())
         .filter_map(|operation| operation["operationId"].as_str())
-        .map(|id| {
-            id.split('_')
-                .map(|part| {
-                    let mut chars = part.chars();
-                    chars
-                        .next()
-                        .map(|first| first.to_uppercase().chain(chars).collect::<String>())
-                        .unwrap_or_default()
-                })
-                .collect()
-        })
+        .map(task_schemas::pascal_case)
         .collect();
     assert!(operation_ids.contains(&"ListTasks".to_owned()));
     for operation in &operation_ids {
