@@ -87,6 +87,32 @@ impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
         }
         answered.await.map_err(|_| BatchLost)
     }
+
+    /// Queues every item at once (so they stay together in a write when
+    /// they fit) and waits for the writes that carry them; answers in order.
+    pub async fn submit_all(&self, items: Vec<I>) -> Vec<Result<O, BatchLost>> {
+        let mut answered = Vec::with_capacity(items.len());
+        let start_flush = self.shared.with(|state| {
+            for item in items {
+                let (answer, receiver) = oneshot::channel();
+                state.waiting.push((item, answer));
+                answered.push(receiver);
+            }
+            let start = !answered.is_empty() && state.flushing < self.shared.max_flushes;
+            if start {
+                state.flushing += 1;
+            }
+            start
+        });
+        if start_flush {
+            tokio::spawn(flush_until_empty(self.shared.clone()));
+        }
+        let mut answers = Vec::with_capacity(answered.len());
+        for receiver in answered {
+            answers.push(receiver.await.map_err(|_| BatchLost));
+        }
+        answers
+    }
 }
 
 impl<I, T, E> Batcher<I, Result<T, E>>
@@ -224,6 +250,25 @@ mod tests {
             assert_eq!(handle.await.unwrap().ok(), Some(i as u32 + 2));
         }
         assert_eq!(*sizes.lock().unwrap(), vec![1, 20]);
+    }
+
+    #[tokio::test]
+    async fn items_queued_together_share_a_write_and_keep_their_order() {
+        let sizes = Arc::new(Mutex::new(Vec::new()));
+        let batcher = {
+            let sizes = sizes.clone();
+            Batcher::new(4, 1, move |items: Vec<u32>| {
+                sizes.lock().unwrap().push(items.len());
+                async move { items.into_iter().map(|i| i * 2).collect::<Vec<_>>() }
+            })
+        };
+        let answers = batcher.submit_all((1..=6).collect()).await;
+        let answers: Vec<_> = answers.into_iter().map(Result::ok).collect();
+        assert_eq!(answers, (1..=6).map(|i| Some(i * 2)).collect::<Vec<_>>());
+        // Six items at a limit of four: one full write, then the rest.
+        assert_eq!(*sizes.lock().unwrap(), vec![4, 2]);
+        assert!(batcher.submit_all(Vec::new()).await.is_empty());
+        assert_eq!(batcher.shared.with(|s| s.flushing), 0);
     }
 
     #[tokio::test]

@@ -42,7 +42,7 @@ pub const RECOVERY_REASONS: [&str; 3] = ["lease_expired", "dispatch_lost", "hand
 /// `result` of [`CACHE_REQUESTS`].
 pub const CACHE_RESULTS: [&str; 3] = ["hit", "miss", "bypass"];
 /// `statement` of [`GROUP_COMMIT_ROWS`].
-pub const GROUP_COMMIT_STATEMENTS: [&str; 3] = ["insert", "claim", "outcome"];
+pub const GROUP_COMMIT_STATEMENTS: [&str; 4] = ["insert", "claim", "outcome", "quick"];
 
 const LATENCY_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,

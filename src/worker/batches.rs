@@ -1,7 +1,9 @@
 //! The worker's group commits: attempts that start or end at the same time
 //! share one claim UPDATE, and one outcome UPDATE plus one Redis pipeline
-//! for their cached results. Each attempt still waits for the statement that
-//! carries it, and every write stays fenced by its attempt number.
+//! for their cached results; quick tasks popped while earlier ones are
+//! being written share the next quick transaction. Each attempt still waits
+//! for the statement that carries it, and every write stays fenced by its
+//! attempt number.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -11,15 +13,31 @@ use uuid::Uuid;
 use crate::batching::Batcher;
 use crate::cache::Cache;
 use crate::domain::{ClaimedTask, TaskRecord};
+use crate::queue::Message;
 use crate::store::{self, FinalWrite, Store};
 use crate::telemetry::error_chain;
 use crate::telemetry::metrics as m;
+
+use super::Worker;
 
 /// Claim statements (and outcome statements) that may run at once.
 const MAX_FLUSHES: usize = 2;
 
 pub(super) type Claims = Batcher<Uuid, store::Result<Option<ClaimedTask>>>;
 pub(super) type Outcomes = Batcher<FinalWrite, store::Result<Option<TaskRecord>>>;
+/// Quick messages, each `(queue, message)`, answered once written.
+pub(super) type QuickRuns = Batcher<(String, Message), ()>;
+
+/// Quick tasks in one transaction at most, and quick transactions at once.
+/// A drain of `sum` tasks ran 1.5 times as fast in batches of up to 128,
+/// two at a time, as in batches of up to 32; batches of up to 256 gained
+/// nothing more (docs/performance.md).
+pub(super) const QUICK_BATCH: usize = 128;
+const QUICK_FLUSHES: usize = 2;
+/// Quick tasks popped and not yet written, at most: two transactions'
+/// worth being written and one gathering, so that the next transaction is
+/// ready when one ends.
+pub(super) const QUICK_IN_FLIGHT: usize = QUICK_BATCH * (QUICK_FLUSHES + 1);
 
 /// Claims for `lease`, up to `max_batch` tasks per statement. A task that
 /// is not pending answers `None`.
@@ -63,4 +81,23 @@ pub(super) fn outcomes(store: Store, cache: Cache, max_batch: usize) -> Outcomes
             }
         }
     })
+}
+
+/// Quick runs of `worker`: each batch is claimed, run and written in one
+/// transaction (`Worker::execute_quick`).
+pub(super) fn quick_runs(worker: Worker) -> QuickRuns {
+    Batcher::new(
+        QUICK_BATCH,
+        QUICK_FLUSHES,
+        move |batch: Vec<(String, Message)>| {
+            let worker = worker.clone();
+            async move {
+                metrics::histogram!(m::GROUP_COMMIT_ROWS, "statement" => "quick")
+                    .record(batch.len() as f64);
+                let count = batch.len();
+                worker.execute_quick(batch).await;
+                vec![(); count]
+            }
+        },
+    )
 }

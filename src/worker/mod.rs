@@ -35,11 +35,8 @@ const POP_BLOCK: Duration = Duration::from_secs(1);
 const PROMOTE_INTERVAL: Duration = Duration::from_millis(200);
 const PROMOTE_BATCH: usize = 500;
 /// Pops in flight at once: each takes at most this share of the
-/// concurrency, so that while one batch of quick tasks waits on its
-/// transaction, the next is popped and claimed instead of every slot
-/// waiting on the same round trips. Two drained a backlog of 60,000 `sum`
-/// tasks 6% faster than one (medians of 3); four, in smaller batches, 19%
-/// slower (docs/performance.md).
+/// concurrency, so that while one pop's tasks are being claimed, the next
+/// is popped instead of every slot waiting on the same round trips.
 const PIPELINED_POPS: usize = 2;
 
 /// One worker process's state, shared by its loops and in-flight tasks.
@@ -147,6 +144,11 @@ impl Worker {
         )?;
         let permits = Arc::new(Semaphore::new(self.config.concurrency.get()));
         let max_pop = self.config.concurrency.get().div_ceil(PIPELINED_POPS);
+        // Quick tasks give their slot back once popped: they run one after
+        // another inside their transaction, so what bounds them is how many
+        // are popped and not yet written.
+        let quick_permits = Arc::new(Semaphore::new(batches::QUICK_IN_FLIGHT.max(max_pop)));
+        let quick_runs = batches::quick_runs(self.clone());
         let mut in_flight = JoinSet::new();
         let mut backoff = Backoff::new();
         while !shutdown.is_triggered() {
@@ -183,7 +185,6 @@ impl Worker {
                 Ok(popped) => {
                     backoff.reset();
                     let mut quick = Vec::new();
-                    let mut quick_slots = Vec::new();
                     for item in popped {
                         match item {
                             Popped::Message { queue, message } => {
@@ -193,7 +194,7 @@ impl Worker {
                                 let Some(slot) = slots.pop() else { break };
                                 if self.is_quick(&message) {
                                     quick.push((queue, message));
-                                    quick_slots.push(slot);
+                                    drop(slot);
                                     continue;
                                 }
                                 let worker = self.clone();
@@ -210,12 +211,18 @@ impl Worker {
                         }
                     }
                     if !quick.is_empty() {
-                        let worker = self.clone();
+                        // Waits while the quick transactions are behind:
+                        // the queue keeps what this worker cannot write yet.
+                        let held = quick_permits
+                            .clone()
+                            .acquire_many_owned(quick.len() as u32)
+                            .await?;
+                        let (worker, quick_runs) = (self.clone(), quick_runs.clone());
                         in_flight.spawn(async move {
                             let ids: Vec<_> = quick.iter().map(|(_, m)| m.task_id).collect();
-                            worker.execute_quick(quick).await;
+                            quick_runs.submit_all(quick).await;
                             worker.release(&ids).await;
-                            drop(quick_slots);
+                            drop(held);
                         });
                     }
                 }

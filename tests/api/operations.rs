@@ -55,7 +55,7 @@ async fn the_worker_port_serves_its_own_probes() {
     );
     // Group-commit sizes, counted in rows (the API and the worker share one
     // recorder in this test process).
-    for statement in ["insert", "claim", "outcome"] {
+    for statement in ["insert", "claim", "outcome", "quick"] {
         let series =
             format!("tasker_group_commit_rows_bucket{{statement=\"{statement}\",le=\"1\"}}");
         assert!(metrics.contains(&series), "no {series} in {metrics}");

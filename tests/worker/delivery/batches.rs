@@ -271,3 +271,50 @@ async fn a_quick_claim_dropped_unfinished_leaves_its_tasks_pending() {
     }
     assert_eq!(store.claim_quick(&ids).await.unwrap().tasks.len(), 2);
 }
+
+#[tokio::test]
+async fn quick_tasks_popped_while_others_are_written_share_the_next_transaction() {
+    // One slot: quick tasks give it back once popped, so a worker of
+    // concurrency 1 still writes them many to a transaction.
+    let mut app =
+        TestApp::spawn_with(|c| c.worker.concurrency = 1.try_into().unwrap(), false).await;
+    let tasks = 300;
+    for chunk in 0..tasks / 100 {
+        let batch: Vec<Value> = (0..100)
+            .map(|i| json!({"task_name": "sum", "a": chunk * 100 + i, "b": 1}))
+            .collect();
+        let response = app.post_json("/run-tasks", json!({"tasks": batch})).await;
+        assert_eq!(response.status(), 202);
+    }
+    app.start_worker().await;
+    let pool = app.env.pool().await;
+    eventually(|| async {
+        let done: i64 = sqlx::query_scalar("SELECT count(*) FROM tasks WHERE status = 'completed'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        (done == tasks).then_some(())
+    })
+    .await;
+    // A quick transaction stamps its tasks' `started_at` with its own start;
+    // one slot used to mean one task per transaction.
+    let (transactions, largest): (i64, i64) = sqlx::query_as(
+        "SELECT count(*), max(n) FROM \
+         (SELECT count(*) AS n FROM tasks GROUP BY started_at) AS per_transaction",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert!(
+        largest >= 2 && transactions < tasks,
+        "{tasks} quick tasks took {transactions} transactions, at most {largest} in one"
+    );
+    let sums: Vec<Value> = sqlx::query_scalar("SELECT task_output FROM tasks")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert!(
+        sums.iter().all(|output| output["result"].is_number()),
+        "{sums:?}"
+    );
+}

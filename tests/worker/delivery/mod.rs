@@ -8,7 +8,7 @@ mod redispatch;
 use std::time::Duration;
 
 use redis::AsyncCommands;
-use serde_json::json;
+use serde_json::{Value, json};
 use tasker::domain::NewTask;
 use tasker::queue::Message;
 use uuid::Uuid;
