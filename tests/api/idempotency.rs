@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use crate::support::{TestApp, eventually};
+use crate::support::{TestApp, wait_for_count};
 
 async fn post_with_key(app: &TestApp, key: &str, body: &Value) -> reqwest::Response {
     app.client
@@ -98,14 +98,7 @@ async fn an_expired_key_starts_afresh_and_expired_keys_are_purged() {
         .execute(&pool)
         .await
         .unwrap();
-    eventually(|| async {
-        let left: i64 = sqlx::query_scalar("SELECT count(*) FROM idempotency_keys")
-            .fetch_one(&pool)
-            .await
-            .unwrap();
-        (left == 0).then_some(())
-    })
-    .await;
+    wait_for_count(&pool, "SELECT count(*) FROM idempotency_keys", 0).await;
 }
 
 #[tokio::test]

@@ -474,6 +474,16 @@ where
     }
 }
 
+/// Waits until `count` (a `SELECT count(*)` of no parameters) answers
+/// `expected`, failing the test after [`PATIENCE`].
+pub async fn wait_for_count(pool: &PgPool, count: &'static str, expected: i64) {
+    eventually(|| async {
+        let found: i64 = sqlx::query_scalar(count).fetch_one(pool).await.unwrap();
+        (found == expected).then_some(())
+    })
+    .await;
+}
+
 impl TestApp {
     /// Makes an API key of `tenant` with `scopes` (and a submission rate)
     /// and returns its token.

@@ -67,13 +67,12 @@ async fn bulk_actions_act_on_every_match_and_only_on_matches() {
         json!({"retried": 1150})
     );
     app.start_worker().await;
-    eventually(|| async {
-        let done: i64 = sqlx::query_scalar("SELECT count(*) FROM tasks WHERE status = 'completed'")
-            .fetch_one(&app.env.pool().await)
-            .await
-            .unwrap();
-        (done == 1200).then_some(())
-    })
+    let pool = app.env.pool().await;
+    wait_for_count(
+        &pool,
+        "SELECT count(*) FROM tasks WHERE status = 'completed'",
+        1200,
+    )
     .await;
 }
 

@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use crate::support::fake_llm::{FakeLlm, Reply};
 use crate::support::processes::{Process, free_port, log_dir};
-use crate::support::{TestApp, TestEnv, eventually, metric};
+use crate::support::{TestApp, TestEnv, eventually, metric, wait_for_count};
 
 async fn cancel(app: &TestApp, id: Uuid) -> reqwest::Response {
     app.post_json(&format!("/tasks/{id}/cancel"), json!({}))

@@ -288,13 +288,11 @@ async fn quick_tasks_popped_while_others_are_written_share_the_next_transaction(
     }
     app.start_worker().await;
     let pool = app.env.pool().await;
-    eventually(|| async {
-        let done: i64 = sqlx::query_scalar("SELECT count(*) FROM tasks WHERE status = 'completed'")
-            .fetch_one(&pool)
-            .await
-            .unwrap();
-        (done == tasks).then_some(())
-    })
+    wait_for_count(
+        &pool,
+        "SELECT count(*) FROM tasks WHERE status = 'completed'",
+        tasks,
+    )
     .await;
     // A quick transaction stamps its tasks' `started_at` with its own start;
     // one slot used to mean one task per transaction.

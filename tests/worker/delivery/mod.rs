@@ -14,7 +14,7 @@ use tasker::queue::Message;
 use uuid::Uuid;
 
 use crate::support::fake_llm::{FakeLlm, Reply};
-use crate::support::{TestApp, eventually};
+use crate::support::{TestApp, eventually, wait_for_count};
 
 fn new_task(app: &TestApp, name: &str, params: serde_json::Value) -> NewTask {
     let mut body = params;

@@ -218,14 +218,7 @@ async fn a_pass_whose_lost_tasks_were_all_claimed_meanwhile_sends_nothing_and_go
     claim.commit().await.unwrap();
 
     // The pass went on to its last step...
-    eventually(|| async {
-        let left: i64 = sqlx::query_scalar("SELECT count(*) FROM idempotency_keys")
-            .fetch_one(&pool)
-            .await
-            .unwrap();
-        (left == 0).then_some(())
-    })
-    .await;
+    wait_for_count(&pool, "SELECT count(*) FROM idempotency_keys", 0).await;
     // ...having sent nothing and changed nothing.
     assert_eq!(app.services.queue.ready_len("default").await.unwrap(), 0);
     let untouched: i64 = sqlx::query_scalar(
