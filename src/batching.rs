@@ -74,17 +74,7 @@ impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
     /// (a client that hung up) cancels neither its item nor anyone else's.
     pub async fn submit(&self, item: I) -> Result<O, BatchLost> {
         let (answer, answered) = oneshot::channel();
-        let start_flush = self.shared.with(|state| {
-            state.waiting.push((item, answer));
-            let start = state.flushing < self.shared.max_flushes;
-            if start {
-                state.flushing += 1;
-            }
-            start
-        });
-        if start_flush {
-            tokio::spawn(flush_until_empty(self.shared.clone()));
-        }
+        self.queue(|waiting| waiting.push((item, answer)));
         answered.await.map_err(|_| BatchLost)
     }
 
@@ -92,13 +82,26 @@ impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
     /// they fit) and waits for the writes that carry them; answers in order.
     pub async fn submit_all(&self, items: Vec<I>) -> Vec<Result<O, BatchLost>> {
         let mut answered = Vec::with_capacity(items.len());
-        let start_flush = self.shared.with(|state| {
+        self.queue(|waiting| {
             for item in items {
                 let (answer, receiver) = oneshot::channel();
-                state.waiting.push((item, answer));
+                waiting.push((item, answer));
                 answered.push(receiver);
             }
-            let start = !answered.is_empty() && state.flushing < self.shared.max_flushes;
+        });
+        let mut answers = Vec::with_capacity(answered.len());
+        for receiver in answered {
+            answers.push(receiver.await.map_err(|_| BatchLost));
+        }
+        answers
+    }
+
+    /// Adds items to the queue under its lock, then starts a flush when
+    /// something waits and a flush slot is free.
+    fn queue(&self, add: impl FnOnce(&mut Vec<(I, oneshot::Sender<O>)>)) {
+        let start_flush = self.shared.with(|state| {
+            add(&mut state.waiting);
+            let start = !state.waiting.is_empty() && state.flushing < self.shared.max_flushes;
             if start {
                 state.flushing += 1;
             }
@@ -107,11 +110,6 @@ impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
         if start_flush {
             tokio::spawn(flush_until_empty(self.shared.clone()));
         }
-        let mut answers = Vec::with_capacity(answered.len());
-        for receiver in answered {
-            answers.push(receiver.await.map_err(|_| BatchLost));
-        }
-        answers
     }
 }
 
