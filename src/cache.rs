@@ -11,6 +11,14 @@ use crate::domain::TaskRecord;
 use crate::keys::Keys;
 use crate::redis_pool::{Redis, RedisError};
 
+/// A write that finished one task announces that task's entry itself when
+/// the entry is at most this long, so a long-polling reader woken by it
+/// answers without reading the cache (the lone task of a quiet service is
+/// the one a reader is most likely waiting on). Writes that finished several
+/// tasks, and larger entries, announce ids only: every API process receives
+/// every announcement.
+pub const ANNOUNCED_ENTRY_MAX: usize = 2048;
+
 #[derive(Debug, thiserror::Error)]
 pub enum CacheError {
     #[error(transparent)]
@@ -56,20 +64,26 @@ impl Cache {
     }
 
     /// [`Cache::put`] for several records, in one round trip: one `SET`
-    /// each, and one announcement naming them all (comma-separated ids).
+    /// each, and one announcement naming them all (comma-separated ids), or
+    /// carrying the entry of a lone one (see [`ANNOUNCED_ENTRY_MAX`]).
     pub async fn put_many(&self, records: &[TaskRecord]) -> Result<(), CacheError> {
         let mut pipe = redis::pipe();
         let mut finished = String::new();
+        let mut lone_entry = None;
         for record in records.iter().filter(|r| r.status.is_terminal()) {
+            let entry = entry_of(record)?;
+            if finished.is_empty() {
+                lone_entry = (entry.len() <= ANNOUNCED_ENTRY_MAX).then(|| entry.clone());
+            } else {
+                lone_entry = None;
+                finished.push(',');
+            }
             pipe.cmd("SET")
                 .arg(self.keys.result(record.id))
-                .arg(entry_of(record)?)
+                .arg(entry)
                 .arg("EX")
                 .arg(self.ttl_seconds)
                 .ignore();
-            if !finished.is_empty() {
-                finished.push(',');
-            }
             finished.push_str(
                 record
                     .id
@@ -82,7 +96,7 @@ impl Cache {
         }
         pipe.cmd("PUBLISH")
             .arg(self.keys.finished_channel())
-            .arg(finished)
+            .arg(lone_entry.unwrap_or(finished))
             .ignore();
         self.redis.pipeline::<()>(&pipe).await?;
         Ok(())
@@ -117,6 +131,21 @@ impl Cached {
     pub fn into_body(self) -> Bytes {
         self.entry.slice(self.body)
     }
+}
+
+/// The task and entry an announcement carries, or the payload back when it
+/// is not an entry (ids hold no tab; an entry starts with its id and a tab).
+pub fn announced_entry(payload: String) -> Result<(Uuid, Cached), String> {
+    let Some(id) = payload
+        .split_once('\t')
+        .and_then(|(id, _)| id.parse::<Uuid>().ok())
+    else {
+        return Err(payload);
+    };
+    // A malformed entry names no task to wake either.
+    body_of(payload, id)
+        .map(|cached| (id, cached))
+        .map_err(|_| String::new())
 }
 
 /// `<task id>\t<tenant>\n<the API's JSON of the task>`.
@@ -176,7 +205,15 @@ mod tests {
             cached.map(Cached::into_body).as_deref(),
             Some(json.as_bytes())
         );
-        assert!(body_of(entry, Uuid::now_v7()).is_err());
-        assert!(body_of(json, record.id).is_err());
+        assert!(body_of(entry.clone(), Uuid::now_v7()).is_err());
+        assert!(body_of(json.clone(), record.id).is_err());
+
+        // An announcement is an entry, or ids only.
+        let announced = announced_entry(entry).ok();
+        assert_eq!(announced.as_ref().map(|(id, _)| *id), Some(record.id));
+        let body = announced.map(|(_, cached)| cached.into_body());
+        assert_eq!(body.as_deref(), Some(json.as_bytes()));
+        let ids = format!("{},{}", record.id, Uuid::now_v7());
+        assert_eq!(announced_entry(ids.clone()).err(), Some(ids));
     }
 }

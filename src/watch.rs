@@ -3,7 +3,9 @@
 //! tasks announces their ids (comma-separated, one message per write) on a
 //! Redis channel, in the same round trip that caches the results; each API
 //! process keeps one subscription and wakes the requests waiting on those
-//! ids. Nothing polls the database.
+//! ids. Nothing polls the database. A write that finished a lone task
+//! announces its cache entry instead (`cache::ANNOUNCED_ENTRY_MAX`): its
+//! readers are handed the entry and answer without reading the cache.
 //!
 //! An announcement missed while Redis is unreachable only delays a waiter to
 //! its deadline, where it reads the task once more: never a wrong answer.
@@ -23,6 +25,7 @@ use tokio::sync::futures::OwnedNotified;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
+use crate::cache::{Cached, announced_entry};
 use crate::redis_pool::Redis;
 use crate::telemetry::error_chain;
 use crate::telemetry::metrics as m;
@@ -34,10 +37,17 @@ struct Waiters {
 
 #[derive(Default)]
 struct WaitState {
-    /// Per task: who to wake, and how many requests wait on it.
-    by_task: HashMap<Uuid, (Arc<Notify>, usize)>,
+    by_task: HashMap<Uuid, Watched>,
     /// Requests waiting in all.
     total: usize,
+}
+
+/// One task's waiting requests.
+struct Watched {
+    wake: Arc<Notify>,
+    waiting: usize,
+    /// The finished task's entry, when its announcement carried it.
+    entry: Option<Cached>,
 }
 
 impl Waiters {
@@ -45,10 +55,13 @@ impl Waiters {
         f(&mut self.state.lock().unwrap_or_else(PoisonError::into_inner))
     }
 
-    fn wake(&self, id: Uuid) {
+    fn wake(&self, id: Uuid, entry: Option<Cached>) {
         self.with(|state| {
-            if let Some((notify, _)) = state.by_task.get(&id) {
-                notify.notify_waiters();
+            if let Some(watched) = state.by_task.get_mut(&id) {
+                if entry.is_some() {
+                    watched.entry = entry;
+                }
+                watched.wake.notify_waiters();
             }
         });
     }
@@ -82,9 +95,14 @@ impl TaskWatch {
     pub fn start(redis: Redis, channel: String) -> Self {
         let waiters = Arc::new(Waiters::default());
         let woken = waiters.clone();
-        let handle = follow_ids(redis, channel, move |ids| {
-            for id in ids {
-                woken.wake(*id);
+        let handle = follow(redis, channel, move |payload| {
+            match announced_entry(payload) {
+                Ok((id, entry)) => woken.wake(id, Some(entry)),
+                Err(ids) => {
+                    for id in parse_ids(&ids) {
+                        woken.wake(id, None);
+                    }
+                }
             }
         });
         Self {
@@ -104,12 +122,13 @@ impl TaskWatch {
             }
             state.total += 1;
             metrics::gauge!(m::LONGPOLL_WAITERS).set(state.total as f64);
-            let entry = state
-                .by_task
-                .entry(task_id)
-                .or_insert_with(|| (Arc::new(Notify::new()), 0));
-            entry.1 += 1;
-            Some(entry.0.clone())
+            let watched = state.by_task.entry(task_id).or_insert_with(|| Watched {
+                wake: Arc::new(Notify::new()),
+                waiting: 0,
+                entry: None,
+            });
+            watched.waiting += 1;
+            Some(watched.wake.clone())
         })?;
         let mut notified = Box::pin(notify.notified_owned());
         notified.as_mut().enable();
@@ -131,15 +150,25 @@ impl Waiter {
     pub async fn finished(&mut self) {
         self.notified.as_mut().await;
     }
+
+    /// The finished task's entry, when its announcement carried it.
+    pub fn delivered(&self) -> Option<Cached> {
+        self.waiters.with(|state| {
+            state
+                .by_task
+                .get(&self.task_id)
+                .and_then(|watched| watched.entry.clone())
+        })
+    }
 }
 
 impl Drop for Waiter {
     fn drop(&mut self) {
         let id = self.task_id;
         self.waiters.with(|state| {
-            if let Some(entry) = state.by_task.get_mut(&id) {
-                entry.1 -= 1;
-                if entry.1 == 0 {
+            if let Some(watched) = state.by_task.get_mut(&id) {
+                watched.waiting -= 1;
+                if watched.waiting == 0 {
                     state.by_task.remove(&id);
                 }
             }
@@ -159,16 +188,32 @@ pub fn follow_ids(
     channel: String,
     on_ids: impl Fn(&[Uuid]) + Send + Sync + 'static,
 ) -> JoinHandle<()> {
-    tokio::spawn(listen(redis, channel, on_ids))
+    follow(redis, channel, move |payload| on_ids(&parse_ids(&payload)))
 }
 
-async fn listen(redis: Redis, channel: String, on_ids: impl Fn(&[Uuid])) {
+/// Calls `on_payload` with every message on `channel`, as [`follow_ids`].
+fn follow(
+    redis: Redis,
+    channel: String,
+    on_payload: impl Fn(String) + Send + Sync + 'static,
+) -> JoinHandle<()> {
+    tokio::spawn(listen(redis, channel, on_payload))
+}
+
+fn parse_ids(payload: &str) -> Vec<Uuid> {
+    payload
+        .split(',')
+        .filter_map(|id| id.parse::<Uuid>().ok())
+        .collect()
+}
+
+async fn listen(redis: Redis, channel: String, on_payload: impl Fn(String)) {
     let mut pause = Duration::from_millis(100);
     let mut turn = 0usize;
     loop {
         let clients = redis.subscriber_clients().await;
         if let Some(client) = clients.get(turn % clients.len().max(1)) {
-            match subscribe(client, &channel, &on_ids).await {
+            match subscribe(client, &channel, &on_payload).await {
                 Ok(()) => pause = Duration::from_millis(100),
                 Err(err) => {
                     tracing::debug!(channel, error = %error_chain(&err), "subscription lost")
@@ -186,20 +231,15 @@ async fn listen(redis: Redis, channel: String, on_ids: impl Fn(&[Uuid])) {
 async fn subscribe(
     client: &redis::Client,
     channel: &str,
-    on_ids: &impl Fn(&[Uuid]),
+    on_payload: &impl Fn(String),
 ) -> Result<(), redis::RedisError> {
     let mut pubsub = client.get_async_pubsub().await?;
     pubsub.subscribe(channel).await?;
     let mut messages = pubsub.on_message();
     while let Some(message) = messages.next().await {
-        let Ok(payload) = message.get_payload::<String>() else {
-            continue;
-        };
-        let ids: Vec<Uuid> = payload
-            .split(',')
-            .filter_map(|id| id.parse::<Uuid>().ok())
-            .collect();
-        on_ids(&ids);
+        if let Ok(payload) = message.get_payload::<String>() {
+            on_payload(payload);
+        }
     }
     Ok(())
 }
@@ -220,12 +260,41 @@ mod tests {
             panic!("room for a waiter");
         };
         // The announcement lands before the waiter starts awaiting.
-        waiters.wake(id);
+        waiters.wake(id, None);
         let woken = tokio::time::timeout(Duration::from_secs(1), waiter.finished()).await;
         assert!(woken.is_ok());
         assert_eq!(watch.waiting(), 1);
         drop(waiter);
         assert_eq!(watch.waiting(), 0);
+    }
+
+    #[tokio::test]
+    async fn an_announced_entry_is_handed_to_the_waiters_of_its_task() {
+        let waiters = Arc::new(Waiters::default());
+        let watch = TaskWatch {
+            waiters: waiters.clone(),
+            _subscriber: Arc::new(Subscriber(tokio::spawn(async {}))),
+        };
+        let id = Uuid::now_v7();
+        let (Some(mut waiter), Some(other)) =
+            (watch.watch(id, 10), watch.watch(Uuid::now_v7(), 10))
+        else {
+            panic!("room for two waiters");
+        };
+        let Ok((announced, entry)) = announced_entry(format!("{id}\tacme\n{{\"done\":1}}")) else {
+            panic!("an entry");
+        };
+        assert_eq!(announced, id);
+        waiters.wake(announced, Some(entry));
+        let woken = tokio::time::timeout(Duration::from_secs(1), waiter.finished()).await;
+        assert!(woken.is_ok());
+        let delivered = waiter.delivered();
+        assert_eq!(delivered.as_ref().map(Cached::tenant), Some("acme"));
+        assert_eq!(
+            delivered.map(Cached::into_body).as_deref(),
+            Some(&b"{\"done\":1}"[..])
+        );
+        assert!(other.delivered().is_none());
     }
 
     #[tokio::test]
@@ -253,7 +322,7 @@ mod tests {
         let Some(mut waiter) = watch.watch(Uuid::new_v4(), 10) else {
             panic!("room for a waiter");
         };
-        waiters.wake(Uuid::new_v4());
+        waiters.wake(Uuid::new_v4(), None);
         let woken = tokio::time::timeout(Duration::from_millis(50), waiter.finished()).await;
         assert!(woken.is_err());
     }

@@ -166,10 +166,16 @@ impl Reads {
         if found.is_terminal() {
             return Ok(found);
         }
-        // Woken or not, read once more: an announcement missed while Redis
-        // was unreachable only makes the answer late, never stale.
+        // Woken by an announcement that carried the task's entry: that is
+        // the answer (a finished task never changes). Otherwise read once
+        // more: an announcement missed while Redis was unreachable only
+        // makes the answer late, never stale.
         let _ = tokio::time::timeout(wait, waiter.finished()).await;
-        self.lookup(id, caller).await
+        match waiter.delivered() {
+            Some(cached) if caller.sees(cached.tenant()) => Ok(Found::Cached(cached)),
+            Some(_) => Err(ReadError::NotFound(id)),
+            None => self.lookup(id, caller).await,
+        }
     }
 
     /// Task `id` as submitted (parameters, queue, request and trace), read

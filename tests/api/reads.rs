@@ -1,9 +1,15 @@
 //! Submitting and reading tasks back: ids, headers, and the result cache.
 
+use std::time::Duration;
+
+use futures_util::StreamExt;
 use redis::AsyncCommands;
 use serde_json::{Value, json};
+use tasker::cache::ANNOUNCED_ENTRY_MAX;
+use tasker::domain::{DEFAULT_TENANT, TaskRecord, TaskStatus};
+use uuid::Uuid;
 
-use crate::support::TestApp;
+use crate::support::{REDIS_URL, TestApp, eventually, metric};
 
 #[tokio::test]
 async fn a_submission_is_stored_pending_with_a_location() {
@@ -227,4 +233,90 @@ async fn every_redis_key_starts_with_the_prefix_and_expires() {
         let ttl: i64 = redis.ttl(key).await.unwrap();
         assert!(ttl > 0, "{key} has no expiry ({ttl})");
     }
+}
+
+#[tokio::test]
+async fn a_waiter_is_answered_from_the_entry_its_task_s_announcement_carries() {
+    let app = TestApp::spawn_api_only().await;
+    let id = app
+        .submit(json!({"task_name": "sum", "a": 1, "b": 2}))
+        .await;
+    let url = app.url(&format!("/tasks/{id}?wait=20"));
+    let waiting = tokio::spawn(app.client.get(url).send());
+    eventually(|| async {
+        let page = app.metrics().await;
+        (metric(&page, "tasker_longpoll_waiters") == Some(1.0)).then_some(())
+    })
+    .await;
+    // The row is still pending and nothing is cached: only the announcement
+    // can say completed.
+    let body = json!({"id": id, "status": "completed", "task_output": {"result": 42}});
+    let entry = format!("{id}\t{DEFAULT_TENANT}\n{body}");
+    let channel = app.services.keys.finished_channel();
+    let _: i64 = app
+        .env
+        .redis()
+        .await
+        .publish(&channel, entry)
+        .await
+        .unwrap();
+    let response = waiting.await.unwrap().unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.json::<Value>().await.unwrap(), body);
+    assert_eq!(app.task(id).await["status"], "pending");
+}
+
+#[tokio::test]
+async fn a_lone_finished_task_is_announced_with_its_entry_others_by_id() {
+    let app = TestApp::spawn_api_only().await;
+    let client = redis::Client::open(REDIS_URL).unwrap();
+    let mut pubsub = client.get_async_pubsub().await.unwrap();
+    pubsub
+        .subscribe(app.services.keys.finished_channel())
+        .await
+        .unwrap();
+    let mut announcements = pubsub.into_on_message();
+    let mut next = async || -> String {
+        let message = tokio::time::timeout(Duration::from_secs(10), announcements.next())
+            .await
+            .unwrap()
+            .unwrap();
+        message.get_payload().unwrap()
+    };
+    let record = |output: Value| TaskRecord {
+        id: Uuid::now_v7(),
+        task_name: "sum".into(),
+        tenant: DEFAULT_TENANT.into(),
+        status: TaskStatus::Completed,
+        task_output: Some(output),
+        error: None,
+        attempts: 1,
+        max_attempts: 3,
+        next_attempt_at: None,
+        created_at: chrono::Utc::now(),
+        started_at: None,
+        completed_at: Some(chrono::Utc::now()),
+    };
+    let cache = &app.services.cache;
+
+    let lone = record(json!({"result": 3}));
+    cache.put(&lone).await.unwrap();
+    let announced = next().await;
+    let (head, json_text) = announced.split_once('\n').unwrap();
+    assert_eq!(head, format!("{}\t{DEFAULT_TENANT}", lone.id));
+    assert_eq!(
+        serde_json::from_str::<Value>(json_text).unwrap(),
+        serde_json::to_value(&lone).unwrap()
+    );
+
+    let (first, second) = (record(json!({"result": 1})), record(json!({"result": 2})));
+    cache
+        .put_many(&[first.clone(), second.clone()])
+        .await
+        .unwrap();
+    assert_eq!(next().await, format!("{},{}", first.id, second.id));
+
+    let large = record(json!({"text": "x".repeat(ANNOUNCED_ENTRY_MAX)}));
+    cache.put(&large).await.unwrap();
+    assert_eq!(next().await, large.id.to_string());
 }
