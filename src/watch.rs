@@ -248,13 +248,19 @@ async fn subscribe(
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn a_wake_reaches_a_waiter_registered_before_it() {
+    /// A watch with no subscription: the tests wake its waiters directly.
+    fn unsubscribed() -> (Arc<Waiters>, TaskWatch) {
         let waiters = Arc::new(Waiters::default());
         let watch = TaskWatch {
             waiters: waiters.clone(),
             _subscriber: Arc::new(Subscriber(tokio::spawn(async {}))),
         };
+        (waiters, watch)
+    }
+
+    #[tokio::test]
+    async fn a_wake_reaches_a_waiter_registered_before_it() {
+        let (waiters, watch) = unsubscribed();
         let id = Uuid::new_v4();
         let Some(mut waiter) = watch.watch(id, 10) else {
             panic!("room for a waiter");
@@ -270,11 +276,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_announced_entry_is_handed_to_the_waiters_of_its_task() {
-        let waiters = Arc::new(Waiters::default());
-        let watch = TaskWatch {
-            waiters: waiters.clone(),
-            _subscriber: Arc::new(Subscriber(tokio::spawn(async {}))),
-        };
+        let (waiters, watch) = unsubscribed();
         let id = Uuid::now_v7();
         let (Some(mut waiter), Some(other)) =
             (watch.watch(id, 10), watch.watch(Uuid::now_v7(), 10))
@@ -299,10 +301,7 @@ mod tests {
 
     #[tokio::test]
     async fn waiters_beyond_the_limit_are_refused_until_one_leaves() {
-        let watch = TaskWatch {
-            waiters: Arc::new(Waiters::default()),
-            _subscriber: Arc::new(Subscriber(tokio::spawn(async {}))),
-        };
+        let (_, watch) = unsubscribed();
         let first = watch.watch(Uuid::new_v4(), 2);
         let second = watch.watch(Uuid::new_v4(), 2);
         assert!(first.is_some() && second.is_some());
@@ -314,11 +313,7 @@ mod tests {
 
     #[tokio::test]
     async fn other_tasks_do_not_wake_a_waiter() {
-        let waiters = Arc::new(Waiters::default());
-        let watch = TaskWatch {
-            waiters: waiters.clone(),
-            _subscriber: Arc::new(Subscriber(tokio::spawn(async {}))),
-        };
+        let (waiters, watch) = unsubscribed();
         let Some(mut waiter) = watch.watch(Uuid::new_v4(), 10) else {
             panic!("room for a waiter");
         };
