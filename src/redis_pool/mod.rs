@@ -256,7 +256,9 @@ pub async fn bounded<T, E: Into<RedisError>>(
     timeout: Duration,
     call: impl Future<Output = Result<T, E>>,
 ) -> Result<T, RedisError> {
-    match tokio::time::timeout(timeout, call).await {
+    // Boxed for the reason `Store::bounded` is: kept inline, the client's
+    // futures would swell every caller's, up to the request's.
+    match tokio::time::timeout(timeout, Box::pin(call)).await {
         Ok(result) => result.map_err(Into::into),
         Err(_) => Err(RedisError::TimedOut(timeout)),
     }

@@ -388,7 +388,10 @@ impl Store {
         &self,
         call: impl Future<Output = std::result::Result<T, sqlx::Error>>,
     ) -> Result<T> {
-        match tokio::time::timeout(self.query_timeout, call).await {
+        // Boxed: carried inline, sqlx's futures made every caller's future,
+        // up to the request's, about 20 KB, held by each open connection
+        // and moved between the HTTP layers (docs/performance.md).
+        match tokio::time::timeout(self.query_timeout, Box::pin(call)).await {
             Ok(Err(sqlx::Error::PoolTimedOut)) => {
                 self.diagnosis.explain();
                 Err(Error::Unavailable(sqlx::Error::PoolTimedOut))
