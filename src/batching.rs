@@ -3,10 +3,13 @@
 //! then serves many callers, and each caller still gets its own answer only
 //! after the write that carries its item has finished.
 //!
-//! Nothing waits on a timer: a caller arriving when fewer than
-//! `max_flushes` writes are running starts one at once, so a lone caller
-//! pays no extra latency; batches form only under load, from the callers
-//! that queued up meanwhile.
+//! Nothing waits on a timer: a caller arriving when no write is running
+//! starts one at once, so a lone caller pays no extra latency; batches form
+//! only under load, from the callers that queued up meanwhile. A second
+//! write (up to `max_flushes`) starts only for a full batch: concurrent
+//! writes of partial batches would split the group into many small ones,
+//! each paying a round trip and a commit for a few items (docs/decisions.md,
+//! group commit).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -48,7 +51,8 @@ pub struct BatchLost;
 
 impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
     /// `flush` writes one batch (at most `max_batch` items) and returns one
-    /// answer per item, in order; at most `max_flushes` run at once.
+    /// answer per item, in order; at most `max_flushes` run at once, all
+    /// but one of them carrying a full batch.
     pub fn new<F, Fut>(max_batch: usize, max_flushes: usize, flush: F) -> Self
     where
         F: Fn(Vec<I>) -> Fut + Send + Sync + 'static,
@@ -97,11 +101,18 @@ impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
     }
 
     /// Adds items to the queue under its lock, then starts a flush when
-    /// something waits and a flush slot is free.
+    /// something waits and none runs, or a full batch waits and a flush
+    /// slot is free.
     fn queue(&self, add: impl FnOnce(&mut Vec<(I, oneshot::Sender<O>)>)) {
         let start_flush = self.shared.with(|state| {
             add(&mut state.waiting);
-            let start = !state.waiting.is_empty() && state.flushing < self.shared.max_flushes;
+            let start = match state.flushing {
+                0 => !state.waiting.is_empty(),
+                running => {
+                    running < self.shared.max_flushes
+                        && state.waiting.len() >= self.shared.max_batch
+                }
+            };
             if start {
                 state.flushing += 1;
             }
@@ -144,7 +155,10 @@ async fn flush_until_empty<I: Send + 'static, O: Send + 'static>(shared: Arc<Sha
     };
     loop {
         let batch = shared.with(|state| {
-            if state.waiting.is_empty() {
+            // With other flushes running, only a full batch is worth another
+            // write; the last flush running takes what is left.
+            let partial = state.waiting.len() < shared.max_batch;
+            if state.waiting.is_empty() || (partial && state.flushing > 1) {
                 // Released under the lock: a caller queueing right after
                 // sees the free slot and starts a flush of its own.
                 state.flushing -= 1;
@@ -248,6 +262,64 @@ mod tests {
             assert_eq!(handle.await.unwrap().ok(), Some(i as u32 + 2));
         }
         assert_eq!(*sizes.lock().unwrap(), vec![1, 20]);
+    }
+
+    #[tokio::test]
+    async fn a_second_write_starts_only_for_a_full_batch() {
+        // Every write is held open until the test lets it go.
+        let gate = Arc::new(Semaphore::new(0));
+        let sizes = Arc::new(Mutex::new(Vec::new()));
+        let batcher = {
+            let (gate, sizes) = (gate.clone(), sizes.clone());
+            Batcher::new(4, 2, move |items: Vec<u32>| {
+                let (gate, sizes) = (gate.clone(), sizes.clone());
+                async move {
+                    sizes.lock().unwrap().push(items.len());
+                    if let Ok(permit) = gate.acquire().await {
+                        permit.forget();
+                    }
+                    items
+                }
+            })
+        };
+        let submit = |i: u32| {
+            let batcher = batcher.clone();
+            tokio::spawn(async move { batcher.submit(i).await })
+        };
+        let written = |count: usize| {
+            let sizes = sizes.clone();
+            async move {
+                while sizes.lock().unwrap().len() < count {
+                    tokio::task::yield_now().await;
+                }
+            }
+        };
+        let mut handles = vec![submit(0)];
+        written(1).await;
+        // Three waiting (a partial batch) with a write running: no second one.
+        handles.extend((1..=3).map(submit));
+        while batcher.shared.with(|s| s.waiting.len()) < 3 {
+            tokio::task::yield_now().await;
+        }
+        // (Whether to start a write is decided as an item is queued.)
+        assert_eq!(batcher.shared.with(|s| s.flushing), 1);
+        assert_eq!(*sizes.lock().unwrap(), vec![1]);
+        // The fourth fills the batch: it is written beside the first.
+        handles.push(submit(4));
+        written(2).await;
+        assert_eq!(batcher.shared.with(|s| s.flushing), 2);
+        // A partial batch arriving now waits for one of the two to end,
+        // and is then written by one flush, not split between both.
+        handles.extend((5..=6).map(submit));
+        while batcher.shared.with(|s| s.waiting.len()) < 2 {
+            tokio::task::yield_now().await;
+        }
+        gate.add_permits(3);
+        for (i, handle) in handles.into_iter().enumerate() {
+            assert_eq!(handle.await.unwrap().ok(), Some(i as u32));
+        }
+        assert_eq!(*sizes.lock().unwrap(), vec![1, 4, 2]);
+        assert_eq!(batcher.shared.with(|s| s.flushing), 0);
     }
 
     #[tokio::test]
