@@ -24,8 +24,8 @@ pub struct Intake {
 }
 
 impl Intake {
-    /// `max_flushes` INSERTs may run at once; requests arriving while they
-    /// run form the next group.
+    /// Requests arriving while an INSERT runs form the next group; up to
+    /// `max_flushes` INSERTs run at once when full groups wait.
     pub fn new(store: Store, queue: Queue, max_flushes: usize) -> Self {
         let batcher = Batcher::new(MAX_BATCH, max_flushes, move |tasks: Vec<NewTask>| {
             let (store, queue) = (store.clone(), queue.clone());
