@@ -375,22 +375,19 @@ impl Store {
         }
     }
 
-    /// Whether statements may be kept prepared under a name on their
-    /// connection (`Query::persistent`): not behind a transaction pooler,
-    /// where the next transaction may run on another server session.
+    /// Whether statements may stay prepared on their connection (`persistent`):
+    /// not behind a transaction pooler, whose next transaction may be elsewhere.
     fn named(&self) -> bool {
         self.begin.is_none()
     }
 
     /// Runs one database call under the query timeout, so a server that
-    /// stopped answering fails the call instead of hanging it.
+    /// stopped answering fails the call instead of hanging it; boxed, since
+    /// inline it made every caller's future about 20 KB (docs/performance.md).
     async fn bounded<T>(
         &self,
         call: impl Future<Output = std::result::Result<T, sqlx::Error>>,
     ) -> Result<T> {
-        // Boxed: carried inline, sqlx's futures made every caller's future,
-        // up to the request's, about 20 KB, held by each open connection
-        // and moved between the HTTP layers (docs/performance.md).
         match tokio::time::timeout(self.query_timeout, Box::pin(call)).await {
             Ok(Err(sqlx::Error::PoolTimedOut)) => {
                 self.diagnosis.explain();
