@@ -7,8 +7,10 @@
 //! announces its cache entry instead (`cache::ANNOUNCED_ENTRY_MAX`): its
 //! readers are handed the entry and answer without reading the cache.
 //!
-//! An announcement missed while Redis is unreachable only delays a waiter to
-//! its deadline, where it reads the task once more: never a wrong answer.
+//! Announcements sent while the subscription is down are lost, so every
+//! (re)subscription wakes all waiters to read their task once more; one
+//! still unfinished waits on. A missed announcement makes an answer late by
+//! the time the subscription took to come back, never wrong.
 //!
 //! Classic `PUBLISH` reaches subscribers on every node of a Redis Cluster,
 //! so a subscriber may use any node, and moves to another when its node
@@ -55,6 +57,16 @@ impl Waiters {
         f(&mut self.state.lock().unwrap_or_else(PoisonError::into_inner))
     }
 
+    /// Wakes every waiter to read its task again: announcements may have
+    /// been missed.
+    fn wake_all(&self) {
+        self.with(|state| {
+            for watched in state.by_task.values() {
+                watched.wake.notify_waiters();
+            }
+        });
+    }
+
     fn wake(&self, id: Uuid, entry: Option<Cached>) {
         self.with(|state| {
             if let Some(watched) = state.by_task.get_mut(&id) {
@@ -86,6 +98,7 @@ impl Drop for Subscriber {
 pub struct Waiter {
     waiters: Arc<Waiters>,
     task_id: Uuid,
+    wake: Arc<Notify>,
     notified: Pin<Box<OwnedNotified>>,
 }
 
@@ -95,16 +108,21 @@ impl TaskWatch {
     pub fn start(redis: Redis, channel: String) -> Self {
         let waiters = Arc::new(Waiters::default());
         let woken = waiters.clone();
-        let handle = follow(redis, channel, move |payload| {
-            match announced_entry(payload) {
+        let resubscribed = waiters.clone();
+        let on_subscribed = move || resubscribed.wake_all();
+        let handle = follow(
+            redis,
+            channel,
+            on_subscribed,
+            move |payload| match announced_entry(payload) {
                 Ok((id, entry)) => woken.wake(id, Some(entry)),
                 Err(ids) => {
                     for id in parse_ids(&ids) {
                         woken.wake(id, None);
                     }
                 }
-            }
-        });
+            },
+        );
         Self {
             waiters,
             _subscriber: Arc::new(Subscriber(handle)),
@@ -130,12 +148,11 @@ impl TaskWatch {
             watched.waiting += 1;
             Some(watched.wake.clone())
         })?;
-        let mut notified = Box::pin(notify.notified_owned());
-        notified.as_mut().enable();
         Some(Waiter {
             waiters: self.waiters.clone(),
             task_id,
-            notified,
+            notified: armed(&notify),
+            wake: notify,
         })
     }
 
@@ -146,9 +163,16 @@ impl TaskWatch {
 }
 
 impl Waiter {
-    /// Resolves when the task is announced as finished.
+    /// Resolves when the task is announced as finished, or announcements
+    /// may have been missed (see the module's notes).
     pub async fn finished(&mut self) {
         self.notified.as_mut().await;
+    }
+
+    /// Waits for the next wake-up from now on: call before reading the task
+    /// again, so that an announcement during the read is not missed.
+    pub fn rearm(&mut self) {
+        self.notified = armed(&self.wake);
     }
 
     /// The finished task's entry, when its announcement carried it.
@@ -178,6 +202,14 @@ impl Drop for Waiter {
     }
 }
 
+/// A wake-up registered now, so a `notify_waiters` before its first poll
+/// still counts.
+fn armed(wake: &Arc<Notify>) -> Pin<Box<OwnedNotified>> {
+    let mut notified = Box::pin(wake.clone().notified_owned());
+    notified.as_mut().enable();
+    notified
+}
+
 /// Calls `on_ids` with the task ids of every announcement on `channel`
 /// (comma-separated ids, one message per write) until the returned task is
 /// aborted, reconnecting with growing pauses while Redis is unreachable,
@@ -188,16 +220,23 @@ pub fn follow_ids(
     channel: String,
     on_ids: impl Fn(&[Uuid]) + Send + Sync + 'static,
 ) -> JoinHandle<()> {
-    follow(redis, channel, move |payload| on_ids(&parse_ids(&payload)))
+    follow(
+        redis,
+        channel,
+        || {},
+        move |payload| on_ids(&parse_ids(&payload)),
+    )
 }
 
-/// Calls `on_payload` with every message on `channel`, as [`follow_ids`].
+/// Calls `on_payload` with every message on `channel`, as [`follow_ids`],
+/// and `on_subscribed` each time the subscription is (re)made.
 fn follow(
     redis: Redis,
     channel: String,
+    on_subscribed: impl Fn() + Send + Sync + 'static,
     on_payload: impl Fn(String) + Send + Sync + 'static,
 ) -> JoinHandle<()> {
-    tokio::spawn(listen(redis, channel, on_payload))
+    tokio::spawn(listen(redis, channel, on_subscribed, on_payload))
 }
 
 fn parse_ids(payload: &str) -> Vec<Uuid> {
@@ -207,13 +246,18 @@ fn parse_ids(payload: &str) -> Vec<Uuid> {
         .collect()
 }
 
-async fn listen(redis: Redis, channel: String, on_payload: impl Fn(String)) {
+async fn listen(
+    redis: Redis,
+    channel: String,
+    on_subscribed: impl Fn(),
+    on_payload: impl Fn(String),
+) {
     let mut pause = Duration::from_millis(100);
     let mut turn = 0usize;
     loop {
         let clients = redis.subscriber_clients().await;
         if let Some(client) = clients.get(turn % clients.len().max(1)) {
-            match subscribe(client, &channel, &on_payload).await {
+            match subscribe(client, &channel, &on_subscribed, &on_payload).await {
                 Ok(()) => pause = Duration::from_millis(100),
                 Err(err) => {
                     tracing::debug!(channel, error = %error_chain(&err), "subscription lost")
@@ -231,10 +275,12 @@ async fn listen(redis: Redis, channel: String, on_payload: impl Fn(String)) {
 async fn subscribe(
     client: &redis::Client,
     channel: &str,
+    on_subscribed: &impl Fn(),
     on_payload: &impl Fn(String),
 ) -> Result<(), redis::RedisError> {
     let mut pubsub = client.get_async_pubsub().await?;
     pubsub.subscribe(channel).await?;
+    on_subscribed();
     let mut messages = pubsub.on_message();
     while let Some(message) = messages.next().await {
         if let Ok(payload) = message.get_payload::<String>() {
@@ -309,6 +355,41 @@ mod tests {
         drop(first);
         assert!(watch.watch(Uuid::new_v4(), 2).is_some());
         assert_eq!(watch.waiting(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_new_subscription_wakes_every_waiter_to_read_again() {
+        let (waiters, watch) = unsubscribed();
+        let (Some(mut one), Some(mut other)) = (
+            watch.watch(Uuid::now_v7(), 10),
+            watch.watch(Uuid::now_v7(), 10),
+        ) else {
+            panic!("room for two waiters");
+        };
+        waiters.wake_all();
+        for waiter in [&mut one, &mut other] {
+            let woken = tokio::time::timeout(Duration::from_secs(1), waiter.finished()).await;
+            assert!(woken.is_ok());
+            assert!(waiter.delivered().is_none());
+        }
+    }
+
+    #[tokio::test]
+    async fn a_rearmed_waiter_waits_for_the_next_wake() {
+        let (waiters, watch) = unsubscribed();
+        let id = Uuid::now_v7();
+        let Some(mut waiter) = watch.watch(id, 10) else {
+            panic!("room for a waiter");
+        };
+        waiters.wake_all();
+        waiter.finished().await;
+        waiter.rearm();
+        let early = tokio::time::timeout(Duration::from_millis(50), waiter.finished()).await;
+        assert!(early.is_err(), "a spent wake-up counted twice");
+        // Registered on rearm: a wake before the next await still counts.
+        waiters.wake(id, None);
+        let woken = tokio::time::timeout(Duration::from_secs(1), waiter.finished()).await;
+        assert!(woken.is_ok());
     }
 
     #[tokio::test]

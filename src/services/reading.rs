@@ -166,15 +166,25 @@ impl Reads {
         if found.is_terminal() {
             return Ok(found);
         }
-        // Woken by an announcement that carried the task's entry: that is
-        // the answer (a finished task never changes). Otherwise read once
-        // more: an announcement missed while Redis was unreachable only
-        // makes the answer late, never stale.
-        let _ = tokio::time::timeout(wait, waiter.finished()).await;
-        match waiter.delivered() {
-            Some(cached) if caller.sees(cached.tenant()) => Ok(Found::Cached(cached)),
-            Some(_) => Err(ReadError::NotFound(id)),
-            None => self.lookup(id, caller).await,
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let woken = tokio::time::timeout_at(deadline, waiter.finished())
+                .await
+                .is_ok();
+            // Woken by an announcement that carried the task's entry: that
+            // is the answer (a finished task never changes). Otherwise read
+            // once more: woken by the task's announcement, or by a
+            // resubscription after announcements may have been missed.
+            match waiter.delivered() {
+                Some(cached) if caller.sees(cached.tenant()) => return Ok(Found::Cached(cached)),
+                Some(_) => return Err(ReadError::NotFound(id)),
+                None => {}
+            }
+            waiter.rearm();
+            let found = self.lookup(id, caller).await?;
+            if found.is_terminal() || !woken {
+                return Ok(found);
+            }
         }
     }
 

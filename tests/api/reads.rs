@@ -1,6 +1,6 @@
 //! Submitting and reading tasks back: ids, headers, and the result cache.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use redis::AsyncCommands;
@@ -9,7 +9,8 @@ use tasker::cache::ANNOUNCED_ENTRY_MAX;
 use tasker::domain::{DEFAULT_TENANT, TaskRecord, TaskStatus};
 use uuid::Uuid;
 
-use crate::support::{REDIS_URL, TestApp, eventually, metric};
+use crate::support::proxy::FaultProxy;
+use crate::support::{REDIS_HOST, REDIS_URL, TestApp, TestEnv, eventually, metric};
 
 #[tokio::test]
 async fn a_submission_is_stored_pending_with_a_location() {
@@ -319,4 +320,55 @@ async fn a_lone_finished_task_is_announced_with_its_entry_others_by_id() {
     let large = record(json!({"text": "x".repeat(ANNOUNCED_ENTRY_MAX)}));
     cache.put(&large).await.unwrap();
     assert_eq!(next().await, large.id.to_string());
+}
+
+#[tokio::test]
+async fn a_waiter_rereads_its_task_when_the_subscription_comes_back() {
+    let proxy = FaultProxy::start(REDIS_HOST).await;
+    let mut env = TestEnv::new().await;
+    env.config.redis.url = tasker::config::SecretUrl::new(format!("redis://{}", proxy.address));
+    let app = TestApp::start(env, false).await;
+    let finished = app
+        .submit(json!({"task_name": "sum", "a": 1, "b": 2}))
+        .await;
+    let unfinished = app
+        .submit(json!({"task_name": "sum", "a": 3, "b": 4}))
+        .await;
+    let started = Instant::now();
+    let long_poll = |id: Uuid, wait: u32| {
+        let url = app.url(&format!("/tasks/{id}?wait={wait}"));
+        tokio::spawn(app.client.get(url).send())
+    };
+    let answered = long_poll(finished, 30);
+    let still_waiting = long_poll(unfinished, 4);
+    eventually(|| async {
+        let page = app.metrics().await;
+        (metric(&page, "tasker_longpoll_waiters") == Some(2.0)).then_some(())
+    })
+    .await;
+    // The task finishes while the subscription is down: its announcement
+    // is lost (here there is none at all, only the row).
+    proxy.cut().await;
+    sqlx::query(
+        "UPDATE tasks SET status = 'completed', task_output = '{\"result\": 3}', \
+         completed_at = now() WHERE id = $1",
+    )
+    .bind(finished)
+    .execute(&app.env.pool().await)
+    .await
+    .unwrap();
+    proxy.restore();
+    let response = answered.await.unwrap().unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "answered at the deadline, not when the subscription came back"
+    );
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["status"], "completed");
+    assert_eq!(body["task_output"]["result"], 3);
+    // The same wake-up reached the other waiter, whose task is unfinished:
+    // it read it and waited on to its deadline.
+    let response = still_waiting.await.unwrap().unwrap();
+    assert!(started.elapsed() >= Duration::from_secs(4));
+    assert_eq!(response.json::<Value>().await.unwrap()["status"], "pending");
 }
