@@ -214,6 +214,29 @@ mod tests {
 
     use super::*;
 
+    type Sizes = Arc<Mutex<Vec<usize>>>;
+
+    /// A batcher whose writes echo their items and record their sizes, each
+    /// held open until `gate` gives it a permit.
+    fn gated(max_batch: usize, max_flushes: usize) -> (Batcher<u32, u32>, Arc<Semaphore>, Sizes) {
+        let gate = Arc::new(Semaphore::new(0));
+        let sizes = Sizes::default();
+        let batcher = {
+            let (gate, sizes) = (gate.clone(), sizes.clone());
+            Batcher::new(max_batch, max_flushes, move |items: Vec<u32>| {
+                let (gate, sizes) = (gate.clone(), sizes.clone());
+                async move {
+                    sizes.lock().unwrap().push(items.len());
+                    if let Ok(permit) = gate.acquire().await {
+                        permit.forget();
+                    }
+                    items
+                }
+            })
+        };
+        (batcher, gate, sizes)
+    }
+
     #[tokio::test]
     async fn a_lone_item_is_written_at_once_and_answered() {
         let batcher = Batcher::new(8, 1, |items: Vec<u32>| async move {
@@ -225,21 +248,7 @@ mod tests {
     #[tokio::test]
     async fn callers_arriving_during_a_write_share_the_next_one() {
         // The first write is held open until every other caller has queued.
-        let gate = Arc::new(Semaphore::new(0));
-        let sizes = Arc::new(Mutex::new(Vec::new()));
-        let batcher = {
-            let (gate, sizes) = (gate.clone(), sizes.clone());
-            Batcher::new(100, 1, move |items: Vec<u32>| {
-                let (gate, sizes) = (gate.clone(), sizes.clone());
-                async move {
-                    sizes.lock().unwrap().push(items.len());
-                    if let Ok(permit) = gate.acquire().await {
-                        permit.forget();
-                    }
-                    items.into_iter().map(|i| i + 1).collect::<Vec<_>>()
-                }
-            })
-        };
+        let (batcher, gate, sizes) = gated(100, 1);
         let first = tokio::spawn({
             let batcher = batcher.clone();
             async move { batcher.submit(0).await }
@@ -257,31 +266,16 @@ mod tests {
             tokio::task::yield_now().await;
         }
         gate.add_permits(2);
-        assert_eq!(first.await.unwrap().ok(), Some(1));
+        assert_eq!(first.await.unwrap().ok(), Some(0));
         for (i, handle) in rest.into_iter().enumerate() {
-            assert_eq!(handle.await.unwrap().ok(), Some(i as u32 + 2));
+            assert_eq!(handle.await.unwrap().ok(), Some(i as u32 + 1));
         }
         assert_eq!(*sizes.lock().unwrap(), vec![1, 20]);
     }
 
     #[tokio::test]
     async fn a_second_write_starts_only_for_a_full_batch() {
-        // Every write is held open until the test lets it go.
-        let gate = Arc::new(Semaphore::new(0));
-        let sizes = Arc::new(Mutex::new(Vec::new()));
-        let batcher = {
-            let (gate, sizes) = (gate.clone(), sizes.clone());
-            Batcher::new(4, 2, move |items: Vec<u32>| {
-                let (gate, sizes) = (gate.clone(), sizes.clone());
-                async move {
-                    sizes.lock().unwrap().push(items.len());
-                    if let Ok(permit) = gate.acquire().await {
-                        permit.forget();
-                    }
-                    items
-                }
-            })
-        };
+        let (batcher, gate, sizes) = gated(4, 2);
         let submit = |i: u32| {
             let batcher = batcher.clone();
             tokio::spawn(async move { batcher.submit(i).await })
