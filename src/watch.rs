@@ -304,13 +304,17 @@ mod tests {
         (waiters, watch)
     }
 
+    fn watching(watch: &TaskWatch, id: Uuid) -> Waiter {
+        watch
+            .watch(id, 10)
+            .unwrap_or_else(|| panic!("room for a waiter"))
+    }
+
     #[tokio::test]
     async fn a_wake_reaches_a_waiter_registered_before_it() {
         let (waiters, watch) = unsubscribed();
         let id = Uuid::new_v4();
-        let Some(mut waiter) = watch.watch(id, 10) else {
-            panic!("room for a waiter");
-        };
+        let mut waiter = watching(&watch, id);
         // The announcement lands before the waiter starts awaiting.
         waiters.wake(id, None);
         let woken = tokio::time::timeout(Duration::from_secs(1), waiter.finished()).await;
@@ -324,11 +328,8 @@ mod tests {
     async fn an_announced_entry_is_handed_to_the_waiters_of_its_task() {
         let (waiters, watch) = unsubscribed();
         let id = Uuid::now_v7();
-        let (Some(mut waiter), Some(other)) =
-            (watch.watch(id, 10), watch.watch(Uuid::now_v7(), 10))
-        else {
-            panic!("room for two waiters");
-        };
+        let mut waiter = watching(&watch, id);
+        let other = watching(&watch, Uuid::now_v7());
         let Ok((announced, entry)) = announced_entry(format!("{id}\tacme\n{{\"done\":1}}")) else {
             panic!("an entry");
         };
@@ -360,12 +361,8 @@ mod tests {
     #[tokio::test]
     async fn a_new_subscription_wakes_every_waiter_to_read_again() {
         let (waiters, watch) = unsubscribed();
-        let (Some(mut one), Some(mut other)) = (
-            watch.watch(Uuid::now_v7(), 10),
-            watch.watch(Uuid::now_v7(), 10),
-        ) else {
-            panic!("room for two waiters");
-        };
+        let mut one = watching(&watch, Uuid::now_v7());
+        let mut other = watching(&watch, Uuid::now_v7());
         waiters.wake_all();
         for waiter in [&mut one, &mut other] {
             let woken = tokio::time::timeout(Duration::from_secs(1), waiter.finished()).await;
@@ -378,9 +375,7 @@ mod tests {
     async fn a_rearmed_waiter_waits_for_the_next_wake() {
         let (waiters, watch) = unsubscribed();
         let id = Uuid::now_v7();
-        let Some(mut waiter) = watch.watch(id, 10) else {
-            panic!("room for a waiter");
-        };
+        let mut waiter = watching(&watch, id);
         waiters.wake_all();
         waiter.finished().await;
         waiter.rearm();
@@ -395,9 +390,7 @@ mod tests {
     #[tokio::test]
     async fn other_tasks_do_not_wake_a_waiter() {
         let (waiters, watch) = unsubscribed();
-        let Some(mut waiter) = watch.watch(Uuid::new_v4(), 10) else {
-            panic!("room for a waiter");
-        };
+        let mut waiter = watching(&watch, Uuid::new_v4());
         waiters.wake(Uuid::new_v4(), None);
         let woken = tokio::time::timeout(Duration::from_millis(50), waiter.finished()).await;
         assert!(woken.is_err());
